@@ -1,0 +1,35 @@
+# stylenet: `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast train-quick data clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv with stylenet and its dependencies (torch from pip)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)  ## run the whole test suite (what CI runs)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)  ## run the tests without the end-to-end runs
+	$(PY) -m pytest -m "not slow"
+
+train-quick: $(STAMP)  ## a few-minute CPU training run on starry_night
+	$(PY) train.py style=starry_night experiment=quick
+
+data: $(STAMP)  ## fetch the paintings into ./data (ARGS="--coco" adds COCO train2014, 13 GB)
+	$(PY) scripts/fetch_data.py $(ARGS)
+
+clean:  ## remove caches and run outputs (keeps .venv)
+	rm -rf outputs multirun .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

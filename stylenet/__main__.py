@@ -1,0 +1,3 @@
+from stylenet.cli import main
+
+main()

@@ -1,0 +1,107 @@
+"""Callbacks: sample grids for TensorBoard, atomic step/time checkpoints, and a whole-run progress bar."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, TQDMProgressBar
+from torchvision.utils import make_grid
+
+from stylenet.images import open_image, resize_short_side, to_tensor
+
+log = logging.getLogger(__name__)
+
+
+class SampleGrid(Callback):
+    """Every N steps, log a grid to TensorBoard: the fixed photos on top, the current network's output below."""
+
+    def __init__(self, image_paths: list[Path], size: int, every_n_steps: int) -> None:
+        self.image_paths, self.size, self.every_n_steps = image_paths, size, every_n_steps
+        self.images: torch.Tensor | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        squares = []
+        for path in self.image_paths:
+            image = resize_short_side(open_image(path), self.size)
+            left, top = (image.size[0] - self.size) // 2, (image.size[1] - self.size) // 2
+            squares.append(to_tensor(image.crop((left, top, left + self.size, top + self.size))))
+        self.images = torch.stack(squares) if squares else None  # (N, 3, S, S)
+
+    def log_grid(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self.images is None or not trainer.is_global_zero or trainer.logger is None:
+            return
+        with torch.no_grad():
+            stylized = module.transformer(self.images.to(module.device)).float().cpu()
+        grid = make_grid(torch.cat([self.images, stylized]), nrow=len(self.images), padding=2, pad_value=1.0)
+        trainer.logger.experiment.add_image("samples", grid, trainer.global_step)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self.log_grid(trainer, module)
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.log_grid(trainer, module)
+
+
+class PeriodicCheckpoint(Callback):
+    """Write checkpoints/last.ckpt every N steps and every M minutes, and keep step-NNNNNN.ckpt every N steps.
+
+    Each file is written beside its target and renamed into place, so a kill mid-save never leaves a torn file.
+    """
+
+    def __init__(self, dirpath: Path, every_n_steps: int, every_n_minutes: float) -> None:
+        self.dirpath, self.every_n_steps, self.every_n_minutes = Path(dirpath), every_n_steps, every_n_minutes
+        self.last_save = time.monotonic()
+
+    def save(self, trainer: pl.Trainer, name: str) -> None:
+        path = self.dirpath / name
+        tmp = path.with_name(f".{name}.tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)  # every rank must call it; rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, path)
+        self.last_save = time.monotonic()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
+        step = trainer.global_step
+        by_steps = step % self.every_n_steps == 0
+        # rank 0's clock decides, so that all ranks enter save_checkpoint's barrier together
+        by_time = trainer.strategy.broadcast(time.monotonic() - self.last_save >= 60 * self.every_n_minutes)
+        if by_steps:
+            self.save(trainer, f"step-{step:06d}.ckpt")
+        if by_steps or by_time:
+            self.save(trainer, "last.ckpt")
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.save(trainer, "last.ckpt")
+
+
+class StepProgressBar(TQDMProgressBar):
+    """One bar for the whole run (global step of max_steps, steps/s, ETA, loss terms), not one per epoch."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: object) -> None:
+        bar = self.train_progress_bar
+        if bar.total != trainer.max_steps:  # first epoch of this process, fresh or resumed
+            bar.reset(total=trainer.max_steps)
+            bar.n = bar.initial = trainer.global_step  # rate and ETA count this process's steps only
+            bar.set_description("train")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
+        if self._should_update(trainer.global_step, trainer.max_steps):
+            self.train_progress_bar.n = trainer.global_step
+            self.train_progress_bar.set_postfix(self.get_metrics(trainer, module), refresh=True)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        pass  # the bar spans epochs
+
+    def get_metrics(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, float | int | str]:
+        """Short names for the loss terms ('train/style_loss' -> 'style'); no version number."""
+        return {
+            name.removeprefix("train/").removesuffix("_loss"): value
+            for name, value in super().get_metrics(trainer, module).items()
+            if name != "v_num"
+        }

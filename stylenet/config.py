@@ -1,0 +1,83 @@
+"""Config helpers: where the data lives, and checks that fail before any work with one line naming the key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from stylenet import StylenetError
+from stylenet.images import IMAGE_ERRORS
+from stylenet.loss_network import VGG_BLOCKS, check_layers
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO_ROOT / "conf"
+
+
+def data_root() -> str:
+    """$STYLENET_DATA if set; else ../shared/data beside the repository if present; else ./data."""
+    if os.environ.get("STYLENET_DATA"):
+        return os.environ["STYLENET_DATA"]
+    shared = REPO_ROOT.parent / "shared" / "data"
+    return str(shared) if shared.is_dir() else "data"
+
+
+OmegaConf.register_new_resolver("stylenet_data", data_root, replace=True)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise StylenetError(message)
+
+
+def style_layer_weights(cfg: DictConfig) -> dict[str, float]:
+    """The weight of each style layer: loss_network.style_layer_weights, 1.0 for a layer it does not name."""
+    weights = cfg.loss_network.get("style_layer_weights") or {}
+    check_layers(cfg.loss_network.arch, weights, "loss_network.style_layer_weights")
+    return {layer: float(weights.get(layer, 1.0)) for layer in cfg.loss_network.style_layers}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the values a user sets; each failure is one line naming the key, the value and what is valid."""
+    network = cfg.loss_network
+    _require(network.arch in VGG_BLOCKS, f"loss_network.arch={network.arch}: valid are {', '.join(VGG_BLOCKS)}")
+    for key in ("content_layers", "style_layers"):
+        layers = network[key]
+        _require(isinstance(layers, ListConfig) and len(layers) > 0, f"loss_network.{key} must be a non-empty list")
+        check_layers(network.arch, layers, f"loss_network.{key}")
+    for layer, weight in style_layer_weights(cfg).items():
+        _require(weight >= 0, f"loss_network.style_layer_weights.{layer}={weight}: must be >= 0")
+    for key in ("content_weight", "style_weight", "tv_weight"):
+        _require(cfg.loss[key] >= 0, f"loss.{key}={cfg.loss[key]}: must be >= 0")
+    _require(cfg.loss.content_weight + cfg.loss.style_weight > 0, "loss: content_weight and style_weight are both 0")
+    size = cfg.data.image_size
+    _require(size >= 16 and size % 4 == 0, f"data.image_size={size}: must be a multiple of 4, at least 16")
+    _require(cfg.data.batch_size >= 1, f"data.batch_size={cfg.data.batch_size}: must be >= 1")
+    _require(cfg.data.num_workers >= 0, f"data.num_workers={cfg.data.num_workers}: must be >= 0")
+    _require(cfg.style.size >= 16, f"style.size={cfg.style.size}: must be at least 16 (pixels, long side)")
+    _require(cfg.model.channels >= 1, f"model.channels={cfg.model.channels}: must be >= 1")
+    _require(cfg.model.num_residual_blocks >= 0, f"model.num_residual_blocks={cfg.model.num_residual_blocks}: must be >= 0")
+    _require(cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr}: must be > 0")
+    _require(cfg.trainer.max_steps >= 1, f"trainer.max_steps={cfg.trainer.max_steps}: must be >= 1")
+    _require(cfg.checkpoint.every_n_steps >= 1, f"checkpoint.every_n_steps={cfg.checkpoint.every_n_steps}: must be >= 1")
+    _require(cfg.checkpoint.every_n_minutes > 0, f"checkpoint.every_n_minutes={cfg.checkpoint.every_n_minutes}: must be > 0")
+    check_style_image(cfg.style.image)
+    if cfg.ckpt_path is not None:
+        _require(Path(cfg.ckpt_path).is_file(), f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
+
+
+def check_style_image(path: str) -> None:
+    """The painting must exist and decode; the error says how to get the bundled ones."""
+    from PIL import Image
+
+    if not Path(path).is_file():
+        raise StylenetError(
+            f"style.image={path}: file not found; run `make data` to fetch the paintings, "
+            "set STYLENET_DATA to a folder holding styles/, or pass style.image=/path/to/painting.jpg"
+        )
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except IMAGE_ERRORS as error:
+        raise StylenetError(f"style.image={path}: not a readable image ({error})") from None

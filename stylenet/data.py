@@ -1,0 +1,116 @@
+"""Content photos for training: a recursive image folder and its LightningDataModule."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from stylenet import StylenetError
+from stylenet.images import IMAGE_ERRORS, image_extensions, open_image, resize_short_side, to_tensor
+
+log = logging.getLogger(__name__)
+
+
+def find_images(root: str | Path) -> list[Path]:
+    """Every file under root (recursively) whose extension Pillow opens, sorted; a missing folder is an error."""
+    root = Path(root)
+    if not root.is_dir():
+        raise StylenetError(f"data.root: image folder not found: {root} (set data.root=..., or run `make data`)")
+    extensions = image_extensions()
+    return sorted(path for path in root.rglob("*") if path.suffix.lower() in extensions and path.is_file())
+
+
+def readable_images(files: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Split files into those whose header Pillow reads and (file, reason) for the rest; cheap: no decoding."""
+    good, bad = [], []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                if min(image.size) < 1:
+                    raise ValueError(f"empty image {image.size}")
+            good.append(path)
+        except IMAGE_ERRORS as error:
+            bad.append((path, f"{type(error).__name__}: {error}"))
+    return good, bad
+
+
+class ImageFolderDataset(Dataset):
+    """Square random crops of image_size from photos resized so their short side is image_size, RGB in [0, 1].
+
+    A photo that fails to decode is skipped (logged once) and another one is served in its place.
+    """
+
+    def __init__(self, files: list[Path], image_size: int) -> None:
+        self.files, self.image_size = files, image_size
+        self.broken: set[int] = set()  # per worker process
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, index: int) -> torch.Tensor:
+        image = resize_short_side(open_image(self.files[index], draft_size=self.image_size), self.image_size)
+        left = random.randint(0, image.size[0] - self.image_size)
+        top = random.randint(0, image.size[1] - self.image_size)
+        return to_tensor(image.crop((left, top, left + self.image_size, top + self.image_size)))  # (3, S, S)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        for _ in range(len(self.files)):
+            if index not in self.broken:
+                try:
+                    return self.load(index)
+                except IMAGE_ERRORS as error:
+                    self.broken.add(index)
+                    log.warning("skipping unreadable image %s (%s: %s)", self.files[index], type(error).__name__, error)
+            index = random.randrange(len(self.files))
+        raise StylenetError("data.root: no image in the dataset could be decoded")
+
+
+class ContentDataModule(pl.LightningDataModule):
+    """Serves batches (B, 3, image_size, image_size) of content photos from a folder tree."""
+
+    def __init__(self, root: str, image_size: int = 256, batch_size: int = 4, num_workers: int = 2) -> None:
+        super().__init__()
+        self.root, self.image_size, self.batch_size, self.num_workers = Path(root), image_size, batch_size, num_workers
+        self.files: list[Path] | None = None
+        self.skipped: list[tuple[Path, str]] = []
+
+    def scan(self) -> list[Path]:
+        """List and header-check the photos once; fails with a one-line error on a missing or empty folder."""
+        if self.files is None:
+            self.files, self.skipped = readable_images(find_images(self.root))
+            if self.skipped:
+                log.warning(
+                    "skipped %d unreadable file(s) of %d in %s (first: %s); see skipped_images.txt in the run directory",
+                    len(self.skipped), len(self.files) + len(self.skipped), self.root, self.skipped[0][0],
+                )
+            if len(self.files) < self.batch_size:
+                raise StylenetError(
+                    f"data.root: {self.root} holds {len(self.files)} readable image(s), fewer than "
+                    f"data.batch_size={self.batch_size}; point data.root at a folder of photos"
+                )
+        return self.files
+
+    def write_skipped(self, path: Path) -> None:
+        """Write the list of skipped files (path<TAB>reason), if any."""
+        if self.skipped:
+            path.write_text("".join(f"{file}\t{reason}\n" for file, reason in self.skipped))
+
+    def setup(self, stage: str | None = None) -> None:
+        self.dataset = ImageFolderDataset(self.scan(), self.image_size)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,  # instance norm and the Gram targets assume full batches of equal size
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )

@@ -1,0 +1,103 @@
+"""The one pixel convention: PIL images <-> float RGB tensors in [0, 1], shaped (3, H, W)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from stylenet import StylenetError
+
+# Errors Pillow raises on unreadable, truncated or hostile files (bombs raise DecompressionBombError, an Exception).
+IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError)
+
+
+def image_extensions() -> set[str]:
+    """Every file extension Pillow can open, lower case with the dot ('.jpg', '.png', ...)."""
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode (L, P, RGBA, CMYK, I;16, I, F, ...) to 8-bit RGB; alpha is dropped."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16/32-bit greyscale: Pillow's convert("L") clips instead of scaling, so scale by the data's range
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA")  # palette may carry transparency
+    return image.convert("RGB")
+
+
+def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
+    """Open an image file as upright 8-bit RGB (EXIF orientation applied); raises Pillow's errors.
+
+    draft_size lets JPEG decoding scale down by 1/2, 1/4 or 1/8 while keeping both sides >= draft_size.
+    """
+    with Image.open(path) as image:
+        if draft_size is not None and image.format == "JPEG":
+            scale = min(image.size) / draft_size
+            image.draft("RGB", (int(image.size[0] / scale) + 1, int(image.size[1] / scale) + 1))
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return to_rgb(image)
+
+
+def load_image(path: str | Path, what: str = "image") -> Image.Image:
+    """open_image() for user-given files: a missing or unreadable file becomes a StylenetError."""
+    path = Path(path)
+    if not path.is_file():
+        raise StylenetError(f"{what} not found: {path} (check the path)")
+    try:
+        return open_image(path)
+    except IMAGE_ERRORS as error:
+        raise StylenetError(f"{what} is not a readable image: {path} ({error})") from None
+
+
+def resize_long_side(image: Image.Image, long_side: int) -> Image.Image:
+    """Resize so the longer side is long_side pixels, keeping the aspect ratio."""
+    scale = long_side / max(image.size)
+    size = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def resize_short_side(image: Image.Image, short_side: int) -> Image.Image:
+    """Resize so the shorter side is short_side pixels, keeping the aspect ratio."""
+    scale = short_side / min(image.size)
+    size = (max(short_side, round(image.size[0] * scale)), max(short_side, round(image.size[1] * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR)
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB -> float tensor (3, H, W) in [0, 1]."""
+    array = np.asarray(to_rgb(image), dtype=np.uint8)  # (H, W, 3)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def to_pil(tensor: torch.Tensor) -> Image.Image:
+    """Float tensor (3, H, W) (or (1, 3, H, W)) in [0, 1] -> PIL RGB; values outside are clipped."""
+    if tensor.dim() == 4:
+        tensor = tensor.squeeze(0)
+    array = tensor.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array, "RGB")
+
+
+def save_image(image: Image.Image, path: str | Path, **save_args: object) -> None:
+    """Write an image atomically: a temp file beside the target, then rename (format from the extension)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise StylenetError(f"unknown image extension '{path.suffix}' for {path}: use .png, .jpg or .webp")
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            image.save(file, format=image_format, **save_args)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,57 @@
+"""The LightningModule: photo -> transformer -> loss network -> losses -> Adam."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from stylenet.images import load_image, resize_long_side, to_tensor
+from stylenet.loss_network import LossNetwork
+from stylenet.losses import PerceptualLoss
+from stylenet.transformer import TransformerNet
+
+
+class StyleTransferModule(pl.LightningModule):
+    """Trains a TransformerNet so that its output keeps the photo's content and takes one painting's style."""
+
+    def __init__(
+        self,
+        channels: int = 32,
+        num_residual_blocks: int = 5,
+        style_name: str = "style",
+        style_image: str = "",
+        style_size: int = 512,
+        loss_arch: str = "vgg19",
+        loss_weights: str = "caffe",
+        content_layers: tuple[str, ...] = ("relu4_2",),
+        style_layer_weights: dict[str, float] | None = None,
+        content_weight: float = 1.0,
+        style_weight: float = 5.0,
+        tv_weight: float = 0.0,
+        lr: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.transformer = TransformerNet(channels, num_residual_blocks)
+        style = resize_long_side(load_image(style_image, "style.image"), style_size)
+        self.style_sha256 = hashlib.sha256(Path(style_image).read_bytes()).hexdigest()
+        style_layer_weights = dict(style_layer_weights or {"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0})
+        loss_network = LossNetwork(loss_arch, loss_weights, [*content_layers, *style_layer_weights])
+        self.criterion = PerceptualLoss(
+            loss_network, to_tensor(style), content_layers, style_layer_weights, content_weight, style_weight, tv_weight
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.transformer(images)
+
+    def training_step(self, content: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        stylized = self.transformer(content)  # (B, 3, H, W) in [0, 1]
+        terms = self.criterion(stylized, content)  # weighted content, style, tv and their total
+        self.log_dict({f"train/{name}_loss": value for name, value in terms.items()}, prog_bar=True)
+        return terms["total"]
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.transformer.parameters(), lr=self.hparams.lr)

@@ -1,0 +1,121 @@
+"""train(cfg): build every object from the composed config with plain constructor calls, fit, export."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from stylenet import StylenetError
+from stylenet.callbacks import PeriodicCheckpoint, SampleGrid, StepProgressBar
+from stylenet.config import style_layer_weights, validate
+from stylenet.data import ContentDataModule, find_images
+from stylenet.export import model_metadata, save_safetensors
+from stylenet.module import StyleTransferModule
+
+log = logging.getLogger(__name__)
+
+# The loss network is frozen and stays in eval mode on purpose; Lightning warns about any module in eval mode.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=Warning)
+
+
+class _NoAdvertising(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoAdvertising())
+
+
+def sample_paths(cfg: DictConfig, datamodule: ContentDataModule) -> list[Path]:
+    """The fixed photos shown in the TensorBoard grid: samples.root if it exists, else the first training photos."""
+    root = Path(cfg.samples.root) if cfg.samples.root else None
+    paths = find_images(root) if root is not None and root.is_dir() else datamodule.scan()
+    return paths[: cfg.samples.count]
+
+
+def build_module(cfg: DictConfig) -> StyleTransferModule:
+    """The LightningModule from the model, style, loss_network, loss and optimizer config groups."""
+    return StyleTransferModule(
+        channels=cfg.model.channels,
+        num_residual_blocks=cfg.model.num_residual_blocks,
+        style_name=cfg.style.name,
+        style_image=str(cfg.style.image),
+        style_size=cfg.style.size,
+        loss_arch=cfg.loss_network.arch,
+        loss_weights=cfg.loss_network.weights,
+        content_layers=list(cfg.loss_network.content_layers),
+        style_layer_weights=style_layer_weights(cfg),
+        content_weight=float(cfg.loss.content_weight),
+        style_weight=float(cfg.loss.style_weight),
+        tv_weight=float(cfg.loss.tv_weight),
+        lr=float(cfg.optimizer.lr),
+    )
+
+
+def train(cfg: DictConfig) -> Path:
+    """Train a style network as cfg says; returns the path of the exported model.safetensors."""
+    validate(cfg)
+    run_dir = Path(cfg.paths.run_dir)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = ContentDataModule(
+        str(cfg.data.root), cfg.data.image_size, cfg.data.batch_size, cfg.data.num_workers
+    )
+    datamodule.scan()  # fail on a missing or empty folder before the loss network loads
+    datamodule.write_skipped(run_dir / "skipped_images.txt")
+    module = build_module(cfg)
+    callbacks = [
+        PeriodicCheckpoint(run_dir / "checkpoints", cfg.checkpoint.every_n_steps, cfg.checkpoint.every_n_minutes),
+        SampleGrid(sample_paths(cfg, datamodule), cfg.samples.size, cfg.samples.every_n_steps),
+        StepProgressBar(refresh_rate=1),
+    ]
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+    trainer = pl.Trainer(
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        logger=logger,
+        callbacks=callbacks,
+        enable_checkpointing=False,  # PeriodicCheckpoint writes them, atomically
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    model_path = run_dir / "model.safetensors"
+    if trainer.is_global_zero:
+        metadata = model_metadata(
+            module.transformer,
+            style={"name": cfg.style.name, "image": str(cfg.style.image), "sha256": module.style_sha256, "size": cfg.style.size},
+            loss_network={
+                "name": cfg.loss_network.name,
+                "content_layers": list(cfg.loss_network.content_layers),
+                "style_layer_weights": style_layer_weights(cfg),
+            },
+            loss=OmegaConf.to_container(cfg.loss),
+            image_size=cfg.data.image_size,
+            batch_size=cfg.data.batch_size,
+            steps=trainer.global_step,
+        )
+        save_safetensors(module.transformer.cpu(), metadata, model_path)
+        log.info("exported %s (step %d); run directory: %s", model_path, trainer.global_step, run_dir)
+    return model_path
+
+
+def run(cfg: DictConfig) -> None:
+    """The body of the @hydra.main entry points: user errors become one line on stderr and exit code 2."""
+    torch.set_float32_matmul_precision("high")
+    try:
+        train(cfg)
+    except StylenetError as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+

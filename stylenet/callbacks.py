@@ -45,7 +45,8 @@ class SampleGrid(Callback):
             self.log_grid(trainer, module)
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.log_grid(trainer, module)
+        if trainer.global_step % self.every_n_steps != 0:  # else already logged at this step
+            self.log_grid(trainer, module)
 
 
 class PeriodicCheckpoint(Callback):

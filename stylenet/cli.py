@@ -21,19 +21,20 @@ commands:
 
 
 def train_command(overrides: list[str]) -> None:
-    """Run training through Hydra with the repository's conf/ and the given overrides."""
-    import hydra
-    from omegaconf import DictConfig
+    """Run the repository's train.py with these Hydra overrides, as if it had been called directly.
 
-    from stylenet.config import CONF_DIR
-    from stylenet.training import run
+    Running the file itself (not a copy of its @hydra.main) keeps one entry point, and lets Lightning's DDP
+    launcher start the other ranks with `python train.py ...`.
+    """
+    import runpy
 
-    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-    def hydra_entry(cfg: DictConfig) -> None:
-        run(cfg)
+    from stylenet.config import REPO_ROOT
 
-    sys.argv = ["stylenet train", *overrides]
-    hydra_entry()
+    script = REPO_ROOT / "train.py"
+    if not script.is_file():
+        raise StylenetError(f"{script} not found: `stylenet train` needs the source checkout (pip install -e .)")
+    sys.argv = [str(script), *overrides]
+    runpy.run_path(str(script), run_name="__main__")
 
 
 def stylize_command(argv: list[str]) -> None:

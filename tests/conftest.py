@@ -1,0 +1,54 @@
+"""Shared fixtures: the real data beside the repo, config composition, tiny images."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from PIL import Image
+
+from stylenet.config import CONF_DIR, REPO_ROOT, data_root
+
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """../shared/data (or $STYLENET_DATA): real paintings and photos; tests never download."""
+    root = Path(data_root())
+    if not (root / "styles" / "starry_night.jpg").is_file():
+        pytest.fail(f"test data not found at {root}: run the tests beside ../shared/data or set STYLENET_DATA")
+    return root
+
+
+def compose_config(*overrides: str, run_dir: Path | str = "/tmp/stylenet-unused") -> DictConfig:
+    """The real training config, composed as `python train.py OVERRIDES` would (run_dir set explicitly)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=[f"paths.run_dir={run_dir}", *overrides])
+
+
+def run_env() -> dict[str, str]:
+    """Environment for subprocess runs of the real commands."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+PYTHON = sys.executable
+TRAIN_PY = str(REPO_ROOT / "train.py")
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> Path:
+    """A folder tree of small valid photos of mixed formats and modes."""
+    root = tmp_path / "photos"
+    (root / "nested" / "deeper").mkdir(parents=True)
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200), (200, 30, 200)]
+    for index, colour in enumerate(colours):
+        image = Image.new("RGB", (48 + 8 * index, 40), colour)
+        folder = root if index < 2 else root / "nested" if index < 4 else root / "nested" / "deeper"
+        image.save(folder / f"photo{index}.{['jpg', 'png', 'webp'][index % 3]}")
+    return root

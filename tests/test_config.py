@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from stylenet import StylenetError
+from stylenet.config import CONF_DIR, validate
+from tests.conftest import compose_config
+
+GROUPS = ["style", "dataset", "loss_network", "model", "trainer", "experiment"]
+OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
+
+
+def test_every_painting_has_a_style_config(data_dir: Path) -> None:
+    paintings = {path.stem for path in (data_dir / "styles").glob("*.jpg")}
+    configs = {path.stem for path in (CONF_DIR / "style").glob("*.yaml")}
+    assert paintings and paintings <= configs
+
+
+@pytest.mark.parametrize("group,option", OPTIONS)
+def test_every_option_composes_and_validates(group: str, option: str, data_dir: Path) -> None:
+    cfg = compose_config(f"{group}={option}")
+    if group == "style":
+        assert cfg.style.name == option and Path(cfg.style.image).is_file()
+    if group == "loss_network":
+        assert cfg.loss_network.name == option and cfg.loss.style_weight > 0
+    if option != "coco2014":  # COCO is not on this machine
+        validate(cfg)
+
+
+def test_defaults_follow_the_papers() -> None:
+    cfg = compose_config()
+    assert (cfg.data.image_size, cfg.data.batch_size, cfg.optimizer.lr) == (256, 4, 1e-3)
+    assert cfg.trainer.max_steps == 40000 and cfg.model.num_residual_blocks == 5
+    assert list(cfg.loss_network.content_layers) == ["relu4_2"]
+    assert compose_config("loss_network=vgg16").loss_network.content_layers == ["relu2_2"]
+
+
+def test_data_root_comes_from_stylenet_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("STYLENET_DATA", str(tmp_path))
+    cfg = compose_config()
+    assert cfg.data.root == f"{tmp_path}/content" and cfg.style.image == f"{tmp_path}/styles/starry_night.jpg"
+
+
+def test_a_users_own_painting(data_dir: Path) -> None:
+    validate(compose_config(f"style.image={data_dir / 'content_test' / 'fruits.jpg'}"))
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("loss_network.content_layers=[relu9_9]", r"loss_network.content_layers: unknown vgg19 layer relu9_9; valid: conv1_1"),
+        ("loss_network.style_layers=[relu3_3,relu5_5]", r"unknown vgg19 layer relu5_5"),
+        ("loss_network.style_layers=relu1_1", r"loss_network.style_layers must be a non-empty list"),
+        ("loss.style_weight=-1", r"loss.style_weight=-1.*must be >= 0"),
+        ("data.image_size=30", r"data.image_size=30: must be a multiple of 4"),
+        ("data.batch_size=0", r"data.batch_size=0: must be >= 1"),
+        ("style.image=/nonexistent/painting.jpg", r"style.image=/nonexistent/painting.jpg: file not found; run `make data`"),
+        ("loss_network.style_layer_weights.relu1_1=-2", r"style_layer_weights.relu1_1=-2.0: must be >= 0"),
+        ("ckpt_path=/nonexistent.ckpt", r"ckpt_path=/nonexistent.ckpt: no such checkpoint file"),
+    ],
+)
+def test_bad_values_fail_with_one_line_naming_the_key(override: str, message: str) -> None:
+    with pytest.raises(StylenetError, match=message) as error:
+        validate(compose_config(override))
+    assert "\n" not in str(error.value)
+
+
+def test_a_style_image_that_is_not_an_image(tmp_path: Path) -> None:
+    (tmp_path / "fake.jpg").write_text("hello")
+    with pytest.raises(StylenetError, match="not a readable image"):
+        validate(compose_config(f"style.image={tmp_path / 'fake.jpg'}"))

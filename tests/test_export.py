@@ -1,0 +1,60 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from stylenet import StylenetError, __version__
+from stylenet.export import load_safetensors, model_metadata, save_safetensors, verify
+from stylenet.inference import load_model
+from stylenet.transformer import TransformerNet
+
+
+@pytest.fixture
+def network() -> TransformerNet:
+    torch.manual_seed(0)
+    return TransformerNet(channels=4, num_residual_blocks=1)
+
+
+def test_safetensors_round_trip_matches_module_and_keeps_metadata(network: TransformerNet, tmp_path: Path) -> None:
+    metadata = model_metadata(network, style={"name": "starry_night", "sha256": "ab"}, steps=7)
+    path = save_safetensors(network, metadata, tmp_path / "model.safetensors")
+    loaded, read_back = load_safetensors(path)
+    assert read_back == json.loads(json.dumps(metadata))
+    assert read_back["arguments"] == {"channels": 4, "num_residual_blocks": 1}
+    assert read_back["stylenet_version"] == __version__
+    images = torch.rand(1, 3, 40, 44)
+    with torch.no_grad():
+        assert torch.allclose(loaded(images), network.eval()(images), atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+
+
+def test_verify_catches_a_different_network(network: TransformerNet) -> None:
+    other = TransformerNet(channels=4, num_residual_blocks=1)
+    with pytest.raises(StylenetError, match="differs from the module"):
+        verify(network, other)
+
+
+def test_truncated_or_foreign_files_fail_clearly(network: TransformerNet, tmp_path: Path) -> None:
+    path = save_safetensors(network, model_metadata(network), tmp_path / "model.safetensors")
+    (tmp_path / "cut.safetensors").write_bytes(path.read_bytes()[:200])
+    with pytest.raises(StylenetError, match="is not a stylenet safetensors model"):
+        load_model(tmp_path / "cut.safetensors")
+    (tmp_path / "text.bin").write_text("hello")
+    with pytest.raises(StylenetError, match="is not a stylenet safetensors model"):
+        load_model(tmp_path / "text.bin")
+    with pytest.raises(StylenetError, match="model not found"):
+        load_model(tmp_path / "missing.safetensors")
+
+
+def test_pickled_checkpoint_that_runs_code_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self) -> tuple:
+            return (Path.touch, (marker,))
+
+    torch.save({"hyper_parameters": Exploit(), "state_dict": {}}, tmp_path / "evil.ckpt")
+    with pytest.raises(StylenetError, match="not a readable stylenet checkpoint"):
+        load_model(tmp_path / "evil.ckpt")
+    assert not marker.exists()

@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from stylenet.loss_network import LossNetwork
+from stylenet.losses import PerceptualLoss, content_loss, gram_matrix, style_loss, tv_loss
+
+
+def test_gram_matrix_matches_hand_computation() -> None:
+    features = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 2, 1, 2)  # C=2, H=1, W=2
+    expected = torch.tensor([[1 + 4, 3 + 8], [3 + 8, 9 + 16]]) / (2 * 1 * 2)
+    assert torch.allclose(gram_matrix(features), expected.unsqueeze(0))
+
+
+def test_gram_matrix_is_per_image_in_a_batch() -> None:
+    features = torch.randn(3, 4, 5, 6)
+    grams = gram_matrix(features)
+    assert grams.shape == (3, 4, 4)
+    assert torch.allclose(grams[1], gram_matrix(features[1:2])[0])
+    assert torch.allclose(grams, grams.transpose(1, 2))
+
+
+def test_content_loss_of_an_image_with_itself_is_zero_and_mse_otherwise() -> None:
+    features = torch.randn(2, 8, 4, 4)
+    assert content_loss(features, features).item() == 0.0
+    assert content_loss(torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 3.0)).item() == pytest.approx(9.0)
+
+
+def test_style_loss_weights_layers() -> None:
+    features = {"a": torch.ones(1, 1, 1, 2), "b": torch.zeros(1, 1, 1, 1)}
+    # gram(a) = (1*1 + 1*1) / (1*1*2) = 1; gram(b) = 0
+    targets = {"a": torch.full((1, 1, 1), 3.0), "b": torch.full((1, 1, 1), 2.0)}
+    loss = style_loss(features, targets, {"a": 0.5, "b": 2.0})
+    assert loss.item() == pytest.approx(0.5 * (1 - 3) ** 2 + 2.0 * (0 - 2) ** 2)
+
+
+def test_tv_loss_matches_hand_computation() -> None:
+    image = torch.tensor([[0.0, 1.0], [0.0, 1.0]]).reshape(1, 1, 2, 2)
+    assert tv_loss(image).item() == pytest.approx(1.0)  # horizontal steps of 1, no vertical change
+    assert tv_loss(torch.full((1, 3, 5, 5), 0.3)).item() == 0.0
+
+
+@pytest.fixture(scope="module")
+def random_vgg() -> LossNetwork:
+    torch.manual_seed(0)
+    return LossNetwork("vgg19", "random", ["relu1_1", "relu2_1", "relu2_2"])
+
+
+def test_perceptual_loss_terms_vanish_at_their_targets(random_vgg: LossNetwork) -> None:
+    style = torch.rand(3, 32, 32)
+    criterion = PerceptualLoss(random_vgg, style, ["relu2_2"], {"relu1_1": 1.0, "relu2_1": 1.0}, 1.0, 10.0, 0.1)
+    content = torch.rand(2, 3, 32, 32)
+    at_content = criterion(content, content)
+    assert set(at_content) == {"content", "style", "tv", "total"}
+    assert at_content["content"].item() == 0.0
+    assert at_content["style"].item() > 0
+    at_style = criterion(style.unsqueeze(0), torch.rand(1, 3, 32, 32))
+    assert at_style["style"].item() == pytest.approx(0.0, abs=1e-6)
+    total = at_style["content"] + at_style["style"] + at_style["tv"]
+    assert torch.allclose(at_style["total"], total)
+
+
+def test_perceptual_loss_gradient_reaches_the_image_not_the_network(random_vgg: LossNetwork) -> None:
+    criterion = PerceptualLoss(random_vgg, torch.rand(3, 32, 32), ["relu2_2"], {"relu1_1": 1.0}, 1.0, 1.0, 1.0)
+    stylized = torch.rand(1, 3, 32, 32, requires_grad=True)
+    criterion(stylized, torch.rand(1, 3, 32, 32))["total"].backward()
+    assert stylized.grad is not None and stylized.grad.abs().sum() > 0
+    assert not any(buffer.requires_grad for buffer in random_vgg.buffers())
+    assert list(criterion.state_dict()) == []  # loss network and style targets never land in a checkpoint

@@ -17,13 +17,14 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import urllib.request
 import zipfile
 from pathlib import Path
 
 from omegaconf import OmegaConf
 from tqdm import tqdm
+
+from stylenet.files import atomic_write
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COCO_URL = "http://images.cocodataset.org/zips/train2014.zip"
@@ -45,25 +46,20 @@ def download(url: str, dest: Path, sha256: str | None = None) -> str:
     """Download url to dest atomically and return its sha256; a mismatch with `sha256` leaves dest untouched."""
     if dest.is_file() and sha256 and sha256_of(dest) == sha256:
         return sha256
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
-                for chunk in iter(lambda: response.read(1 << 20), b""):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        got = sha256_of(tmp)
-        if sha256 and got != sha256:
-            raise FetchError(f"{url}: sha256 is {got}, expected {sha256}; the file was not saved")
-        os.replace(tmp, dest)
+        with atomic_write(dest) as tmp:
+            with tmp.open("wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
+                    for chunk in iter(lambda: response.read(1 << 20), b""):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+            got = sha256_of(tmp)
+            if sha256 and got != sha256:
+                raise FetchError(f"{url}: sha256 is {got}, expected {sha256}; the file was not saved")
         return got
     except OSError as error:  # URLError is an OSError
         raise FetchError(f"{url}: download failed ({error}); check the network or the url") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def fetch_styles(conf_dir: Path, dest: Path, only: list[str] | None) -> int:

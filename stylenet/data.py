@@ -99,6 +99,7 @@ class ContentDataModule(pl.LightningDataModule):
     def write_skipped(self, path: Path) -> None:
         """Write the list of skipped files (path<TAB>reason), if any."""
         if self.skipped:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(f"{file}\t{reason}\n" for file, reason in self.skipped))
 
     def setup(self, stage: str | None = None) -> None:

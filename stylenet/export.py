@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from stylenet import StylenetError, __version__
+from stylenet.files import atomic_write
 from stylenet.transformer import TransformerNet
 
 METADATA_KEY = "stylenet"  # safetensors metadata is str -> str; ours is one JSON document under this key
@@ -34,17 +33,10 @@ def model_metadata(transformer: TransformerNet, **fields: Any) -> dict[str, Any]
 def save_safetensors(transformer: TransformerNet, metadata: dict[str, Any], path: str | Path) -> Path:
     """Write weights + metadata atomically, then reload the file and check it reproduces the module."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().float().cpu().contiguous() for name, tensor in transformer.state_dict().items()}
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_write(path) as tmp:
         save_file(state, tmp, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
         verify(transformer, load_safetensors(tmp)[0])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

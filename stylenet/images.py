@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stylenet import StylenetError
+from stylenet.files import atomic_write
 
 # Errors Pillow raises on unreadable, truncated or hostile files (bombs raise DecompressionBombError, an Exception).
 IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError)
@@ -89,15 +88,8 @@ def to_pil(tensor: torch.Tensor) -> Image.Image:
 def save_image(image: Image.Image, path: str | Path, **save_args: object) -> None:
     """Write an image atomically: a temp file beside the target, then rename (format from the extension)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     image_format = Image.registered_extensions().get(path.suffix.lower())
     if image_format is None:
         raise StylenetError(f"unknown image extension '{path.suffix}' for {path}: use .png, .jpg or .webp")
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            image.save(file, format=image_format, **save_args)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp:
+        image.save(tmp, format=image_format, **save_args)

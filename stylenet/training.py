@@ -89,22 +89,27 @@ def train(cfg: DictConfig) -> Path:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     model_path = run_dir / "model.safetensors"
     if trainer.is_global_zero:
-        metadata = model_metadata(
-            module.transformer,
-            style={"name": cfg.style.name, "image": str(cfg.style.image), "sha256": module.style_sha256, "size": cfg.style.size},
-            loss_network={
-                "name": cfg.loss_network.name,
-                "content_layers": list(cfg.loss_network.content_layers),
-                "style_layer_weights": style_layer_weights(cfg),
-            },
-            loss=OmegaConf.to_container(cfg.loss),
-            image_size=cfg.data.image_size,
-            batch_size=cfg.data.batch_size,
-            steps=trainer.global_step,
-        )
-        save_safetensors(module.transformer.cpu(), metadata, model_path)
-        log.info("exported %s (step %d); run directory: %s", model_path, trainer.global_step, run_dir)
+        export(cfg, module, trainer.global_step, model_path)
     return model_path
+
+
+def export(cfg: DictConfig, module: StyleTransferModule, steps: int, path: Path) -> None:
+    """Write the trained transformer and the metadata that describes it to a standalone .safetensors file."""
+    metadata = model_metadata(
+        module.transformer,
+        style={"name": cfg.style.name, "image": str(cfg.style.image), "sha256": module.style_sha256, "size": cfg.style.size},
+        loss_network={
+            "name": cfg.loss_network.name,
+            "content_layers": list(cfg.loss_network.content_layers),
+            "style_layer_weights": style_layer_weights(cfg),
+        },
+        loss=OmegaConf.to_container(cfg.loss),
+        image_size=cfg.data.image_size,
+        batch_size=cfg.data.batch_size,
+        steps=steps,
+    )
+    save_safetensors(module.transformer.cpu(), metadata, path)
+    log.info("exported %s (step %d); run directory: %s", path, steps, path.parent)
 
 
 def run(cfg: DictConfig) -> None:

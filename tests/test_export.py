@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,9 @@ def test_safetensors_round_trip_matches_module_and_keeps_metadata(network: Trans
     with torch.no_grad():
         assert torch.allclose(loaded(images), network.eval()(images), atol=1e-6)
     assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temp file's private 0600
 
 
 def test_verify_catches_a_different_network(network: TransformerNet) -> None:

@@ -16,6 +16,7 @@ USAGE = """usage: stylenet <command> [...]
 commands:
   train [key=value ...]          train a style network (the same Hydra overrides as `python train.py`)
   stylize INPUT --model M -o OUT stylize one image with a trained model
+  optimize CONTENT STYLE... -o OUT  paint one image by optimizing its pixels (Gatys et al.)
   info MODEL                     print a model's metadata
 """
 
@@ -54,6 +55,69 @@ def stylize_command(argv: list[str]) -> None:
     print(f"wrote {args.output} ({image.size[0]}x{image.size[1]}, {time.perf_counter() - started:.1f} s)")
 
 
+def parse_floats(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
+
+
+def optimize_parser() -> argparse.ArgumentParser:
+    from stylenet.optimize import LOSS_NETWORKS, OptimizeSettings
+
+    defaults = OptimizeSettings()
+    parser = argparse.ArgumentParser(
+        prog="stylenet optimize", description="Paint CONTENT in the style of STYLE(s) by optimizing its pixels.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("content", type=Path, help="the photo")
+    parser.add_argument("styles", type=Path, nargs="+", metavar="style", help="painting(s)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="result (.png, .jpg, .webp)")
+    parser.add_argument("--style-blend", type=parse_floats, help="weights of the styles, e.g. 0.7,0.3 (default: equal)")
+    parser.add_argument("--size", type=int, default=defaults.size, help="long side of the result (px)")
+    parser.add_argument("--scales", type=lambda t: [int(x) for x in parse_floats(t)], default=[],
+                        help="coarse-to-fine long sides, e.g. 256,512,1024 (default: size/2,size from 512 px up)")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="at the first scale; later ones get half")
+    parser.add_argument("--optimizer", choices=["lbfgs", "adam"], default=defaults.optimizer)
+    parser.add_argument("--init", choices=["content", "noise", "style"], default=defaults.init)
+    parser.add_argument("--preserve-color", action="store_true", help="keep the photo's colours (luminance transfer)")
+    parser.add_argument("--content-weight", type=float, default=defaults.content_weight)
+    parser.add_argument("--style-weight", type=float, default=defaults.style_weight)
+    parser.add_argument("--tv-weight", type=float, default=defaults.tv_weight)
+    parser.add_argument("--loss-network", choices=LOSS_NETWORKS, default=defaults.loss_network)
+    parser.add_argument("--save-every", type=int, default=0, help="also write OUT_stepNNNN every N steps")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: CUDA only")
+    return parser
+
+
+def optimize_command(argv: list[str]) -> None:
+    from stylenet.images import load_image, output_format, save_image
+    from stylenet.optimize import OptimizeSettings, optimize
+
+    args = optimize_parser().parse_args(argv)
+    output_format(args.output)  # fail now, not after minutes of optimizing
+    content = load_image(args.content, "content image")
+    styles = [load_image(path, "style image") for path in args.styles]
+    settings = OptimizeSettings(
+        size=args.size, scales=args.scales, steps=args.steps, optimizer=args.optimizer, init=args.init,
+        content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
+        loss_network=args.loss_network, preserve_color=args.preserve_color, seed=args.seed,
+        device=args.device, precision=args.precision,
+    )
+    output = args.output
+    image, summary = optimize(
+        content, styles, args.style_blend, settings, save_every=args.save_every,
+        on_image=lambda img, step: save_image(img, output.with_name(f"{output.stem}_step{step:04d}{output.suffix}")),
+    )
+    save_image(image, output)
+    print(
+        f"wrote {output} ({image.size[0]}x{image.size[1]}): {summary['steps']} steps in {summary['seconds']:.0f} s; "
+        f"content {summary['content']:.3g}, style {summary['style']:.3g}, tv {summary['tv']:.3g}"
+    )
+
+
 def info_command(argv: list[str]) -> None:
     from stylenet.inference import load_model
 
@@ -72,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"stylenet {__version__}")
         return
     command, rest = argv[0], argv[1:]
-    commands = {"train": train_command, "stylize": stylize_command, "info": info_command}
+    commands = {"train": train_command, "stylize": stylize_command, "optimize": optimize_command, "info": info_command}
     if command not in commands:
         print(f"error: unknown command '{command}'; valid: {', '.join(commands)} (see stylenet --help)", file=sys.stderr)
         sys.exit(2)

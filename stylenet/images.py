@@ -85,11 +85,26 @@ def to_pil(tensor: torch.Tensor) -> Image.Image:
     return Image.fromarray(array, "RGB")
 
 
+def output_format(path: str | Path) -> str:
+    """The Pillow format an output path's extension asks for; an unknown one is a StylenetError."""
+    path = Path(path)
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None or image_format not in Image.SAVE:
+        raise StylenetError(f"unknown image extension '{path.suffix}' for {path}: use .png, .jpg or .webp")
+    return image_format
+
+
 def save_image(image: Image.Image, path: str | Path, **save_args: object) -> None:
     """Write an image atomically: a temp file beside the target, then rename (format from the extension)."""
     path = Path(path)
-    image_format = Image.registered_extensions().get(path.suffix.lower())
-    if image_format is None:
-        raise StylenetError(f"unknown image extension '{path.suffix}' for {path}: use .png, .jpg or .webp")
+    image_format = output_format(path)
     with atomic_write(path) as tmp:
         image.save(tmp, format=image_format, **save_args)
+
+
+def preserve_color(stylized: Image.Image, content: Image.Image) -> Image.Image:
+    """Luminance transfer (Gatys et al. 2016, "Preserving Color..."): the stylized Y with the photo's Cb, Cr."""
+    content = to_rgb(content).resize(stylized.size, Image.Resampling.BICUBIC)
+    luminance = to_rgb(stylized).convert("YCbCr").getchannel("Y")
+    _, blue, red = content.convert("YCbCr").split()
+    return Image.merge("YCbCr", (luminance, blue, red)).convert("RGB")

@@ -45,21 +45,31 @@ def tv_loss(images: torch.Tensor) -> torch.Tensor:
     return horizontal + vertical
 
 
-class PerceptualLoss(nn.Module):
-    """content + style + tv for a fixed style image; returns a dict of weighted named terms and their 'total'.
+def relative(loss: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A squared error divided by its target's mean square: comparable across layers, sizes and loss networks."""
+    return loss / target.float().pow(2).mean().clamp_min(1e-8)
 
-    The style Gram targets are computed once here and kept in non-persistent buffers.
+
+class PerceptualLoss(nn.Module):
+    """content + style + tv for fixed style image(s); returns a dict of weighted named terms and their 'total'.
+
+    The style Gram targets are computed once here and kept in non-persistent buffers; several style images
+    mix their Gram matrices with `style_blend` weights. With `normalize`, each content and style layer's error
+    is relative to its target's mean square and the style layers' weights are divided by their sum, so one
+    style_weight behaves alike across layers, image sizes and loss networks (the optimizer uses this).
     """
 
     def __init__(
         self,
         loss_network: LossNetwork,
-        style_image: torch.Tensor,
+        style_image: torch.Tensor | Sequence[torch.Tensor],
         content_layers: Sequence[str],
         style_layer_weights: Mapping[str, float],
         content_weight: float,
         style_weight: float,
         tv_weight: float,
+        style_blend: Sequence[float] | None = None,
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         check_layers(loss_network.arch, content_layers, "loss_network.content_layers")
@@ -70,11 +80,25 @@ class PerceptualLoss(nn.Module):
         self.content_layers = list(content_layers)
         self.style_layer_weights = dict(style_layer_weights)
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        self.normalize = normalize
+        if normalize:
+            total = sum(self.style_layer_weights.values()) or 1.0
+            self.style_layer_weights = {layer: weight / total for layer, weight in self.style_layer_weights.items()}
         self.layers = list(dict.fromkeys(self.content_layers + list(self.style_layer_weights)))
+        styles = [style_image] if isinstance(style_image, torch.Tensor) else list(style_image)
+        blend = list(style_blend) if style_blend is not None else [1.0] * len(styles)
+        for layer, gram in self.blended_grams(styles, blend).items():
+            self.register_buffer(f"style_gram_{layer}", gram, persistent=False)  # (1, C, C)
+
+    def blended_grams(self, styles: list[torch.Tensor], blend: list[float]) -> dict[str, torch.Tensor]:
+        """sum_i blend_i * gram(style_i) / sum_i blend_i, per style layer."""
+        grams: dict[str, torch.Tensor] = {}
         with torch.no_grad():
-            features = loss_network(style_image.unsqueeze(0) if style_image.dim() == 3 else style_image, self.style_layers)
-        for layer in self.style_layers:
-            self.register_buffer(f"style_gram_{layer}", gram_matrix(features[layer]), persistent=False)  # (1, C, C)
+            for style, weight in zip(styles, blend):
+                features = self.loss_network(style.unsqueeze(0) if style.dim() == 3 else style, self.style_layers)
+                for layer in self.style_layers:
+                    grams[layer] = grams.get(layer, 0) + weight / sum(blend) * gram_matrix(features[layer])
+        return grams
 
     @property
     def style_layers(self) -> list[str]:
@@ -83,15 +107,30 @@ class PerceptualLoss(nn.Module):
     def style_grams(self) -> dict[str, torch.Tensor]:
         return {layer: getattr(self, f"style_gram_{layer}") for layer in self.style_layers}
 
-    def forward(self, stylized: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
-        """stylized, content: (B, 3, H, W) RGB in [0, 1] -> {'content', 'style', 'tv', 'total'} (weighted)."""
-        features = self.loss_network(stylized, self.layers)
+    def content_features(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The content targets of a batch of photos (no gradient)."""
         with torch.no_grad():
-            content_targets = self.loss_network(content, self.content_layers)
+            return self.loss_network(content, self.content_layers)
+
+    def forward(
+        self, stylized: torch.Tensor, content: torch.Tensor | Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """stylized (B, 3, H, W) RGB in [0, 1]; content: the photos, or their content_features() when fixed."""
+        features = self.loss_network(stylized, self.layers)
+        targets = content if isinstance(content, Mapping) else self.content_features(content)
+        grams = self.style_grams()
+        if self.normalize:
+            content_term = sum(relative(content_loss(features[l], targets[l]), targets[l]) for l in self.content_layers)
+            style_term = sum(
+                weight * relative(style_loss(features, grams, {layer: 1.0}), grams[layer])
+                for layer, weight in self.style_layer_weights.items()
+            )
+        else:
+            content_term = sum(content_loss(features[layer], targets[layer]) for layer in self.content_layers)
+            style_term = style_loss(features, grams, self.style_layer_weights)
         terms = {
-            "content": self.content_weight
-            * sum(content_loss(features[layer], content_targets[layer]) for layer in self.content_layers),
-            "style": self.style_weight * style_loss(features, self.style_grams(), self.style_layer_weights),
+            "content": self.content_weight * content_term,
+            "style": self.style_weight * style_term,
             "tv": self.tv_weight * tv_loss(stylized),
         }
         terms["total"] = terms["content"] + terms["style"] + terms["tv"]

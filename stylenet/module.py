@@ -17,20 +17,21 @@ from stylenet.transformer import TransformerNet
 class StyleTransferModule(pl.LightningModule):
     """Trains a TransformerNet so that its output keeps the photo's content and takes one painting's style."""
 
+    # Defaults are those of conf/ (model=transformer, loss_network=vgg19_caffe); training passes every value.
     def __init__(
         self,
+        style_image: str,
+        style_name: str = "style",
         channels: int = 32,
         num_residual_blocks: int = 5,
-        style_name: str = "style",
-        style_image: str = "",
         style_size: int = 512,
         loss_arch: str = "vgg19",
         loss_weights: str = "caffe",
         content_layers: tuple[str, ...] = ("relu4_2",),
         style_layer_weights: dict[str, float] | None = None,
         content_weight: float = 1.0,
-        style_weight: float = 5.0,
-        tv_weight: float = 0.0,
+        style_weight: float = 0.3,
+        tv_weight: float = 1.0e3,
         lr: float = 1e-3,
     ) -> None:
         super().__init__()
@@ -38,7 +39,8 @@ class StyleTransferModule(pl.LightningModule):
         self.transformer = TransformerNet(channels, num_residual_blocks)
         style = resize_long_side(load_image(style_image, "style.image"), style_size)
         self.style_sha256 = hashlib.sha256(Path(style_image).read_bytes()).hexdigest()
-        style_layer_weights = dict(style_layer_weights or {"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0})
+        gatys_layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+        style_layer_weights = dict(style_layer_weights or dict.fromkeys(gatys_layers, 1.0))
         loss_network = LossNetwork(loss_arch, loss_weights, [*content_layers, *style_layer_weights])
         self.criterion = PerceptualLoss(
             loss_network, to_tensor(style), content_layers, style_layer_weights, content_weight, style_weight, tv_weight

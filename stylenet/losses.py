@@ -22,19 +22,32 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return torch.bmm(flat, flat.transpose(1, 2)) / (channels * height * width)
 
 
-def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between feature maps."""
-    return F.mse_loss(features.float(), target.float())
+def relative(loss: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A squared error divided by its target's mean square: comparable across layers, sizes and loss networks."""
+    return loss / target.float().pow(2).mean().clamp_min(1e-8)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """Mean squared error between feature maps; with normalize, relative to the target's mean square."""
+    error = F.mse_loss(features.float(), target.float())
+    return relative(error, target) if normalize else error
 
 
 def style_loss(
-    features: Mapping[str, torch.Tensor], target_grams: Mapping[str, torch.Tensor], layer_weights: Mapping[str, float]
+    features: Mapping[str, torch.Tensor],
+    target_grams: Mapping[str, torch.Tensor],
+    layer_weights: Mapping[str, float],
+    normalize: bool = False,
 ) -> torch.Tensor:
-    """Weighted sum over layers of the MSE between Gram matrices; targets (1 or B, C, C) broadcast over the batch."""
+    """Weighted sum over layers of the MSE between Gram matrices; targets (1 or B, C, C) broadcast over the batch.
+
+    With normalize, each layer's MSE is relative to its target Gram's mean square (see relative()).
+    """
     total = features[next(iter(layer_weights))].new_zeros((), dtype=torch.float32)
     for layer, weight in layer_weights.items():
         grams = gram_matrix(features[layer])  # (B, C, C)
-        total = total + weight * F.mse_loss(grams, target_grams[layer].expand_as(grams))
+        error = F.mse_loss(grams, target_grams[layer].expand_as(grams))
+        total = total + weight * (relative(error, target_grams[layer]) if normalize else error)
     return total
 
 
@@ -43,11 +56,6 @@ def tv_loss(images: torch.Tensor) -> torch.Tensor:
     horizontal = (images[..., :, 1:] - images[..., :, :-1]).float().pow(2).mean()
     vertical = (images[..., 1:, :] - images[..., :-1, :]).float().pow(2).mean()
     return horizontal + vertical
-
-
-def relative(loss: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """A squared error divided by its target's mean square: comparable across layers, sizes and loss networks."""
-    return loss / target.float().pow(2).mean().clamp_min(1e-8)
 
 
 class PerceptualLoss(nn.Module):
@@ -93,11 +101,12 @@ class PerceptualLoss(nn.Module):
     def blended_grams(self, styles: list[torch.Tensor], blend: list[float]) -> dict[str, torch.Tensor]:
         """sum_i blend_i * gram(style_i) / sum_i blend_i, per style layer."""
         grams: dict[str, torch.Tensor] = {}
+        total = sum(blend)
         with torch.no_grad():
             for style, weight in zip(styles, blend):
                 features = self.loss_network(style.unsqueeze(0) if style.dim() == 3 else style, self.style_layers)
                 for layer in self.style_layers:
-                    grams[layer] = grams.get(layer, 0) + weight / sum(blend) * gram_matrix(features[layer])
+                    grams[layer] = grams.get(layer, 0) + weight / total * gram_matrix(features[layer])
         return grams
 
     @property
@@ -118,16 +127,10 @@ class PerceptualLoss(nn.Module):
         """stylized (B, 3, H, W) RGB in [0, 1]; content: the photos, or their content_features() when fixed."""
         features = self.loss_network(stylized, self.layers)
         targets = content if isinstance(content, Mapping) else self.content_features(content)
-        grams = self.style_grams()
-        if self.normalize:
-            content_term = sum(relative(content_loss(features[l], targets[l]), targets[l]) for l in self.content_layers)
-            style_term = sum(
-                weight * relative(style_loss(features, grams, {layer: 1.0}), grams[layer])
-                for layer, weight in self.style_layer_weights.items()
-            )
-        else:
-            content_term = sum(content_loss(features[layer], targets[layer]) for layer in self.content_layers)
-            style_term = style_loss(features, grams, self.style_layer_weights)
+        content_term = sum(
+            content_loss(features[layer], targets[layer], self.normalize) for layer in self.content_layers
+        )
+        style_term = style_loss(features, self.style_grams(), self.style_layer_weights, self.normalize)
         terms = {
             "content": self.content_weight * content_term,
             "style": self.style_weight * style_term,

@@ -51,6 +51,10 @@ class OptimizeSettings:
             return list(self.scales)
         return [self.size // 2, self.size] if self.size >= 512 else [self.size]
 
+    def steps_per_scale(self) -> list[int]:
+        """Loss evaluations at each scale: `steps` at the first, half as many at each later one."""
+        return [max(1, self.steps >> index) for index in range(len(self.scale_list()))]
+
     def validate(self, num_styles: int, blend: list[float]) -> None:
         checks = [
             (self.optimizer in ("lbfgs", "adam"), f"--optimizer {self.optimizer}: valid are lbfgs, adam"),
@@ -108,9 +112,9 @@ def optimize(
     torch.manual_seed(settings.seed)
     started, done, image, terms = time.perf_counter(), 0, None, {}
     scales, build_loss = settings.scale_list(), loss_builder(settings)
-    total = sum(max(1, settings.steps >> index) for index in range(len(scales)))
-    with tqdm(total=total, desc="optimize", unit="step") as bar:
-        for index, scale in enumerate(scales):
+    steps_per_scale = settings.steps_per_scale()
+    with tqdm(total=sum(steps_per_scale), desc="optimize", unit="step") as bar:
+        for scale, steps in zip(scales, steps_per_scale):
             photo = to_tensor(resize_long_side(content, scale)).unsqueeze(0).to(settings.device)  # (1, 3, H, W)
             style_tensors = [to_tensor(resize_long_side(style, scale)).to(settings.device) for style in styles]
             criterion = build_loss(style_tensors, blend)
@@ -120,7 +124,6 @@ def optimize(
             else:  # coarse to fine: the last scale's result, upsampled
                 image = F.interpolate(image, size=photo.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
             image = image.detach().contiguous().requires_grad_(True)
-            steps = max(1, settings.steps >> index)
             terms = run_optimizer(settings, criterion, image, targets, steps, bar, on_image, save_every, done)
             done += steps
     result = to_pil(image.detach().clamp(0, 1))

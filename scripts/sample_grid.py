@@ -14,7 +14,7 @@ from PIL import Image
 
 from stylenet import StylenetError
 from stylenet.config import data_root
-from stylenet.data import find_images
+from stylenet.images import find_images
 from stylenet.images import load_image, resize_long_side, resize_short_side, save_image
 from stylenet.inference import load_model
 

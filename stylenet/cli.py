@@ -15,7 +15,8 @@ USAGE = """usage: stylenet <command> [...]
 
 commands:
   train [key=value ...]          train a style network (the same Hydra overrides as `python train.py`)
-  stylize INPUT --model M -o OUT stylize one image with a trained model
+  stylize INPUT... --model M      stylize images, folders or globs with a trained model
+  export MODEL --format F        write safetensors, TorchScript or ONNX, verified against the module
   optimize CONTENT STYLE... -o OUT  paint one image by optimizing its pixels (Gatys et al.)
   info MODEL                     print a model's metadata
 """
@@ -38,21 +39,81 @@ def train_command(overrides: list[str]) -> None:
     runpy.run_path(str(script), run_name="__main__")
 
 
+def stylize_parser() -> argparse.ArgumentParser:
+    from stylenet.batch import QUALITY
+
+    parser = argparse.ArgumentParser(
+        prog="stylenet stylize", description="Stylize images with a trained model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or quoted globs")
+    parser.add_argument("--model", required=True, type=Path,
+                        help=".safetensors, training .ckpt, TorchScript, ONNX or pytorch/examples .pth")
+    parser.add_argument("-o", "--output", type=Path,
+                        help="output file for one input, else a folder mirroring the inputs "
+                             "(default: NAME_stylized.EXT, or ./stylized/)")
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument("--size", type=int, help="long side of the output in px (default: the input's size)")
+    scale.add_argument("--scale", type=float, help="scale factor on the input's size")
+    parser.add_argument("--strength", type=float, default=1.0, help="0 = the photo, 1 = full style")
+    parser.add_argument("--preserve-color", action="store_true", help="keep the photo's colours (luminance transfer)")
+    parser.add_argument("--tile", type=int, help="process in N px tiles (default: only when the image would not fit; 0: never)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    parser.add_argument("--ext", choices=["png", "jpg", "webp"], help="output format in folder mode (default: the input's)")
+    parser.add_argument("--quality", type=int, default=QUALITY, help="JPEG/WebP quality")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    return parser
+
+
 def stylize_command(argv: list[str]) -> None:
-    from stylenet.images import load_image, save_image
+    from stylenet import batch
     from stylenet.inference import load_model
 
-    parser = argparse.ArgumentParser(prog="stylenet stylize", description="Stylize an image with a trained model.")
-    parser.add_argument("input", type=Path, help="image file")
-    parser.add_argument("--model", required=True, type=Path, help="model.safetensors or a training .ckpt")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="output image (.png, .jpg, .webp)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    args = stylize_parser().parse_args(argv)
+    model = load_model(args.model, args.device, args.precision)
+    jobs = batch.plan(args.inputs, args.output, args.ext)
+    single = len(jobs) == 1 and Path(args.inputs[0]).is_file() and len(args.inputs) == 1
+    if single and jobs[0].target.exists() and not args.overwrite:
+        raise StylenetError(f"{jobs[0].target} exists; pass --overwrite to replace it, or choose another -o")
+    options = batch.StylizeOptions(args.size, args.scale, args.strength, args.preserve_color, args.tile, args.quality)
+    summary = batch.run(model, jobs, options, overwrite=args.overwrite)
+    if single and summary.failed:
+        raise StylenetError(summary.failed[0][1])
+    for source, reason in summary.failed:
+        print(f"failed: {source}: {reason}", file=sys.stderr)
+    where = jobs[0].target if single else (args.output or Path("stylized"))
+    print(f"{summary.line()} -> {where}")
+    if summary.failed:
+        sys.exit(1)
+
+
+def export_command(argv: list[str]) -> None:
+    from stylenet.export import EXTENSIONS, TOLERANCES, VERIFY_SIZES, export_model
+    from stylenet.inference import load_model
+
+    parser = argparse.ArgumentParser(prog="stylenet export", description="Export a model to another format, verified.")
+    parser.add_argument("source", type=Path, help="training .ckpt, .safetensors, or pytorch/examples .pth")
+    parser.add_argument("--format", required=True, choices=list(EXTENSIONS))
+    parser.add_argument("-o", "--output", type=Path, help="output file (default: beside the source, new extension)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
-    started = time.perf_counter()
-    model = load_model(args.model, args.device)
-    image = load_image(args.input, "input")
-    save_image(model.stylize(image), args.output)
-    print(f"wrote {args.output} ({image.size[0]}x{image.size[1]}, {time.perf_counter() - started:.1f} s)")
+    model = load_model(args.source, "cpu")
+    if model.module is None:
+        raise StylenetError(f"{args.source} is a {model.kind} file: export from the .safetensors or .ckpt it came from")
+    output = args.output or args.source.with_name(args.source.name.split(".")[0] + EXTENSIONS[args.format])
+    if output.resolve() == args.source.resolve():
+        raise StylenetError(f"-o {output} is the source file; choose another output")
+    if output.exists() and not args.overwrite:
+        raise StylenetError(f"{output} exists; pass --overwrite to replace it, or choose another -o")
+    metadata = {key: value for key, value in model.metadata.items() if key != "kind"}
+    metadata["exported_from"] = {"file": args.source.name, "kind": model.kind}
+    worst = export_model(model.module, metadata, output, args.format)
+    sizes = " and ".join(f"{w}x{h}" for h, w in VERIFY_SIZES)
+    print(
+        f"wrote {output} ({args.format}, {output.stat().st_size / 1e6:.1f} MB); verified against the module at "
+        f"{sizes}: max difference {worst:.1e} (tolerance {TOLERANCES[args.format]:.0e})"
+    )
 
 
 def parse_floats(text: str) -> list[float]:
@@ -123,12 +184,13 @@ def info_command(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(prog="stylenet info", description="Print a model's metadata as JSON.")
     parser.add_argument("model", type=Path)
-    print(json.dumps(load_model(parser.parse_args(argv).model).metadata, indent=2, sort_keys=True))
+    print(json.dumps(load_model(parser.parse_args(argv).model, "cpu").metadata, indent=2, sort_keys=True))
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # other libraries: warnings only
+    logging.getLogger("stylenet").setLevel(logging.INFO)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, end="")
         return
@@ -136,7 +198,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"stylenet {__version__}")
         return
     command, rest = argv[0], argv[1:]
-    commands = {"train": train_command, "stylize": stylize_command, "optimize": optimize_command, "info": info_command}
+    commands = {
+        "train": train_command, "stylize": stylize_command, "export": export_command,
+        "optimize": optimize_command, "info": info_command,
+    }
     if command not in commands:
         print(f"error: unknown command '{command}'; valid: {', '.join(commands)} (see stylenet --help)", file=sys.stderr)
         sys.exit(2)

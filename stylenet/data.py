@@ -12,18 +12,17 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from stylenet import StylenetError
-from stylenet.images import IMAGE_ERRORS, image_extensions, open_image, resize_short_side, to_tensor
+from stylenet.images import IMAGE_ERRORS, find_images, open_image, resize_short_side, to_tensor
 
 log = logging.getLogger(__name__)
 
 
-def find_images(root: str | Path) -> list[Path]:
-    """Every file under root (recursively) whose extension Pillow opens, sorted; a missing folder is an error."""
+def find_content_images(root: str | Path) -> list[Path]:
+    """find_images() for the training folder: a missing folder is an error naming the config key."""
     root = Path(root)
     if not root.is_dir():
         raise StylenetError(f"data.root: image folder not found: {root} (set data.root=..., or run `make data`)")
-    extensions = image_extensions()
-    return sorted(path for path in root.rglob("*") if path.suffix.lower() in extensions and path.is_file())
+    return find_images(root)
 
 
 def readable_images(files: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -83,7 +82,7 @@ class ContentDataModule(pl.LightningDataModule):
     def scan(self) -> list[Path]:
         """List and header-check the photos once; fails with a one-line error on a missing or empty folder."""
         if self.files is None:
-            self.files, self.skipped = readable_images(find_images(self.root))
+            self.files, self.skipped = readable_images(find_content_images(self.root))
             if self.skipped:
                 log.warning(
                     "skipped %d unreadable file(s) of %d in %s (first: %s); see skipped_images.txt in the run directory",

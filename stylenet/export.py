@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,11 @@ from stylenet.transformer import TransformerNet
 
 METADATA_KEY = "stylenet"  # safetensors metadata is str -> str; ours is one JSON document under this key
 FORMAT_VERSION = 1
-VERIFY_TOLERANCE = 1e-5  # max absolute pixel difference (of [0, 1]) allowed between file and module
+# Max absolute pixel difference (of [0, 1]) allowed between an exported file and the module it came from.
+# safetensors and TorchScript run the same kernels (measured 0); ONNX Runtime's own kernels differ slightly.
+TOLERANCES = {"safetensors": 1e-5, "torchscript": 1e-5, "onnx": 1e-4}
+VERIFY_SIZES = ((61, 83), (96, 128))  # two sizes, neither a multiple of 4, so the padding path is checked too
+ONNX_OPSET = 18  # recent enough for dynamic reflect padding; every onnxruntime since 1.14 runs it
 
 
 def model_metadata(transformer: TransformerNet, **fields: Any) -> dict[str, Any]:
@@ -32,12 +40,63 @@ def model_metadata(transformer: TransformerNet, **fields: Any) -> dict[str, Any]
 
 def save_safetensors(transformer: TransformerNet, metadata: dict[str, Any], path: str | Path) -> Path:
     """Write weights + metadata atomically, then reload the file and check it reproduces the module."""
-    path = Path(path)
-    state = {name: tensor.detach().float().cpu().contiguous() for name, tensor in transformer.state_dict().items()}
+    export_model(transformer, metadata, path, "safetensors")
+    return Path(path)
+
+
+def export_model(transformer: TransformerNet, metadata: dict[str, Any], path: str | Path, file_format: str) -> float:
+    """Write the network as safetensors, TorchScript or ONNX, atomically and verified; returns the max difference.
+
+    The file is written to a temp name, loaded back the way a user would load it, and run beside the module on
+    the same images at two sizes; only if they agree within TOLERANCES[file_format] is it renamed into place.
+    """
+    from stylenet.formats import load_network  # formats reads what this module writes
+
+    if file_format not in WRITERS:
+        raise StylenetError(f"unknown export format '{file_format}'; valid: {', '.join(WRITERS)}")
+    transformer = transformer.cpu().eval()
     with atomic_write(path) as tmp:
-        save_file(state, tmp, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
-        verify(transformer, load_safetensors(tmp)[0])
-    return path
+        WRITERS[file_format](transformer, metadata, tmp)
+        loaded, _ = load_network(tmp)
+        return verify(transformer, loaded, TOLERANCES[file_format])
+
+
+def write_safetensors(transformer: TransformerNet, metadata: dict[str, Any], path: Path) -> None:
+    state = {name: tensor.detach().float().cpu().contiguous() for name, tensor in transformer.state_dict().items()}
+    save_file(state, path, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+
+
+def write_torchscript(transformer: TransformerNet, metadata: dict[str, Any], path: Path) -> None:
+    # Scripted, not traced: tracing would freeze the pad-to-a-multiple-of-4 arithmetic at the example's size.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated")
+        scripted = torch.jit.script(transformer)
+    scripted.save(str(path), _extra_files={"stylenet.json": json.dumps(metadata, sort_keys=True)})
+
+
+def write_onnx(transformer: TransformerNet, metadata: dict[str, Any], path: Path) -> None:
+    try:
+        import onnx
+    except ImportError:
+        raise StylenetError("ONNX export needs onnx and onnxscript: pip install 'stylenet[onnx]'") from None
+    dims = {"images": {
+        0: torch.export.Dim("batch", min=1, max=1024),
+        2: torch.export.Dim("height", min=16, max=32768),
+        3: torch.export.Dim("width", min=16, max=32768),
+    }}
+    example = torch.rand(2, 3, 64, 96)
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+        program = torch.onnx.export(
+            transformer, (example,), dynamo=True, dynamic_shapes=dims, opset_version=ONNX_OPSET,
+            input_names=["image"], output_names=["stylized"], external_data=False,
+        )
+    model = program.model_proto
+    onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps({**metadata, "onnx_opset": ONNX_OPSET}, sort_keys=True)})
+    onnx.save(model, str(path))
+
+
+WRITERS = {"safetensors": write_safetensors, "torchscript": write_torchscript, "onnx": write_onnx}
+EXTENSIONS = {"safetensors": ".safetensors", "torchscript": ".torchscript.pt", "onnx": ".onnx"}
 
 
 def load_safetensors(path: str | Path) -> tuple[TransformerNet, dict[str, Any]]:
@@ -49,22 +108,26 @@ def load_safetensors(path: str | Path) -> tuple[TransformerNet, dict[str, Any]]:
         network = TransformerNet(**metadata["arguments"])
         network.load_state_dict(state)
     except (SafetensorError, OSError, KeyError, ValueError, TypeError, RuntimeError) as error:
-        raise StylenetError(f"{path} is not a stylenet safetensors model ({type(error).__name__}: {error})") from None
+        summary = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        raise StylenetError(f"{path} is not a stylenet safetensors model ({type(error).__name__}: {summary})") from None
     return network.eval(), metadata
 
 
-def verify(reference: TransformerNet, loaded: TransformerNet, sizes: tuple[int, ...] = (64, 96)) -> float:
-    """Run both networks on the same random images at two sizes; raise if they differ by more than the tolerance."""
+def verify(
+    reference: TransformerNet, loaded: Callable[[torch.Tensor], torch.Tensor], tolerance: float = 1e-5,
+    sizes: tuple[tuple[int, int], ...] = VERIFY_SIZES,
+) -> float:
+    """Run both on the same random images at each size; raise if they differ by more than tolerance."""
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
     was_training, device = reference.training, next(reference.parameters()).device
     reference.eval()
     with torch.no_grad():
-        for size in sizes:
-            images = torch.rand(1, 3, size, size + 8, generator=generator)
+        for height, width in sizes:
+            images = torch.rand(2, 3, height, width, generator=generator)
             expected = reference(images.to(device)).float().cpu()
-            worst = max(worst, (loaded.to(torch.float32)(images) - expected).abs().max().item())
+            worst = max(worst, (loaded(images).float().cpu() - expected).abs().max().item())
     reference.train(was_training)
-    if worst > VERIFY_TOLERANCE:
-        raise StylenetError(f"exported model differs from the module by {worst:.2e} > {VERIFY_TOLERANCE:.0e}")
+    if not worst <= tolerance:  # also catches NaN
+        raise StylenetError(f"exported model differs from the module by {worst:.2e} > {tolerance:.0e}; not written")
     return worst

@@ -32,10 +32,29 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
+def has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info)
+
+
+def split_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """(8-bit RGB, alpha channel or None) of any Pillow image."""
+    if not has_alpha(image):
+        return to_rgb(image), None
+    rgba = image.convert("RGBA")
+    return rgba.convert("RGB"), rgba.getchannel("A")
+
+
+def find_images(root: str | Path) -> list[Path]:
+    """Every file under root (recursively) whose extension Pillow opens, sorted."""
+    extensions = image_extensions()
+    return sorted(path for path in Path(root).rglob("*") if path.suffix.lower() in extensions and path.is_file())
+
+
+def open_image(path: str | Path, draft_size: int | None = None, keep_alpha: bool = False) -> Image.Image:
     """Open an image file as upright 8-bit RGB (EXIF orientation applied); raises Pillow's errors.
 
     draft_size lets JPEG decoding scale down by 1/2, 1/4 or 1/8 while keeping both sides >= draft_size.
+    keep_alpha returns RGBA instead for images with transparency.
     """
     with Image.open(path) as image:
         if draft_size is not None and image.format == "JPEG":
@@ -43,16 +62,18 @@ def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
             image.draft("RGB", (int(image.size[0] / scale) + 1, int(image.size[1] / scale) + 1))
         image.load()
         image = ImageOps.exif_transpose(image)
+        if keep_alpha and has_alpha(image):
+            return image.convert("RGBA")
         return to_rgb(image)
 
 
-def load_image(path: str | Path, what: str = "image") -> Image.Image:
+def load_image(path: str | Path, what: str = "image", keep_alpha: bool = False) -> Image.Image:
     """open_image() for user-given files: a missing or unreadable file becomes a StylenetError."""
     path = Path(path)
     if not path.is_file():
         raise StylenetError(f"{what} not found: {path} (check the path)")
     try:
-        return open_image(path)
+        return open_image(path, keep_alpha=keep_alpha)
     except IMAGE_ERRORS as error:
         raise StylenetError(f"{what} is not a readable image: {path} ({error})") from None
 
@@ -98,8 +119,11 @@ def save_image(image: Image.Image, path: str | Path, **save_args: object) -> Non
     """Write an image atomically: a temp file beside the target, then rename (format from the extension)."""
     path = Path(path)
     image_format = output_format(path)
-    with atomic_write(path) as tmp:
-        image.save(tmp, format=image_format, **save_args)
+    try:
+        with atomic_write(path) as tmp:
+            image.save(tmp, format=image_format, **save_args)
+    except OSError as error:  # disk full, permissions, a read-only folder: nothing half-written stays behind
+        raise StylenetError(f"could not write {path}: {error.strerror or error}") from None
 
 
 def preserve_color(stylized: Image.Image, content: Image.Image) -> Image.Image:

@@ -16,7 +16,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from stylenet import StylenetError
 from stylenet.callbacks import PeriodicCheckpoint, SampleGrid, StepProgressBar
 from stylenet.config import style_layer_weights, validate
-from stylenet.data import ContentDataModule, find_images
+from stylenet.data import ContentDataModule
+from stylenet.images import find_images
 from stylenet.export import model_metadata, save_safetensors
 from stylenet.module import StyleTransferModule
 

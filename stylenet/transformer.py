@@ -45,11 +45,17 @@ class TransformerNet(nn.Module):
     """RGB in [0, 1], any size -> stylized RGB in [0, 1], same size.
 
     channels is the width of the first layer (32 in the paper); the net goes 1x, 2x, 4x that width.
+    output is how the last conv becomes pixels: "sigmoid" (what stylenet trains) or "clamp" (for weights
+    imported from nets trained with a linear output, such as pytorch/examples fast_neural_style).
     """
 
-    def __init__(self, channels: int = 32, num_residual_blocks: int = 5) -> None:
+    OUTPUTS = ("sigmoid", "clamp")
+
+    def __init__(self, channels: int = 32, num_residual_blocks: int = 5, output: str = "sigmoid") -> None:
         super().__init__()
-        self.channels, self.num_residual_blocks = channels, num_residual_blocks
+        if output not in self.OUTPUTS:
+            raise ValueError(f"output must be one of {self.OUTPUTS}, got {output!r}")
+        self.channels, self.num_residual_blocks, self.output = channels, num_residual_blocks, output
         width = [channels, channels * 2, channels * 4]
         self.encoder = nn.Sequential(
             ConvLayer(3, width[0], 9),
@@ -63,15 +69,18 @@ class TransformerNet(nn.Module):
             ConvLayer(width[0], 3, 9, norm_relu=False),
         )
 
-    def config(self) -> dict[str, int]:
+    def config(self) -> dict[str, int | str]:
         """The constructor arguments: all a checkpoint or export needs to rebuild this network."""
-        return {"channels": self.channels, "num_residual_blocks": self.num_residual_blocks}
+        return {"channels": self.channels, "num_residual_blocks": self.num_residual_blocks, "output": self.output}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, H, W); sides not divisible by 4 are reflection-padded, then cropped back."""
         height, width = images.shape[-2:]
-        pad_h, pad_w = -height % 4, -width % 4
-        x = F.pad(images, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else images
+        # padding unconditionally (often by 0) keeps the graph free of shape branches, so exports stay dynamic
+        x = F.pad(images, (0, -width % 4, 0, -height % 4), mode="reflect")
         x = self.decoder(self.residuals(self.encoder(x)))
+        x = x[..., :height, :width]
+        if self.output == "clamp":
+            return x.clamp(0.0, 1.0)
         # sigmoid keeps the output a valid image in [0, 1] without clamping away gradients
-        return torch.sigmoid(x[..., :height, :width])
+        return torch.sigmoid(x)

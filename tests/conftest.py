@@ -52,3 +52,28 @@ def photo_folder(tmp_path: Path) -> Path:
         folder = root if index < 2 else root / "nested" if index < 4 else root / "nested" / "deeper"
         image.save(folder / f"photo{index}.{['jpg', 'png', 'webp'][index % 3]}")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A narrow TransformerNet with random weights, exported as stylenet's .safetensors."""
+    import torch
+
+    from stylenet.export import model_metadata, save_safetensors
+    from stylenet.transformer import TransformerNet
+
+    torch.manual_seed(0)
+    network = TransformerNet(channels=4, num_residual_blocks=1)
+    metadata = model_metadata(network, style={"name": "tiny"}, steps=0)
+    return save_safetensors(network, metadata, tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+def exif_rotated_jpeg(path: Path, size: tuple[int, int] = (40, 24)) -> Image.Image:
+    """Write a JPEG stored sideways with EXIF orientation 6 (rotate 90 cw to view); returns the upright image."""
+    upright = Image.new("RGB", size, (255, 0, 0))
+    upright.paste((0, 0, 255), (0, 0, size[0] // 2, size[1]))  # left half blue, right half red
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what the camera wrote
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(path, exif=exif, quality=95)
+    return upright

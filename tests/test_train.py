@@ -56,7 +56,7 @@ def test_run_directory_holds_config_logs_checkpoints_and_model(trained_run: Path
     assert not list(trained_run.rglob("*.tmp"))
     _, metadata = load_safetensors(trained_run / "model.safetensors")
     assert metadata["steps"] == 40 and metadata["architecture"] == "transformer"
-    assert metadata["arguments"] == {"channels": 8, "num_residual_blocks": 5}
+    assert metadata["arguments"] == {"channels": 8, "num_residual_blocks": 5, "output": "sigmoid"}
     assert metadata["style"]["name"] == "starry_night" and len(metadata["style"]["sha256"]) == 64
     assert metadata["loss_network"]["name"] == "vgg19_caffe" and metadata["image_size"] == 64
     assert metadata["loss_network"]["content_layers"] == ["relu4_2"]
@@ -146,4 +146,6 @@ def test_stylize_and_info_commands(trained_run: Path, data_dir: Path, tmp_path: 
     assert info.returncode == 0 and '"name": "starry_night"' in info.stdout and '"steps": 40' in info.stdout
     missing = subprocess.run([stylenet, "stylize", str(photo), "--model", str(tmp_path / "none.safetensors"),
                               "-o", str(output)], capture_output=True, text=True)
-    assert missing.returncode == 2 and missing.stderr.strip() == f"error: model not found: {tmp_path / 'none.safetensors'}"
+    assert missing.returncode == 2 and missing.stderr.strip().startswith(
+        f"error: model not found: {tmp_path / 'none.safetensors'} (")
+    assert len(missing.stderr.strip().splitlines()) == 1

@@ -7,7 +7,7 @@ from stylenet.transformer import TransformerNet
 def test_default_network_has_the_size_of_johnson_et_al() -> None:
     network = TransformerNet()
     assert sum(p.numel() for p in network.parameters()) == 1_679_235
-    assert network.config() == {"channels": 32, "num_residual_blocks": 5}
+    assert network.config() == {"channels": 32, "num_residual_blocks": 5, "output": "sigmoid"}
     assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in network.modules())  # no checkerboard source
 
 

@@ -1,0 +1,137 @@
+"""Stylize many files: expand inputs (files, folders, globs), mirror them into an output folder, report."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from stylenet import StylenetError
+from stylenet.images import find_images, image_extensions, load_image, output_format, save_image
+from stylenet.inference import StyleModel
+
+log = logging.getLogger(__name__)
+
+KEPT_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}  # others are written as .png
+QUALITY = 95  # JPEG/WebP quality: visually lossless, about a third of PNG's size
+
+
+@dataclass
+class Job:
+    source: Path
+    target: Path
+
+
+@dataclass
+class StylizeOptions:
+    size: int | None = None
+    scale: float | None = None
+    strength: float = 1.0
+    preserve_color: bool = False
+    tile: int | None = None
+    quality: int = QUALITY
+
+
+@dataclass
+class Summary:
+    written: list[Path] = field(default_factory=list)
+    existing: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    megapixels: float = 0.0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        text = f"stylized {len(self.written)} image(s), {self.megapixels:.1f} MP in {self.seconds:.1f} s"
+        if self.existing:
+            text += f"; {len(self.existing)} left as they were (output exists; --overwrite replaces)"
+        if self.failed:
+            text += f"; {len(self.failed)} FAILED (listed above)"
+        return text
+
+
+def expand_input(text: str) -> tuple[list[Path], Path]:
+    """(image files, the folder their output paths are relative to) for one file, folder or glob."""
+    path = Path(text)
+    if path.is_dir():
+        return find_images(path), path
+    if path.is_file():
+        return [path], path.parent
+    if glob.has_magic(text):
+        extensions = image_extensions()
+        matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
+        prefix = next((i for i, part in enumerate(path.parts) if glob.has_magic(part)), 0)
+        base = Path(*path.parts[:prefix]) if prefix else Path(".")
+        return [m for m in matches if m.is_file() and m.suffix.lower() in extensions], base
+    raise StylenetError(f"input not found: {text} (give image files, folders or quoted globs)")
+
+
+def output_suffix(source: Path, extension: str | None) -> str:
+    if extension:
+        return "." + extension.lower().lstrip(".")
+    return source.suffix.lower() if source.suffix.lower() in KEPT_EXTENSIONS else ".png"
+
+
+def plan(inputs: list[str], output: Path | None, extension: str | None = None) -> list[Job]:
+    """One Job per image; a single file input maps to a file, anything else mirrors into a folder."""
+    expanded = [expand_input(text) for text in inputs]
+    if len(inputs) == 1 and Path(inputs[0]).is_file() and not (output and output.is_dir()):
+        source = Path(inputs[0])
+        target = output or Path(f"{source.stem}_stylized{output_suffix(source, extension)}")
+        output_format(target)
+        return [Job(source, target)]
+    root = output or Path("stylized")
+    if root.is_file():
+        raise StylenetError(f"-o {root} is a file, but there are several inputs: give a folder")
+    jobs = []
+    for text, (files, base) in zip(inputs, expanded):
+        folder = root / Path(text).name if len(inputs) > 1 and Path(text).is_dir() else root
+        for source in files:
+            relative = source.relative_to(base) if source.is_relative_to(base) else Path(source.name)
+            jobs.append(Job(source, (folder / relative).with_suffix(output_suffix(source, extension))))
+    if not jobs:
+        raise StylenetError(f"no images found in {' '.join(inputs)}")
+    targets: dict[Path, Path] = {}
+    for job in jobs:
+        output_format(job.target)
+        if job.target in targets:
+            raise StylenetError(f"{targets[job.target]} and {job.source} would both be written to {job.target}")
+        targets[job.target] = job.source
+    return jobs
+
+
+def stylize_file(model: StyleModel, job: Job, options: StylizeOptions) -> Image.Image:
+    image = load_image(job.source, "input", keep_alpha=True)
+    result = model.stylize(
+        image, options.size, options.scale, options.strength, options.preserve_color, options.tile
+    )
+    image_format = output_format(job.target)
+    if result.mode == "RGBA" and image_format in ("JPEG", "BMP"):
+        log.warning("%s: %s has no alpha channel; transparency dropped", job.target, image_format)
+        result = result.convert("RGB")
+    save_args = {"quality": options.quality} if image_format in ("JPEG", "WEBP") else {}
+    save_image(result, job.target, **save_args)
+    return result
+
+
+def run(model: StyleModel, jobs: list[Job], options: StylizeOptions, overwrite: bool = False) -> Summary:
+    """Stylize every job; a failing image is recorded and the rest go on. Outputs are written atomically."""
+    summary = Summary()
+    started = time.perf_counter()
+    todo = []
+    for job in jobs:
+        (todo if overwrite or not job.target.exists() else summary.existing).append(job)
+    for job in tqdm(todo, desc="stylize", unit="img", disable=len(todo) < 2, dynamic_ncols=True):
+        try:
+            result = stylize_file(model, job, options)
+        except StylenetError as error:
+            summary.failed.append((job.source, str(error)))
+            continue
+        summary.written.append(job.target)
+        summary.megapixels += result.size[0] * result.size[1] / 1e6
+    summary.seconds = time.perf_counter() - started
+    return summary

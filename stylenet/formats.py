@@ -1,0 +1,193 @@
+"""Read every kind of model file stylenet runs, telling the kind from the file's bytes, not its name.
+
+Kinds: a Lightning training checkpoint (.ckpt), stylenet's exported .safetensors, TorchScript, ONNX (run
+with onnxruntime), and a bare state dict: ours, or pytorch/examples fast_neural_style's (.pth/.model, the
+format of the widely shared pretrained models). Pickled files are read with weights_only=True only.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import warnings
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stylenet import StylenetError
+from stylenet.export import METADATA_KEY, load_safetensors, model_metadata
+from stylenet.transformer import TransformerNet
+
+KINDS = ("checkpoint", "safetensors", "torchscript", "onnx", "state_dict")
+Loaded = tuple[Callable[[torch.Tensor], torch.Tensor], dict[str, Any]]  # (network, metadata)
+
+# pytorch/examples fast_neural_style layer names -> ours (same layers, same order; see TransformerNet)
+EXAMPLES_LAYERS = {
+    "conv1.conv2d": "encoder.0.1", "in1": "encoder.0.2", "conv2.conv2d": "encoder.1.1", "in2": "encoder.1.2",
+    "conv3.conv2d": "encoder.2.1", "in3": "encoder.2.2", "deconv1.conv2d": "decoder.0.2", "in4": "decoder.0.3",
+    "deconv2.conv2d": "decoder.1.2", "in5": "decoder.1.3", "deconv3.conv2d": "decoder.2.1",
+}
+EXAMPLES_RESIDUAL_LAYERS = {"conv1.conv2d": "0.1", "in1": "0.2", "conv2.conv2d": "2", "in2": "3"}
+
+
+def detect_kind(path: Path) -> str:
+    """'torchscript', 'torch' (torch.save: checkpoint or state dict), 'safetensors' or 'onnx', from the bytes."""
+    with path.open("rb") as file:
+        head = file.read(16)
+    if head[:2] == b"PK":  # a zip: torch.save's container, or TorchScript's (which also holds code/)
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except zipfile.BadZipFile:
+            raise StylenetError(f"{path} is a damaged zip file, not a readable model (re-download or re-export it)") from None
+        return "torchscript" if any("/code/" in name or name.endswith("constants.pkl") for name in names) else "torch"
+    if head[:1] == b"\x80":  # a pickle: torch.save's legacy (pre-1.6) format
+        return "torch"
+    if len(head) >= 9 and head[8:9] == b"{":  # safetensors: 8-byte header length, then the JSON header
+        return "safetensors"
+    if head[:1] == b"\x08":  # protobuf field 1 (ir_version) as a varint: how every ONNX model starts
+        return "onnx"
+    raise StylenetError(
+        f"{path} is not a model stylenet knows: expected a .ckpt, .safetensors, TorchScript, ONNX or state dict file"
+    )
+
+
+def torch_load(path: Path) -> Any:
+    """torch.load with weights_only=True: tensors and plain containers only, never arbitrary code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[-1][:200]
+        raise StylenetError(
+            f"refusing to load {path}: it holds Python objects beyond tensors, which could run code "
+            f"({first_line}); export it to .safetensors where it was made"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise StylenetError(f"{path} is not a readable torch file ({type(error).__name__}: {error})") from None
+
+
+def load_network(path: Path) -> Loaded:
+    """(network, metadata) from any model file; the network maps (B, 3, H, W) in [0, 1] to the same."""
+    kind = detect_kind(path)
+    if kind == "safetensors":
+        network, metadata = load_safetensors(path)
+        return network, {"kind": "safetensors", **metadata}
+    if kind == "torchscript":
+        return load_torchscript(path)
+    if kind == "onnx":
+        return load_onnx(path)
+    content = torch_load(path)
+    if isinstance(content, dict) and "state_dict" in content and "hyper_parameters" in content:
+        return from_checkpoint(content)
+    if isinstance(content, dict) and content and all(isinstance(v, torch.Tensor) for v in content.values()):
+        return from_state_dict(path, content)
+    raise StylenetError(f"{path} is a torch file but neither a stylenet checkpoint nor a transformer state dict")
+
+
+def rebuild(state: dict[str, torch.Tensor], arguments: dict[str, Any], source: str) -> TransformerNet:
+    """A TransformerNet with these weights; a mismatch is the file's fault and says so."""
+    try:
+        network = TransformerNet(**arguments)
+        network.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as error:
+        summary = str(error).strip().splitlines()[0][:300]
+        raise StylenetError(f"{source}: weights do not fit the network they describe ({summary})") from None
+    return network.eval()
+
+
+def from_checkpoint(checkpoint: dict[str, Any]) -> Loaded:
+    """The transformer from a Lightning checkpoint written by stylenet's training."""
+    hparams = checkpoint["hyper_parameters"]
+    prefix = "transformer."
+    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    arguments = {"channels": hparams["channels"], "num_residual_blocks": hparams["num_residual_blocks"]}
+    network = rebuild(state, arguments, "training checkpoint")
+    style = {"name": hparams.get("style_name"), "image": hparams.get("style_image"), "size": hparams.get("style_size")}
+    metadata = model_metadata(network, style=style, steps=checkpoint.get("global_step"))
+    return network, {"kind": "checkpoint", **metadata}
+
+
+def from_state_dict(path: Path, state: dict[str, torch.Tensor]) -> Loaded:
+    """A bare state dict: pytorch/examples fast_neural_style's layout, or our TransformerNet's."""
+    if "conv1.conv2d.weight" in state:
+        network = from_pytorch_examples(state, str(path))
+        source = "pytorch/examples fast_neural_style state dict"
+    elif "encoder.0.1.weight" in state:
+        blocks = len({key.split(".")[1] for key in state if key.startswith("residuals.")})
+        arguments = {"channels": state["encoder.0.1.weight"].shape[0], "num_residual_blocks": blocks}
+        network = rebuild(state, arguments, str(path))
+        source = "stylenet state dict"
+    else:
+        raise StylenetError(f"{path}: a state dict of an unknown network (first key: {next(iter(state))})")
+    return network, {"kind": "state_dict", **model_metadata(network, source=source, style={"name": path.stem})}
+
+
+def from_pytorch_examples(state: dict[str, torch.Tensor], source: str) -> TransformerNet:
+    """Convert pytorch/examples' TransformerNet weights to ours: rename, and fold its [0, 255] pixel range in."""
+    renamed = {}
+    for key, tensor in state.items():
+        if re.search(r"\.(running_mean|running_var|num_batches_tracked)$", key):
+            continue  # old InstanceNorm kept running stats it never used in eval; pytorch/examples drops them too
+        layer, _, parameter = key.rpartition(".")
+        residual = re.fullmatch(r"res(\d+)\.(.+)", layer)
+        if residual and residual[2] in EXAMPLES_RESIDUAL_LAYERS:
+            renamed[f"residuals.{int(residual[1]) - 1}.body.{EXAMPLES_RESIDUAL_LAYERS[residual[2]]}.{parameter}"] = tensor
+        elif layer in EXAMPLES_LAYERS:
+            renamed[f"{EXAMPLES_LAYERS[layer]}.{parameter}"] = tensor
+        else:
+            raise StylenetError(f"{source}: unexpected key '{key}' for a pytorch/examples fast_neural_style model")
+    # Their net reads pixels in [0, 255] and writes them unbounded in [0, 255]; both ends are convolutions,
+    # which are linear, so scale the first conv's weights by 255 and the last conv's weights and bias by 1/255.
+    renamed["encoder.0.1.weight"] = renamed["encoder.0.1.weight"] * 255.0
+    renamed["decoder.2.1.weight"] = renamed["decoder.2.1.weight"] / 255.0
+    renamed["decoder.2.1.bias"] = renamed["decoder.2.1.bias"] / 255.0
+    blocks = len({key.split(".")[1] for key in renamed if key.startswith("residuals.")})
+    arguments = {"channels": renamed["encoder.0.1.weight"].shape[0], "num_residual_blocks": blocks, "output": "clamp"}
+    return rebuild(renamed, arguments, source)
+
+
+def load_torchscript(path: Path) -> Loaded:
+    extra_files = {"stylenet.json": ""}
+    try:
+        with warnings.catch_warnings():  # TorchScript is deprecated upstream but still the format many deploy
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated")
+            network = torch.jit.load(str(path), map_location="cpu", _extra_files=extra_files)
+    except RuntimeError as error:
+        raise StylenetError(f"{path} is not a loadable TorchScript file ({str(error).splitlines()[0][:200]})") from None
+    metadata = json.loads(extra_files["stylenet.json"] or "{}")
+    return network.eval(), {"kind": "torchscript", **metadata}
+
+
+class OnnxNetwork:
+    """An ONNX model run by onnxruntime, called like the torch module it was exported from."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            import onnxruntime
+        except ImportError:
+            raise StylenetError("ONNX models need onnxruntime: pip install 'stylenet[onnx]'") from None
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=self.providers(onnxruntime))
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own untyped errors for bad files
+            raise StylenetError(f"{path} is not a loadable ONNX model ({str(error).splitlines()[0][:200]})") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    @staticmethod
+    def providers(onnxruntime: Any) -> list[str]:
+        available = onnxruntime.get_available_providers()
+        return [name for name in ("CUDAExecutionProvider", "CPUExecutionProvider") if name in available]
+
+    def metadata(self) -> dict[str, Any]:
+        return json.loads(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY, "{}"))
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        array = images.detach().float().cpu().contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0]).to(images.device)
+
+
+def load_onnx(path: Path) -> Loaded:
+    network = OnnxNetwork(path)
+    return network, {"kind": "onnx", **network.metadata()}

@@ -1,0 +1,145 @@
+"""The `stylenet stylize` and `stylenet export` commands, run in-process through the console script's main()."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from stylenet.cli import main
+from stylenet.inference import load_model
+
+
+def run(*args: str) -> int:
+    """main() with these arguments; returns the exit code (0 when it returns normally)."""
+    try:
+        main([str(arg) for arg in args])
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+def test_folder_mode_mirrors_the_tree_with_each_format(tiny_model: Path, photo_folder: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert run("stylize", photo_folder, "--model", tiny_model, "-o", out) == 0
+    sources = sorted(p.relative_to(photo_folder) for p in photo_folder.rglob("*.*"))
+    assert sorted(p.relative_to(out) for p in out.rglob("*.*")) == sources
+    for relative in sources:
+        with Image.open(out / relative) as result, Image.open(photo_folder / relative) as source:
+            assert result.size == source.size and result.format == source.format
+    assert "stylized 6 image(s)" in capsys.readouterr().out
+
+
+def test_existing_outputs_are_kept_unless_overwrite(tiny_model: Path, photo_folder: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    run("stylize", photo_folder, "--model", tiny_model, "-o", out)
+    first = out / "photo1.png"
+    first.write_bytes(b"keep me")
+    assert run("stylize", photo_folder, "--model", tiny_model, "-o", out) == 0
+    assert first.read_bytes() == b"keep me" and "6 left as they were" in capsys.readouterr().out
+    assert run("stylize", photo_folder, "--model", tiny_model, "-o", out, "--overwrite") == 0
+    assert first.read_bytes() != b"keep me"
+    single = photo_folder / "photo0.jpg"
+    target = tmp_path / "one.png"
+    assert run("stylize", single, "--model", tiny_model, "-o", target) == 0
+    assert run("stylize", single, "--model", tiny_model, "-o", target) == 2
+    assert "one.png exists; pass --overwrite" in capsys.readouterr().err
+
+
+def test_unreadable_inputs_are_reported_and_the_rest_written(tiny_model: Path, photo_folder: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    (photo_folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (photo_folder / "empty.png").write_bytes(b"")
+    out = tmp_path / "out"
+    assert run("stylize", photo_folder, "--model", tiny_model, "-o", out) == 1
+    captured = capsys.readouterr()
+    assert "stylized 6 image(s)" in captured.out and "2 FAILED" in captured.out
+    assert "failed:" in captured.err and "broken.jpg" in captured.err and "empty.png" in captured.err
+    assert len(list(out.rglob("*.*"))) == 6 and not list(out.rglob(".*"))
+
+
+def test_interrupt_mid_folder_leaves_only_complete_files(tiny_model: Path, photo_folder: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    saves = []
+    original_save = Image.Image.save
+
+    def save_then_die(image: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
+        saves.append(fp)
+        if len(saves) == 3:
+            Path(fp).write_bytes(b"half an ima")  # the bytes a crash mid-write would leave
+            raise KeyboardInterrupt
+        original_save(image, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save_then_die)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run("stylize", photo_folder, "--model", tiny_model, "-o", out)
+    monkeypatch.undo()
+    files = sorted(out.rglob("*"))
+    written = [path for path in files if path.is_file()]
+    assert len(written) == 2 and all(not path.name.startswith(".") for path in written)
+    for path in written:
+        with Image.open(path) as image:
+            image.load()  # complete, decodable
+
+
+def test_globs_output_names_and_errors(tiny_model: Path, photo_folder: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run("stylize", f"{photo_folder}/**/*.png", "--model", tiny_model, "-o", "globbed", "--ext", "jpg") == 0
+    assert sorted(p.relative_to("globbed").as_posix() for p in Path("globbed").rglob("*.jpg")) == [
+        "nested/deeper/photo4.jpg", "photo1.jpg"
+    ]
+    assert run("stylize", photo_folder / "photo0.jpg", "--model", tiny_model, "--strength", "0.5") == 0
+    assert Path("photo0_stylized.jpg").is_file()
+    assert run("stylize", tmp_path / "nope.jpg", "--model", tiny_model) == 2
+    assert "input not found" in capsys.readouterr().err
+    assert run("stylize", photo_folder / "photo0.jpg", "--model", tiny_model, "-o", "x.xyz") == 2
+    assert "unknown image extension '.xyz'" in capsys.readouterr().err
+    assert run("stylize", photo_folder / "photo0.jpg", "--model", tmp_path / "missing.safetensors") == 2
+    assert "model not found" in capsys.readouterr().err
+
+
+def test_export_writes_verified_files_and_refuses_to_overwrite(tiny_model: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    for file_format, name in (("onnx", "m.onnx"), ("torchscript", "m.pt"), ("safetensors", "m.safetensors")):
+        assert run("export", tiny_model, "--format", file_format, "-o", tmp_path / name) == 0
+        assert "verified against the module" in capsys.readouterr().out
+        model = load_model(tmp_path / name, "cpu")
+        assert model.kind == file_format and model.metadata["exported_from"]["file"] == "tiny.safetensors"
+    assert run("export", tiny_model, "--format", "onnx", "-o", tmp_path / "m.onnx") == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert run("export", tmp_path / "m.onnx", "--format", "safetensors", "-o", tmp_path / "x.safetensors") == 2
+    assert "export from the .safetensors or .ckpt" in capsys.readouterr().err
+
+
+def test_export_that_fails_verification_writes_nothing(tiny_model: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from stylenet import export
+
+    def broken_writer(transformer, metadata, path) -> None:  # noqa: ANN001 - a writer that loses a layer's weights
+        state = {name: tensor.clone() for name, tensor in transformer.state_dict().items()}
+        transformer.encoder[0][1].weight.data.zero_()
+        export.write_safetensors(transformer, metadata, path)
+        transformer.load_state_dict(state)
+
+    monkeypatch.setitem(export.WRITERS, "safetensors", broken_writer)
+    assert run("export", tiny_model, "--format", "safetensors", "-o", tmp_path / "bad.safetensors") == 2
+    assert "differs from the module" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_python_dash_m_and_console_script_agree(tiny_model: Path, photo_folder: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "stylenet", "stylize", str(photo_folder / "photo1.png"), "--model", str(tiny_model),
+         "-o", str(tmp_path / "a.png")], capture_output=True, text=True,
+    )
+    assert result.returncode == 0 and "stylized 1 image(s)" in result.stdout
+    assert "Traceback" not in result.stderr

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, TQDMProgressBar
 from torchvision.utils import make_grid
 
+from stylenet import StylenetError
 from stylenet.images import open_image, resize_short_side, to_tensor
 
 log = logging.getLogger(__name__)
@@ -61,10 +64,20 @@ class PeriodicCheckpoint(Callback):
 
     def save(self, trainer: pl.Trainer, name: str) -> None:
         path = self.dirpath / name
+        if not all(torch.isfinite(p).all() for p in trainer.lightning_module.parameters()):
+            log.warning("step %d: weights are not finite; %s not written, the previous one stays", trainer.global_step, name)
+            return
         tmp = path.with_name(f".{name}.tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)  # every rank must call it; rank 0 writes
-        if trainer.is_global_zero:
-            os.replace(tmp, path)
+        try:
+            trainer.save_checkpoint(tmp, weights_only=False)  # every rank must call it; rank 0 writes
+            if trainer.is_global_zero:
+                os.replace(tmp, path)
+        except OSError as error:  # disk full, quota, permissions: the previous checkpoint is untouched
+            tmp.unlink(missing_ok=True)
+            raise StylenetError(
+                f"could not write checkpoint {path} at step {trainer.global_step} ({error.strerror or error}); "
+                "the previous checkpoint is intact: free space, then resume from it"
+            ) from None
         self.last_save = time.monotonic()
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
@@ -79,6 +92,43 @@ class PeriodicCheckpoint(Callback):
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.save(trainer, "last.ckpt")
+
+
+class GracefulStop(Callback):
+    """On SIGINT (Ctrl-C) or SIGTERM (what schedulers send): finish the step, then stop the run normally,
+    so PeriodicCheckpoint.on_train_end writes last.ckpt. A second Ctrl-C interrupts at once.
+    `received` tells the caller which signal stopped the run.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, object] = {}
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        log.warning("received %s: stopping after this step and writing a checkpoint", signal.Signals(signum).name)
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        # after Lightning has set its own SIGTERM handler (which would end the run without a checkpoint)
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
+            self.previous = {signum: signal.signal(signum, self.handle) for signum in self.SIGNALS}
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
+        # a scheduler may signal only some ranks: all stop if any got it
+        if trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
+            self.received = self.received or signal.SIGTERM
+            trainer.should_stop = True
+
+    def restore(self, *args: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
+
+    on_train_end = on_exception = restore
 
 
 class StepProgressBar(TQDMProgressBar):

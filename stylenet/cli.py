@@ -11,7 +11,7 @@ from pathlib import Path
 
 from stylenet import StylenetError, __version__
 
-USAGE = """usage: stylenet <command> [...]
+USAGE = """usage: stylenet [--debug] <command> [...]
 
 commands:
   train [key=value ...]          train a style network (the same Hydra overrides as `python train.py`)
@@ -19,6 +19,8 @@ commands:
   export MODEL --format F        write safetensors, TorchScript or ONNX, verified against the module
   optimize CONTENT STYLE... -o OUT  paint one image by optimizing its pixels (Gatys et al.)
   info MODEL                     print a model's metadata
+
+--debug shows full tracebacks instead of one-line errors (for training: HYDRA_FULL_ERROR=1).
 """
 
 
@@ -63,14 +65,18 @@ def stylize_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ext", choices=["png", "jpg", "webp"], help="output format in folder mode (default: the input's)")
     parser.add_argument("--quality", type=int, default=QUALITY, help="JPEG/WebP quality")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--max-image-pixels", type=int,
+                        help="decode images up to this many pixels (default: Pillow's decompression-bomb limit, 89478485)")
     return parser
 
 
 def stylize_command(argv: list[str]) -> None:
     from stylenet import batch
+    from stylenet.images import set_max_image_pixels
     from stylenet.inference import load_model
 
     args = stylize_parser().parse_args(argv)
+    set_max_image_pixels(args.max_image_pixels)
     model = load_model(args.model, args.device, args.precision)
     jobs = batch.plan(args.inputs, args.output, args.ext)
     single = len(jobs) == 1 and Path(args.inputs[0]).is_file() and len(args.inputs) == 1
@@ -189,6 +195,8 @@ def info_command(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv[:1]  # `stylenet --debug COMMAND ...`: full tracebacks instead of one-line errors
+    argv = argv[1:] if debug else argv
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # other libraries: warnings only
     logging.getLogger("stylenet").setLevel(logging.INFO)
     if not argv or argv[0] in ("-h", "--help"):
@@ -208,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         commands[command](rest)
     except StylenetError as error:
+        if debug:
+            raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 

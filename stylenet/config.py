@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from stylenet import StylenetError
-from stylenet.images import IMAGE_ERRORS
+from stylenet.images import IMAGE_ERRORS, bounded
 from stylenet.loss_network import VGG_BLOCKS, check_layers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -47,9 +48,9 @@ def validate(cfg: DictConfig) -> None:
         _require(isinstance(layers, ListConfig) and len(layers) > 0, f"loss_network.{key} must be a non-empty list")
         check_layers(network.arch, layers, f"loss_network.{key}")
     for layer, weight in style_layer_weights(cfg).items():
-        _require(weight >= 0, f"loss_network.style_layer_weights.{layer}={weight}: must be >= 0")
+        _require(math.isfinite(weight) and weight >= 0, f"loss_network.style_layer_weights.{layer}={weight}: must be a number >= 0")
     for key in ("content_weight", "style_weight", "tv_weight"):
-        _require(cfg.loss[key] >= 0, f"loss.{key}={cfg.loss[key]}: must be >= 0")
+        _require(math.isfinite(cfg.loss[key]) and cfg.loss[key] >= 0, f"loss.{key}={cfg.loss[key]}: must be a number >= 0")
     _require(cfg.loss.content_weight + cfg.loss.style_weight > 0, "loss: content_weight and style_weight are both 0")
     size = cfg.data.image_size
     _require(size >= 16 and size % 4 == 0, f"data.image_size={size}: must be a multiple of 4, at least 16")
@@ -58,13 +59,26 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.style.size >= 16, f"style.size={cfg.style.size}: must be at least 16 (pixels, long side)")
     _require(cfg.model.channels >= 1, f"model.channels={cfg.model.channels}: must be >= 1")
     _require(cfg.model.num_residual_blocks >= 0, f"model.num_residual_blocks={cfg.model.num_residual_blocks}: must be >= 0")
-    _require(cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr}: must be > 0")
+    _require(math.isfinite(cfg.optimizer.lr) and cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr}: must be a number > 0")
+    _require(cfg.on_nonfinite_loss in ("stop", "skip"), f"on_nonfinite_loss={cfg.on_nonfinite_loss}: valid are stop, skip")
     _require(cfg.trainer.max_steps >= 1, f"trainer.max_steps={cfg.trainer.max_steps}: must be >= 1")
     _require(cfg.checkpoint.every_n_steps >= 1, f"checkpoint.every_n_steps={cfg.checkpoint.every_n_steps}: must be >= 1")
     _require(cfg.checkpoint.every_n_minutes > 0, f"checkpoint.every_n_minutes={cfg.checkpoint.every_n_minutes}: must be > 0")
     check_style_image(cfg.style.image)
     if cfg.ckpt_path is not None:
         _require(Path(cfg.ckpt_path).is_file(), f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
+        check_checkpoint(Path(cfg.ckpt_path))
+
+
+def check_checkpoint(path: Path) -> None:
+    """A resume checkpoint must be a stylenet training checkpoint that loads with weights_only=True."""
+    from stylenet.formats import torch_load
+
+    content = torch_load(path)  # refuses pickles that would run code, with one line
+    _require(
+        isinstance(content, dict) and "state_dict" in content and "loops" in content,
+        f"ckpt_path={path}: not a training checkpoint (resume from RUN/checkpoints/last.ckpt)",
+    )
 
 
 def check_style_image(path: str) -> None:
@@ -77,7 +91,7 @@ def check_style_image(path: str) -> None:
             "set STYLENET_DATA to a folder holding styles/, or pass style.image=/path/to/painting.jpg"
         )
     try:
-        with Image.open(path) as image:
+        with bounded(), Image.open(path) as image:
             image.verify()
     except IMAGE_ERRORS as error:
         raise StylenetError(f"style.image={path}: not a readable image ({error})") from None

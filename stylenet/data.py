@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
+import signal
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.seed import pl_worker_init_function
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from stylenet import StylenetError
-from stylenet.images import IMAGE_ERRORS, find_images, open_image, resize_short_side, to_tensor
+from stylenet.images import IMAGE_ERRORS, bounded, find_images, open_image, resize_short_side, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,7 @@ def readable_images(files: list[Path]) -> tuple[list[Path], list[tuple[Path, str
     good, bad = [], []
     for path in files:
         try:
-            with Image.open(path) as image:
+            with bounded(), Image.open(path) as image:
                 if min(image.size) < 1:
                     raise ValueError(f"empty image {image.size}")
             good.append(path)
@@ -42,11 +46,11 @@ def readable_images(files: list[Path]) -> tuple[list[Path], list[tuple[Path, str
 class ImageFolderDataset(Dataset):
     """Square random crops of image_size from photos resized so their short side is image_size, RGB in [0, 1].
 
-    A photo that fails to decode is skipped (logged once) and another one is served in its place.
+    A photo that fails to decode is skipped (logged, and appended to skipped_log) and another one is served.
     """
 
-    def __init__(self, files: list[Path], image_size: int) -> None:
-        self.files, self.image_size = files, image_size
+    def __init__(self, files: list[Path], image_size: int, skipped_log: Path | None = None) -> None:
+        self.files, self.image_size, self.skipped_log = files, image_size, skipped_log
         self.broken: set[int] = set()  # per worker process
 
     def __len__(self) -> int:
@@ -58,24 +62,58 @@ class ImageFolderDataset(Dataset):
         top = random.randint(0, image.size[1] - self.image_size)
         return to_tensor(image.crop((left, top, left + self.image_size, top + self.image_size)))  # (3, S, S)
 
+    def skip(self, index: int, error: BaseException) -> None:
+        self.broken.add(index)
+        reason = f"{type(error).__name__}: {error}".replace("\n", " ")
+        log.warning("skipping unreadable image %s (%s)", self.files[index], reason)
+        if self.skipped_log is not None:  # one short O_APPEND write: safe from several worker processes
+            with open(self.skipped_log, "a") as listing:
+                listing.write(f"{self.files[index]}\t{reason}\n")
+
     def __getitem__(self, index: int) -> torch.Tensor:
         for _ in range(len(self.files)):
             if index not in self.broken:
                 try:
                     return self.load(index)
                 except IMAGE_ERRORS as error:
-                    self.broken.add(index)
-                    log.warning("skipping unreadable image %s (%s: %s)", self.files[index], type(error).__name__, error)
+                    self.skip(index, error)
             index = random.randrange(len(self.files))
         raise StylenetError("data.root: no image in the dataset could be decoded")
+
+
+class ResumableLoader(StatefulDataLoader):
+    """torchdata's StatefulDataLoader (Lightning saves its position in every checkpoint), except that a saved
+    position from a different data.num_workers is dropped with a warning: its format depends on the count."""
+
+    def load_state_dict(self, state: dict) -> None:
+        workers = len(state.get("_snapshot", {}).get("_worker_snapshots", {})) if "_snapshot" in state else 0
+        if workers != self.num_workers:
+            log.warning(
+                "data.num_workers is %d, the checkpoint's loader had %d: the data order starts a new shuffle",
+                self.num_workers, workers,
+            )
+            return
+        super().load_state_dict(state)
+
+
+def init_worker(worker_id: int) -> None:
+    """Loader workers ignore Ctrl-C and SIGTERM: the training process decides when to stop, then ends them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):  # what Lightning adds when there is no worker_init_fn
+        pl_worker_init_function(worker_id)
 
 
 class ContentDataModule(pl.LightningDataModule):
     """Serves batches (B, 3, image_size, image_size) of content photos from a folder tree."""
 
-    def __init__(self, root: str, image_size: int = 256, batch_size: int = 4, num_workers: int = 2) -> None:
+    def __init__(
+        self, root: str, image_size: int = 256, batch_size: int = 4, num_workers: int = 2,
+        skipped_log: Path | None = None,
+    ) -> None:
         super().__init__()
         self.root, self.image_size, self.batch_size, self.num_workers = Path(root), image_size, batch_size, num_workers
+        self.skipped_log = skipped_log  # where unreadable files are listed (path<TAB>reason), if given
         self.files: list[Path] | None = None
         self.skipped: list[tuple[Path, str]] = []
 
@@ -95,22 +133,24 @@ class ContentDataModule(pl.LightningDataModule):
                 )
         return self.files
 
-    def write_skipped(self, path: Path) -> None:
-        """Write the list of skipped files (path<TAB>reason), if any."""
-        if self.skipped:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(f"{file}\t{reason}\n" for file, reason in self.skipped))
+    def write_skipped(self) -> None:
+        """List the files the scan skipped (path<TAB>reason) in skipped_log; decoding failures are appended later."""
+        if self.skipped and self.skipped_log is not None:
+            self.skipped_log.parent.mkdir(parents=True, exist_ok=True)
+            self.skipped_log.write_text("".join(f"{file}\t{reason}\n" for file, reason in self.skipped))
 
     def setup(self, stage: str | None = None) -> None:
-        self.dataset = ImageFolderDataset(self.scan(), self.image_size)
+        self.dataset = ImageFolderDataset(self.scan(), self.image_size, self.skipped_log)
 
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(
+    def train_dataloader(self) -> ResumableLoader:
+        # Stateful: Lightning stores its position in each checkpoint, so a resumed run continues the same order.
+        return ResumableLoader(
             self.dataset,
             batch_size=self.batch_size,
             shuffle=True,
             drop_last=True,  # instance norm and the Gram targets assume full batches of equal size
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=init_worker,
             pin_memory=torch.cuda.is_available(),
         )

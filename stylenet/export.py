@@ -105,12 +105,33 @@ def load_safetensors(path: str | Path) -> tuple[TransformerNet, dict[str, Any]]:
         state = load_file(str(path))
         with safe_open(str(path), framework="pt") as file:
             metadata = json.loads((file.metadata() or {})[METADATA_KEY])
-        network = TransformerNet(**metadata["arguments"])
-        network.load_state_dict(state)
-    except (SafetensorError, OSError, KeyError, ValueError, TypeError, RuntimeError) as error:
+        arguments = metadata["arguments"]
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as error:
         summary = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
         raise StylenetError(f"{path} is not a stylenet safetensors model ({type(error).__name__}: {summary})") from None
-    return network.eval(), metadata
+    return rebuild(state, arguments, str(path)), metadata
+
+
+def rebuild(state: dict[str, torch.Tensor], arguments: Any, source: str) -> TransformerNet:
+    """A TransformerNet with these weights, checked before any memory is spent: a tampered or mismatched
+    file fails with one line naming the problem, not deep inside torch."""
+    try:
+        if not isinstance(arguments, dict):
+            raise TypeError(f"architecture arguments must be a mapping, got {type(arguments).__name__}")
+        with torch.device("meta"):  # shapes only: no allocation for whatever sizes the file claims
+            expected = {name: tuple(t.shape) for name, t in TransformerNet(**arguments).state_dict().items()}
+        found = {name: tuple(t.shape) for name, t in state.items()}
+        if expected != found:
+            wrong = sorted(set(expected) ^ set(found)) or [n for n in expected if expected[n] != found[n]]
+            raise ValueError(f"tensors do not match the architecture {arguments} (first mismatch: {wrong[0]})")
+        if not all(torch.isfinite(tensor).all() for tensor in state.values()):
+            raise ValueError("weights contain NaN or infinite values")
+        network = TransformerNet(**arguments)
+        network.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as error:
+        summary = str(error).strip().splitlines()[0][:300]
+        raise StylenetError(f"{source}: weights do not fit the network they describe ({summary})") from None
+    return network.eval()
 
 
 def verify(

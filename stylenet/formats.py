@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from stylenet import StylenetError
-from stylenet.export import METADATA_KEY, load_safetensors, model_metadata
+from stylenet.export import METADATA_KEY, load_safetensors, model_metadata, rebuild
 from stylenet.transformer import TransformerNet
 
 KINDS = ("checkpoint", "safetensors", "torchscript", "onnx", "state_dict")
@@ -85,17 +85,6 @@ def load_network(path: Path) -> Loaded:
     if isinstance(content, dict) and content and all(isinstance(v, torch.Tensor) for v in content.values()):
         return from_state_dict(path, content)
     raise StylenetError(f"{path} is a torch file but neither a stylenet checkpoint nor a transformer state dict")
-
-
-def rebuild(state: dict[str, torch.Tensor], arguments: dict[str, Any], source: str) -> TransformerNet:
-    """A TransformerNet with these weights; a mismatch is the file's fault and says so."""
-    try:
-        network = TransformerNet(**arguments)
-        network.load_state_dict(state)
-    except (RuntimeError, TypeError, ValueError) as error:
-        summary = str(error).strip().splitlines()[0][:300]
-        raise StylenetError(f"{source}: weights do not fit the network they describe ({summary})") from None
-    return network.eval()
 
 
 def from_checkpoint(checkpoint: dict[str, Any]) -> Loaded:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +14,26 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from stylenet import StylenetError
 from stylenet.files import atomic_write
 
-# Errors Pillow raises on unreadable, truncated or hostile files (bombs raise DecompressionBombError, an Exception).
-IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError)
+# Errors Pillow raises on unreadable, truncated or hostile files. Images over Image.MAX_IMAGE_PIXELS raise
+# DecompressionBombWarning, which we turn into an error (see bounded()); over twice that, Pillow raises itself.
+IMAGE_ERRORS = (
+    OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError,
+    Image.DecompressionBombError, Image.DecompressionBombWarning,
+)
+DEFAULT_MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS  # Pillow's guard: 89,478,485 pixels (about 9459 x 9459)
+
+
+def set_max_image_pixels(pixels: int | None) -> None:
+    """Raise (or restore, with None) the decompression-bomb limit: the largest image, in pixels, we decode."""
+    Image.MAX_IMAGE_PIXELS = int(pixels) if pixels else DEFAULT_MAX_IMAGE_PIXELS
+
+
+@contextmanager
+def bounded() -> Iterator[None]:
+    """Within the block, opening an image over Image.MAX_IMAGE_PIXELS is an error, not just Pillow's warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
 
 
 def image_extensions() -> set[str]:
@@ -56,7 +77,7 @@ def open_image(path: str | Path, draft_size: int | None = None, keep_alpha: bool
     draft_size lets JPEG decoding scale down by 1/2, 1/4 or 1/8 while keeping both sides >= draft_size.
     keep_alpha returns RGBA instead for images with transparency.
     """
-    with Image.open(path) as image:
+    with bounded(), Image.open(path) as image:
         if draft_size is not None and image.format == "JPEG":
             scale = min(image.size) / draft_size
             image.draft("RGB", (int(image.size[0] / scale) + 1, int(image.size[1] / scale) + 1))
@@ -74,6 +95,11 @@ def load_image(path: str | Path, what: str = "image", keep_alpha: bool = False) 
         raise StylenetError(f"{what} not found: {path} (check the path)")
     try:
         return open_image(path, keep_alpha=keep_alpha)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise StylenetError(
+            f"{what} is too large to decode safely: {path} ({error}); if you trust it, raise the limit "
+            "(stylenet stylize --max-image-pixels N, or data.max_image_pixels=N in training)"
+        ) from None
     except IMAGE_ERRORS as error:
         raise StylenetError(f"{what} is not a readable image: {path} ({error})") from None
 

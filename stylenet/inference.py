@@ -60,6 +60,7 @@ class StyleModel:
         if precision == "fp16" and self.device.type != "cuda":
             raise StylenetError("fp16 needs a CUDA GPU; on CPU use --precision bf16 or fp32")
         self.precision = precision
+        self.pixel_limit: int | None = None  # set after an out-of-memory error: images this large did not fit
         if isinstance(network, torch.nn.Module):
             network = network.eval().to(self.device)
         self.network = network
@@ -90,15 +91,18 @@ class StyleModel:
         if min(height, width) < MIN_SIDE:
             padded = F.pad(images, (0, max(0, MIN_SIDE - width), 0, max(0, MIN_SIDE - height)), mode="replicate")
             return self.stylize_tensor(padded, tile)[..., :height, :width].to(source_device)
-        tile = self.auto_tile(height, width) if tile is None else tile
+        tile = self.auto_tile(height, width, images.shape[0]) if tile is None else tile
         try:
             return self.run(images, tile).float().clamp_(0, 1).to(source_device)
         except torch.OutOfMemoryError:
             if self.module is None or (tile and tile <= 256):
                 raise StylenetError(f"out of memory on {self.device} for a {width}x{height} image") from None
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            # remember what did not fit, so the tiles' shared statistics come from a smaller copy too
+            self.pixel_limit = min(self.pixel_limit or height * width, height * width) // 2
             smaller = max(256, (tile or max(height, width)) // 2)
             log.warning("out of memory on %s at %dx%d; retrying in %d px tiles", self.device, width, height, smaller)
-            torch.cuda.empty_cache()
             return self.stylize_tensor(images, smaller).to(source_device)
 
     def run(self, images: torch.Tensor, tile: int) -> torch.Tensor:
@@ -111,17 +115,22 @@ class StyleModel:
                     "(use the .safetensors or .ckpt model, or --tile 0)"
                 )
             # norm statistics from the largest copy of the image that fits: exact when the whole image does
-            return tiled_forward(self.module, images, tile, memory_budget(self.device) // self.bytes_per_pixel())
+            return tiled_forward(self.module, images, tile, self.fitting_pixels() // images.shape[0])
 
-    def auto_tile(self, height: int, width: int) -> int:
-        """0 when the whole image fits in memory; else the largest tile side (multiple of 64) that does."""
+    def auto_tile(self, height: int, width: int, batch: int = 1) -> int:
+        """0 when the whole batch fits in memory; else the largest tile side (multiple of 64) that does."""
         if self.module is None:
             return 0
-        bytes_per_pixel, budget = self.bytes_per_pixel(), memory_budget(self.device)
-        if height * width * bytes_per_pixel <= budget:
+        fitting = self.fitting_pixels() // batch
+        if height * width <= fitting:
             return 0
-        side = int(math.sqrt(budget / bytes_per_pixel)) - 2 * HALO
+        side = int(math.sqrt(fitting)) - 2 * HALO
         return max(256, side // 64 * 64)
+
+    def fitting_pixels(self) -> int:
+        """The most pixels one forward pass of the eager network may take on this device."""
+        fitting = memory_budget(self.device) // self.bytes_per_pixel()
+        return min(fitting, self.pixel_limit) if self.pixel_limit else fitting
 
     def bytes_per_pixel(self) -> int:
         """Estimated peak activation memory of the eager network per image pixel."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -14,10 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from stylenet import StylenetError
-from stylenet.callbacks import PeriodicCheckpoint, SampleGrid, StepProgressBar
+from stylenet.callbacks import GracefulStop, PeriodicCheckpoint, SampleGrid, StepProgressBar
 from stylenet.config import style_layer_weights, validate
 from stylenet.data import ContentDataModule
-from stylenet.images import find_images
+from stylenet.images import find_images, set_max_image_pixels
 from stylenet.export import model_metadata, save_safetensors
 from stylenet.module import StyleTransferModule
 
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 # The loss network is frozen and stays in eval mode on purpose; Lightning warns about any module in eval mode.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=Warning)
+warnings.filterwarnings("ignore", message=r"'set_vital' is deprecated")  # torchdata 0.11 on newer torch
+warnings.filterwarnings("ignore", message=r"`training_step` returned `None`")  # on_nonfinite_loss=skip, on purpose
 
 
 class _NoAdvertising(logging.Filter):
@@ -59,24 +62,29 @@ def build_module(cfg: DictConfig) -> StyleTransferModule:
         style_weight=float(cfg.loss.style_weight),
         tv_weight=float(cfg.loss.tv_weight),
         lr=float(cfg.optimizer.lr),
+        on_nonfinite_loss=cfg.on_nonfinite_loss,
     )
 
 
 def train(cfg: DictConfig) -> Path:
     """Train a style network as cfg says; returns the path of the exported model.safetensors."""
     validate(cfg)
+    set_max_image_pixels(cfg.data.get("max_image_pixels"))
     run_dir = Path(cfg.paths.run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    skipped_log = run_dir / "skipped_images.txt"
     datamodule = ContentDataModule(
-        str(cfg.data.root), cfg.data.image_size, cfg.data.batch_size, cfg.data.num_workers
+        str(cfg.data.root), cfg.data.image_size, cfg.data.batch_size, cfg.data.num_workers, skipped_log
     )
     datamodule.scan()  # fail on a missing or empty folder before the loss network loads
-    datamodule.write_skipped(run_dir / "skipped_images.txt")
+    datamodule.write_skipped()
     module = build_module(cfg)
+    stopper = GracefulStop()
     callbacks = [
         PeriodicCheckpoint(run_dir / "checkpoints", cfg.checkpoint.every_n_steps, cfg.checkpoint.every_n_minutes),
         SampleGrid(sample_paths(cfg, datamodule), cfg.samples.size, cfg.samples.every_n_steps),
         StepProgressBar(refresh_rate=1),
+        stopper,
     ]
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
     trainer = pl.Trainer(
@@ -88,10 +96,43 @@ def train(cfg: DictConfig) -> Path:
         default_root_dir=str(run_dir),
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    report_skipped(skipped_log)
+    if stopper.received is not None:
+        raise Interrupted(stopper.received, trainer.global_step, run_dir)
     model_path = run_dir / "model.safetensors"
     if trainer.is_global_zero:
         export(cfg, module, trainer.global_step, model_path)
     return model_path
+
+
+class Interrupted(Exception):
+    """The run stopped on a signal after writing last.ckpt; the message says how to resume."""
+
+    def __init__(self, signum: int, step: int, run_dir: Path) -> None:
+        self.signum = signum
+        checkpoint = run_dir / "checkpoints" / "last.ckpt"
+        resume = " ".join(["python train.py", *task_overrides(), f"hydra.run.dir={run_dir}", f"ckpt_path={checkpoint}"])
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint written to {checkpoint}. "
+            f"Resume with:\n  {resume}"
+        )
+
+
+def task_overrides() -> list[str]:
+    """The overrides this run was started with (without run dir and ckpt_path), for the resume command."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # not under @hydra.main (tests call train() directly)
+        return []
+    return [item for item in overrides if not item.startswith(("hydra.run.dir=", "ckpt_path="))]
+
+
+def report_skipped(skipped_log: Path) -> None:
+    if skipped_log.is_file():
+        count = len(skipped_log.read_text().splitlines())
+        log.warning("%d unreadable image(s) were skipped; the list is in %s", count, skipped_log)
 
 
 def export(cfg: DictConfig, module: StyleTransferModule, steps: int, path: Path) -> None:
@@ -114,7 +155,8 @@ def export(cfg: DictConfig, module: StyleTransferModule, steps: int, path: Path)
 
 
 def run(cfg: DictConfig) -> None:
-    """The body of the @hydra.main entry points: user errors become one line on stderr and exit code 2."""
+    """The body of the @hydra.main entry points: user errors become one line on stderr and exit code 2;
+    a run stopped by a signal says how to resume and exits 128 + the signal number (130 Ctrl-C, 143 SIGTERM)."""
     torch.set_float32_matmul_precision("high")
     try:
         train(cfg)
@@ -123,5 +165,8 @@ def run(cfg: DictConfig) -> None:
             raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as stop:
+        print(stop, file=sys.stderr)
+        sys.exit(128 + stop.signum)
 
 

@@ -55,6 +55,9 @@ class TransformerNet(nn.Module):
         super().__init__()
         if output not in self.OUTPUTS:
             raise ValueError(f"output must be one of {self.OUTPUTS}, got {output!r}")
+        for name, value, top in (("channels", channels, 1024), ("num_residual_blocks", num_residual_blocks, 64)):
+            if not isinstance(value, int) or isinstance(value, bool) or not (name == "channels") <= value <= top:
+                raise ValueError(f"{name} must be an integer from {int(name == 'channels')} to {top}, got {value!r}")
         self.channels, self.num_residual_blocks, self.output = channels, num_residual_blocks, output
         width = [channels, channels * 2, channels * 4]
         self.encoder = nn.Sequential(

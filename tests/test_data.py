@@ -89,7 +89,8 @@ def test_broken_files_are_skipped_counted_and_listed(
     assert len(files) == 7 and len(datamodule.skipped) == 2  # truncated.jpg passes the header check
     warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert len(warnings) == 1 and "skipped 2 unreadable file(s) of 9" in warnings[0]
-    datamodule.write_skipped(tmp_path / "skipped.txt")
+    datamodule.skipped_log = tmp_path / "skipped.txt"
+    datamodule.write_skipped()
     assert {Path(line.split("\t")[0]).name for line in (tmp_path / "skipped.txt").read_text().splitlines()} == {
         "empty.jpg", "text.png"}
     datamodule.setup("fit")
@@ -108,3 +109,25 @@ def test_missing_or_empty_folder_fails_before_training(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(StylenetError, match="holds 0 readable image"):
         ContentDataModule(str(tmp_path / "empty")).scan()
+
+
+def test_loader_position_survives_a_restart_and_a_changed_worker_count(photo_folder: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    def loader(workers: int):  # noqa: ANN202
+        datamodule = ContentDataModule(str(photo_folder), image_size=32, batch_size=1, num_workers=workers)
+        datamodule.setup("fit")
+        return datamodule.train_dataloader()
+
+    torch.manual_seed(0)
+    first = loader(0)
+    batches = iter(first)
+    next(batches), next(batches)
+    state = first.state_dict()
+    rest = [batch.mean().item() for batch in batches]
+    resumed = loader(0)
+    resumed.load_state_dict(state)
+    assert len([batch.mean().item() for batch in resumed]) == len(rest) == 4  # continues, not from the start
+    changed = loader(2)
+    with caplog.at_level(logging.WARNING, logger="stylenet.data"):
+        changed.load_state_dict(state)
+    assert "starts a new shuffle" in caplog.text and len(list(changed)) == 6

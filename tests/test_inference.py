@@ -233,3 +233,45 @@ def test_to_tensor_round_trip_is_lossless(photo: Image.Image) -> None:
     from stylenet.images import to_pil
 
     assert to_pil(to_tensor(photo)).tobytes() == photo.tobytes()
+
+
+def test_tampered_metadata_fails_with_one_clear_line(tiny_model: Path, tmp_path: Path) -> None:
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(tiny_model), framework="pt") as file:
+        state = {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118 - safe_open has no items()
+        metadata = json.loads(file.metadata()["stylenet"])
+    cases = {
+        "huge": ({**metadata, "arguments": {"channels": 10**6, "num_residual_blocks": 1}}, state, "channels must be"),
+        "negative": ({**metadata, "arguments": {"channels": 4, "num_residual_blocks": -1}}, state, "num_residual_blocks"),
+        "text": ({**metadata, "arguments": "channels=4"}, state, "must be a mapping"),
+        "shapes": ({**metadata, "arguments": {"channels": 8, "num_residual_blocks": 1}}, state, "do not match"),
+        "nan": (metadata, {**state, "encoder.0.1.bias": state["encoder.0.1.bias"] * float("nan")}, "NaN or infinite"),
+    }
+    for name, (fields, tensors, message) in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        save_file(tensors, str(path), metadata={"stylenet": json.dumps(fields)})
+        with pytest.raises(StylenetError, match=f"weights do not fit the network they describe.*{message}") as error:
+            load_model(path, "cpu")
+        assert "\n" not in str(error.value), name
+
+
+def test_out_of_memory_falls_back_to_tiles(tiny_model: Path, photo: Image.Image) -> None:
+    def run_out_of_memory_over(pixels: int) -> StyleModel:
+        def fail_when_large(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            if args[0].shape[-2] * args[0].shape[-1] > pixels:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+        model = load_model(tiny_model, "cpu")
+        model.module.register_forward_pre_hook(fail_when_large)
+        return model
+
+    image = photo.resize((600, 460), Image.Resampling.BILINEAR)
+    model = run_out_of_memory_over(400 * 400)  # the whole image and 300-px tiles fail; 256-px tiles fit
+    result = model.stylize(image)
+    assert result.size == image.size and model.pixel_limit is not None
+    with pytest.raises(StylenetError, match="out of memory on cpu for a 600x460 image"):
+        run_out_of_memory_over(100 * 100).stylize(image)  # not even the smallest tiles fit: one clear line

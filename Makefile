@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast train-quick data clean
+.PHONY: help install test test-fast train-quick data bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,19 @@ train-quick: $(STAMP)  ## a few-minute CPU training run on starry_night
 
 data: $(STAMP)  ## fetch the paintings into ./data (ARGS="--coco" adds COCO train2014, 13 GB)
 	$(PY) scripts/fetch_data.py $(ARGS)
+
+BENCH := $(PY) -m stylenet bench
+BENCH_OUT ?= bench-results.md
+bench: $(STAMP)  ## time training, inference and optimization here, baseline beside ours (CPU: ~30 min) -> $(BENCH_OUT)
+	rm -f $(BENCH_OUT)
+	$(BENCH) train --loss-network vgg16 --baseline --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) train --loss-network vgg16 --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) train --loss-network vgg19 --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) train --loss-network vgg16 --model transformer_small --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) infer --baseline --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) infer --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) infer --model transformer_small --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) optimize --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 
 clean:  ## remove caches and run outputs (keeps .venv)
 	rm -rf outputs multirun .pytest_cache

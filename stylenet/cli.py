@@ -19,6 +19,7 @@ commands:
   export MODEL --format F        write safetensors, TorchScript or ONNX, verified against the module
   optimize CONTENT STYLE... -o OUT  paint one image by optimizing its pixels (Gatys et al.)
   info MODEL                     print a model's metadata
+  bench train|infer|optimize     time the hot paths (one JSON line per figure; see BENCHMARKS.md)
 
 --debug shows full tracebacks instead of one-line errors (for training: HYDRA_FULL_ERROR=1).
 """
@@ -193,6 +194,12 @@ def info_command(argv: list[str]) -> None:
     print(json.dumps(load_model(parser.parse_args(argv).model, "cpu").metadata, indent=2, sort_keys=True))
 
 
+def bench_command(argv: list[str]) -> None:
+    from stylenet.bench import main as bench_main
+
+    bench_main(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv[:1]  # `stylenet --debug COMMAND ...`: full tracebacks instead of one-line errors
@@ -208,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     commands = {
         "train": train_command, "stylize": stylize_command, "export": export_command,
-        "optimize": optimize_command, "info": info_command,
+        "optimize": optimize_command, "info": info_command, "bench": bench_command,
     }
     if command not in commands:
         print(f"error: unknown command '{command}'; valid: {', '.join(commands)} (see stylenet --help)", file=sys.stderr)

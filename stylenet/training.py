@@ -97,7 +97,7 @@ def train(cfg: DictConfig) -> Path:
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     report_skipped(skipped_log)
-    if stopper.received is not None:
+    if stopper.received is not None and trainer.global_step < trainer.max_steps:  # a signal at the end: done anyway
         raise Interrupted(stopper.received, trainer.global_step, run_dir)
     model_path = run_dir / "model.safetensors"
     if trainer.is_global_zero:

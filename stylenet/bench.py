@@ -1,0 +1,243 @@
+"""Benchmarks of the hot paths: one JSON line per figure, optionally a Markdown table.
+
+    stylenet bench train   [--size 256] [--batch 4] [--precision fp32|bf16] [--model transformer] [--baseline]
+    stylenet bench infer   [--sizes 512,1024,2048,3840x2160] [--backends eager,torchscript,onnx] [--baseline]
+    stylenet bench optimize [--size 512]
+
+Every figure is the median of N timed repeats after warm-up, on synthetic images (timing does not depend on
+pixel values), and carries the machine, torch version and thread count. --baseline runs our own code the way
+pytorch/examples fast_neural_style does: fp32, channels-first, the photo through the whole loss network in a
+second pass, no inference_mode, no compile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from stylenet.config import CONF_DIR
+from stylenet.export import export_model, model_metadata
+from stylenet.formats import load_network
+from stylenet.inference import PRECISIONS, resolve_device
+from stylenet.loss_network import LossNetwork
+from stylenet.losses import PerceptualLoss
+from stylenet.transformer import TransformerNet
+
+MODELS = {  # conf/model/<name>.yaml: the architectures training builds
+    path.stem: {key: value for key, value in OmegaConf.load(path).items() if key != "name"}
+    for path in sorted((CONF_DIR / "model").glob("*.yaml"))
+}
+# The loss networks as conf/loss_network configures them; vgg16 is pytorch/examples' (content relu2_2).
+LOSS_NETWORKS = {
+    "vgg19": ("vgg19", ["relu4_2"], ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]),
+    "vgg16": ("vgg16", ["relu2_2"], ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]),
+}
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        with contextlib.suppress(OSError, StopIteration):
+            with open("/proc/cpuinfo") as cpuinfo:
+                name = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+        name = f"{locals().get('name', 'CPU')}, {os.cpu_count()} cores"
+    return {"machine": name, "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated by torch, or the process's peak resident memory on CPU (MB)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def median_seconds(run: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
+    def synchronize() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        run()
+    synchronize()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        synchronize()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=PRECISIONS[precision])
+
+
+def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
+    """One optimizer step of the training recipe (the LightningModule's training_step, without Lightning)."""
+    arch, content_layers, style_layers = LOSS_NETWORKS[args.loss_network]
+    weights = "caffe" if arch == "vgg19" else "random"  # same speed; vgg16's real weights need a download
+    loss_network = LossNetwork(arch, weights, [*content_layers, *style_layers])
+    style = torch.rand(3, 256, 256)
+    criterion = PerceptualLoss(loss_network, style, content_layers, dict.fromkeys(style_layers, 1.0), 1.0, 1.0, 1.0)
+    network = TransformerNet(**MODELS[args.model]).to(device)
+    criterion = criterion.to(device)
+    photos = torch.rand(args.batch, 3, args.size, args.size, device=device)
+    fast = not args.baseline
+    if fast and args.channels_last:
+        network = network.to(memory_format=torch.channels_last)
+        photos = photos.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3, fused=device.type == "cuda" and fast)
+    model = torch.compile(network) if fast and args.compile else network
+
+    def step() -> None:
+        with autocast(device, "fp32" if args.baseline else args.precision):
+            stylized = model(photos)
+            # baseline: the photo through the whole loss network too, as pytorch/examples does
+            content = criterion.loss_network(photos, criterion.layers) if args.baseline else photos
+            terms = criterion(stylized, content)
+        terms["total"].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def bench_train(args: argparse.Namespace) -> list[dict[str, Any]]:
+    device = resolve_device(args.device)
+    step = train_step(args, device)
+    seconds = median_seconds(step, device, args.warmup, args.repeats)
+    return [{
+        "bench": "train", "mode": "baseline" if args.baseline else "stylenet", "model": args.model,
+        "loss_network": args.loss_network, "size": args.size, "batch": args.batch, "device": device.type,
+        "precision": "fp32" if args.baseline else args.precision, "channels_last": args.channels_last and not args.baseline,
+        "compile": args.compile and not args.baseline, "data": "synthetic", "s_per_step": round(seconds, 4),
+        "images_per_s": round(args.batch / seconds, 3), "peak_memory_mb": round(peak_memory_mb(device)),
+        **machine(device),
+    }]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1024' -> (1024, 1024); '3840x2160' -> (2160, 3840) as (height, width)."""
+    width, _, height = text.partition("x")
+    return int(height or width), int(width)
+
+
+def bench_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from stylenet.inference import StyleModel
+
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    network = TransformerNet(**MODELS[args.model]).eval()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for backend in args.backends.split(","):
+            for precision in args.precisions.split(","):
+                if backend == "onnx" and precision != "fp32" or args.baseline and (backend, precision) != ("eager", "fp32"):
+                    continue
+                if backend == "eager":
+                    model = StyleModel(network, {"kind": "safetensors"}, device, precision)
+                else:
+                    path = Path(folder) / f"model.{backend}"
+                    if not path.exists():
+                        export_model(network, model_metadata(network), path, backend)
+                    model = StyleModel(*load_network(path), device, precision)
+                for size in args.sizes.split(","):
+                    height, width = parse_size(size)
+                    images = torch.rand(1, 3, height, width, device=device)
+                    if args.baseline:  # pytorch/examples: no_grad (not inference_mode), no clamp fusion, fp32
+                        def run() -> object:
+                            with torch.no_grad():
+                                return network.to(device)(images)
+                    else:
+                        def run() -> object:
+                            return model.stylize_tensor(images, tile=0)
+                    seconds = median_seconds(run, device, args.warmup, args.repeats)
+                    rows.append({
+                        "bench": "infer", "mode": "baseline" if args.baseline else "stylenet", "model": args.model,
+                        "backend": backend, "size": f"{width}x{height}", "device": device.type, "precision": precision,
+                        "s_per_image": round(seconds, 4), "megapixels_per_s": round(height * width / 1e6 / seconds, 3),
+                        "peak_memory_mb": round(peak_memory_mb(device)), **machine(device),
+                    })
+    return rows
+
+
+def bench_optimize(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Seconds per loss evaluation (forward + backward through VGG-19, what each L-BFGS step costs)."""
+    device = resolve_device(args.device)
+    _, content_layers, style_layers = LOSS_NETWORKS["vgg19"]
+    loss_network = LossNetwork("vgg19", "caffe", [*content_layers, *style_layers])
+    criterion = PerceptualLoss(
+        loss_network, torch.rand(3, args.size, args.size), content_layers, dict.fromkeys(style_layers, 1.0),
+        1.0, 10.0, 1.0, normalize=True,
+    ).to(device)
+    photo = torch.rand(1, 3, args.size, args.size, device=device)
+    targets = criterion.content_features(photo)
+    image = photo.clone().requires_grad_(True)
+
+    def evaluation() -> None:
+        image.grad = None
+        with autocast(device, args.precision):
+            terms = criterion(image, targets)
+        terms["total"].backward()
+
+    seconds = median_seconds(evaluation, device, args.warmup, args.repeats)
+    return [{
+        "bench": "optimize", "mode": "stylenet", "model": "vgg19", "size": args.size, "device": device.type,
+        "precision": args.precision, "s_per_step": round(seconds, 4), "peak_memory_mb": round(peak_memory_mb(device)),
+        **machine(device),
+    }]
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown table, one column per key that any row has."""
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    lines = ["| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]
+    lines += ["| " + " | ".join(str(row.get(key, "")) for key in keys) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stylenet bench", description="Time training, inference or optimization.")
+    parser.add_argument("what", choices=["train", "infer", "optimize"])
+    parser.add_argument("--size", type=int, help="image side (train: 256; optimize: 512)")
+    parser.add_argument("--sizes", default="512,1024,2048,3840x2160", help="infer: sizes, WIDTHxHEIGHT or N")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="train, optimize")
+    parser.add_argument("--precisions", default="fp32", help="infer: comma-separated")
+    parser.add_argument("--backends", default="eager,torchscript,onnx", help="infer: comma-separated")
+    parser.add_argument("--model", default="transformer", choices=list(MODELS))
+    parser.add_argument("--loss-network", default="vgg19", choices=list(LOSS_NETWORKS), help="train")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False, help="train")
+    parser.add_argument("--compile", action="store_true", help="train: torch.compile the transformer")
+    parser.add_argument("--baseline", action="store_true", help="the reference implementation's way")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--markdown", type=Path, help="also append the rows to this Markdown file")
+    return parser
+
+
+def main(argv: list[str]) -> None:
+    args = parser().parse_args(argv)
+    args.size = args.size or (512 if args.what == "optimize" else 256)
+    rows = {"train": bench_train, "infer": bench_infer, "optimize": bench_optimize}[args.what](args)
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    if args.markdown:
+        with args.markdown.open("a") as file:
+            file.write(markdown(rows) + "\n")

@@ -16,6 +16,12 @@ class StylenetError(Exception):
     """An error the user can fix; its message says how. The CLI prints it as one line and exits 2."""
 
 
+def brief(error: BaseException, limit: int = 300, last: bool = False) -> str:
+    """One line of a library's error message for ours: the first (or last) non-empty line, cut to limit."""
+    lines = str(error).strip().splitlines()
+    return (lines[-1] if last else lines[0])[:limit] if lines else ""
+
+
 def __getattr__(name: str) -> Any:
     """load_model and StyleModel on first use, so `import stylenet` (and the CLI's --help) stay fast."""
     if name in ("load_model", "StyleModel"):

@@ -76,10 +76,15 @@ def output_suffix(source: Path, extension: str | None) -> str:
     return source.suffix.lower() if source.suffix.lower() in KEPT_EXTENSIONS else ".png"
 
 
+def one_file(inputs: list[str]) -> bool:
+    """True for the single-file case: one input, and it is a file (its output is a file, not a folder)."""
+    return len(inputs) == 1 and Path(inputs[0]).is_file()
+
+
 def plan(inputs: list[str], output: Path | None, extension: str | None = None) -> list[Job]:
     """One Job per image; a single file input maps to a file, anything else mirrors into a folder."""
     expanded = [expand_input(text) for text in inputs]
-    if len(inputs) == 1 and Path(inputs[0]).is_file() and not (output and output.is_dir()):
+    if one_file(inputs) and not (output and output.is_dir()):
         source = Path(inputs[0])
         target = output or Path(f"{source.stem}_stylized{output_suffix(source, extension)}")
         output_format(target)

@@ -50,10 +50,11 @@ def machine(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
+        cpu = "CPU"
         with contextlib.suppress(OSError, StopIteration):
             with open("/proc/cpuinfo") as cpuinfo:
-                name = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-        name = f"{locals().get('name', 'CPU')}, {os.cpu_count()} cores"
+                cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+        name = f"{cpu}, {os.cpu_count()} cores"
     return {"machine": name, "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
@@ -162,7 +163,7 @@ def bench_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
                     if args.baseline:  # pytorch/examples: no_grad (not inference_mode), no clamp fusion, fp32
                         def run() -> object:
                             with torch.no_grad():
-                                return network.to(device)(images)
+                                return model.network(images)
                     else:
                         def run() -> object:
                             return model.stylize_tensor(images, tile=0)

@@ -80,7 +80,7 @@ def stylize_command(argv: list[str]) -> None:
     set_max_image_pixels(args.max_image_pixels)
     model = load_model(args.model, args.device, args.precision)
     jobs = batch.plan(args.inputs, args.output, args.ext)
-    single = len(jobs) == 1 and Path(args.inputs[0]).is_file() and len(args.inputs) == 1
+    single = batch.one_file(args.inputs)
     if single and jobs[0].target.exists() and not args.overwrite:
         raise StylenetError(f"{jobs[0].target} exists; pass --overwrite to replace it, or choose another -o")
     options = batch.StylizeOptions(args.size, args.scale, args.strength, args.preserve_color, args.tile, args.quality)

@@ -14,7 +14,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from stylenet import StylenetError, __version__
+from stylenet import StylenetError, __version__, brief
 from stylenet.files import atomic_write
 from stylenet.transformer import TransformerNet
 
@@ -107,8 +107,7 @@ def load_safetensors(path: str | Path) -> tuple[TransformerNet, dict[str, Any]]:
             metadata = json.loads((file.metadata() or {})[METADATA_KEY])
         arguments = metadata["arguments"]
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as error:
-        summary = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-        raise StylenetError(f"{path} is not a stylenet safetensors model ({type(error).__name__}: {summary})") from None
+        raise StylenetError(f"{path} is not a stylenet safetensors model ({type(error).__name__}: {brief(error)})") from None
     return rebuild(state, arguments, str(path)), metadata
 
 
@@ -129,8 +128,7 @@ def rebuild(state: dict[str, torch.Tensor], arguments: Any, source: str) -> Tran
         network = TransformerNet(**arguments)
         network.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError) as error:
-        summary = str(error).strip().splitlines()[0][:300]
-        raise StylenetError(f"{source}: weights do not fit the network they describe ({summary})") from None
+        raise StylenetError(f"{source}: weights do not fit the network they describe ({brief(error)})") from None
     return network.eval()
 
 

@@ -18,11 +18,10 @@ from typing import Any
 
 import torch
 
-from stylenet import StylenetError
+from stylenet import StylenetError, brief
 from stylenet.export import METADATA_KEY, load_safetensors, model_metadata, rebuild
 from stylenet.transformer import TransformerNet
 
-KINDS = ("checkpoint", "safetensors", "torchscript", "onnx", "state_dict")
 Loaded = tuple[Callable[[torch.Tensor], torch.Tensor], dict[str, Any]]  # (network, metadata)
 
 # pytorch/examples fast_neural_style layer names -> ours (same layers, same order; see TransformerNet)
@@ -40,7 +39,8 @@ def detect_kind(path: Path) -> str:
         head = file.read(16)
     if head[:2] == b"PK":  # a zip: torch.save's container, or TorchScript's (which also holds code/)
         try:
-            names = zipfile.ZipFile(path).namelist()
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
         except zipfile.BadZipFile:
             raise StylenetError(f"{path} is a damaged zip file, not a readable model (re-download or re-export it)") from None
         return "torchscript" if any("/code/" in name or name.endswith("constants.pkl") for name in names) else "torch"
@@ -60,10 +60,9 @@ def torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[-1][:200]
         raise StylenetError(
             f"refusing to load {path}: it holds Python objects beyond tensors, which could run code "
-            f"({first_line}); export it to .safetensors where it was made"
+            f"({brief(error, 200, last=True)}); export it to .safetensors where it was made"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise StylenetError(f"{path} is not a readable torch file ({type(error).__name__}: {error})") from None
@@ -87,6 +86,11 @@ def load_network(path: Path) -> Loaded:
     raise StylenetError(f"{path} is a torch file but neither a stylenet checkpoint nor a transformer state dict")
 
 
+def residual_blocks(state: dict[str, torch.Tensor]) -> int:
+    """How many residual blocks a state dict in our layer names holds (residuals.<i>. ...)."""
+    return len({key.split(".")[1] for key in state if key.startswith("residuals.")})
+
+
 def from_checkpoint(checkpoint: dict[str, Any]) -> Loaded:
     """The transformer from a Lightning checkpoint written by stylenet's training."""
     hparams = checkpoint["hyper_parameters"]
@@ -105,8 +109,7 @@ def from_state_dict(path: Path, state: dict[str, torch.Tensor]) -> Loaded:
         network = from_pytorch_examples(state, str(path))
         source = "pytorch/examples fast_neural_style state dict"
     elif "encoder.0.1.weight" in state:
-        blocks = len({key.split(".")[1] for key in state if key.startswith("residuals.")})
-        arguments = {"channels": state["encoder.0.1.weight"].shape[0], "num_residual_blocks": blocks}
+        arguments = {"channels": state["encoder.0.1.weight"].shape[0], "num_residual_blocks": residual_blocks(state)}
         network = rebuild(state, arguments, str(path))
         source = "stylenet state dict"
     else:
@@ -133,8 +136,10 @@ def from_pytorch_examples(state: dict[str, torch.Tensor], source: str) -> Transf
     renamed["encoder.0.1.weight"] = renamed["encoder.0.1.weight"] * 255.0
     renamed["decoder.2.1.weight"] = renamed["decoder.2.1.weight"] / 255.0
     renamed["decoder.2.1.bias"] = renamed["decoder.2.1.bias"] / 255.0
-    blocks = len({key.split(".")[1] for key in renamed if key.startswith("residuals.")})
-    arguments = {"channels": renamed["encoder.0.1.weight"].shape[0], "num_residual_blocks": blocks, "output": "clamp"}
+    arguments = {
+        "channels": renamed["encoder.0.1.weight"].shape[0], "num_residual_blocks": residual_blocks(renamed),
+        "output": "clamp",
+    }
     return rebuild(renamed, arguments, source)
 
 
@@ -145,7 +150,7 @@ def load_torchscript(path: Path) -> Loaded:
             warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated")
             network = torch.jit.load(str(path), map_location="cpu", _extra_files=extra_files)
     except RuntimeError as error:
-        raise StylenetError(f"{path} is not a loadable TorchScript file ({str(error).splitlines()[0][:200]})") from None
+        raise StylenetError(f"{path} is not a loadable TorchScript file ({brief(error, 200)})") from None
     metadata = json.loads(extra_files["stylenet.json"] or "{}")
     return network.eval(), {"kind": "torchscript", **metadata}
 
@@ -161,7 +166,7 @@ class OnnxNetwork:
         try:
             self.session = onnxruntime.InferenceSession(str(path), providers=self.providers(onnxruntime))
         except Exception as error:  # noqa: BLE001 - onnxruntime raises its own untyped errors for bad files
-            raise StylenetError(f"{path} is not a loadable ONNX model ({str(error).splitlines()[0][:200]})") from None
+            raise StylenetError(f"{path} is not a loadable ONNX model ({brief(error, 200)})") from None
         self.input_name = self.session.get_inputs()[0].name
 
     @staticmethod

@@ -5,8 +5,8 @@ stylized alone gets other statistics than the whole image and its seams show. We
 Normalization (Chen et al. 2022, "Towards Ultra-Resolution Neural Style Transfer via Thumbnail Instance
 Normalization"): the statistics of every norm layer are recorded once on a thumbnail of the whole image and
 then used for every tile. The thumbnail is the largest copy that fits in memory, so whenever the whole image
-fits, the statistics are exact; the smaller it must be, the further they drift (measured in BENCHMARKS.md). Each tile is run with a halo wider than the network's receptive field and only its
-core is kept, so the tiled result is exactly the untiled result computed with those statistics: no seams by
+fits, the statistics are exact; the smaller it must be, the further they drift (measured in the README).
+Each tile is run with a halo wider than the network's receptive field and only its core is kept, so the tiled result is exactly the untiled result computed with those statistics: no seams by
 construction, and no blending needed.
 """
 
@@ -80,10 +80,6 @@ def thumbnail_stats(network: nn.Module, images: torch.Tensor, max_pixels: int | 
     return stats
 
 
-def tile_starts(length: int, tile: int) -> list[int]:
-    return list(range(0, length, tile))
-
-
 def tiled_forward(
     network: nn.Module, images: torch.Tensor, tile: int, thumbnail_pixels: int | None = None,
 ) -> torch.Tensor:
@@ -99,8 +95,8 @@ def tiled_forward(
     stats = thumbnail_stats(network, images, thumbnail_pixels)
     result = torch.empty_like(images)
     with frozen_norm_stats(network, stats):
-        for top in tile_starts(height, tile):
-            for left in tile_starts(width, tile):
+        for top in range(0, height, tile):
+            for left in range(0, width, tile):
                 bottom, right = min(top + tile, height), min(left + tile, width)
                 crop_top, crop_left = max(0, top - HALO), max(0, left - HALO)
                 crop = images[..., crop_top:min(height, bottom + HALO), crop_left:min(width, right + HALO)]

@@ -1,7 +1,10 @@
 #!/usr/bin/env python
-"""Stylize photos with a trained model and save a grid: the painting, then photos (top) over results (bottom).
+"""Stylize photos with a trained model and save a grid: the photos on top, one row per style below, each row
+starting with its painting (a blend row shows its paintings side by side).
 
     python scripts/sample_grid.py outputs/.../model.safetensors -o docs/quick_starry_night.jpg
+    python scripts/sample_grid.py multistyle.safetensors --style great_wave --style great_wave=0.5,the_scream=0.5 -o grid.jpg
+    python scripts/sample_grid.py adain.safetensors --style-image a.jpg --style-image b.jpg -o grid.jpg
 """
 
 from __future__ import annotations
@@ -14,15 +17,41 @@ from PIL import Image
 
 from stylenet import StylenetError
 from stylenet.config import data_root
-from stylenet.images import find_images
-from stylenet.images import load_image, resize_long_side, resize_short_side, save_image
-from stylenet.inference import load_model
+from stylenet.images import find_images, load_image, resize_short_side, save_image
+from stylenet.inference import StyleModel, load_model, parse_style_mix
 
 
 def center_square(image: Image.Image, size: int) -> Image.Image:
     image = resize_short_side(image, size)
     left, top = (image.size[0] - size) // 2, (image.size[1] - size) // 2
     return image.crop((left, top, left + size, top + size))
+
+
+def side_by_side(paintings: list[Image.Image], size: int) -> Image.Image:
+    """One tile holding vertical strips of each painting: how a blend row is labelled."""
+    tile = Image.new("RGB", (size, size), (255, 255, 255))
+    width = size // len(paintings)
+    for index, painting in enumerate(paintings):
+        square = center_square(painting, size)
+        tile.paste(square.crop((index * width, 0, (index + 1) * width, size)), (index * width, 0))
+    return tile
+
+
+def style_rows(model: StyleModel, args: argparse.Namespace) -> list[tuple[list[Path], object]]:
+    """[(painting files for the label, what to select)] for each row."""
+    if model.architecture == "adain":
+        if not args.style_image:
+            raise StylenetError("an AdaIN model needs --style-image PAINTING (one row each)")
+        return [([path], path) for path in args.style_image]
+    if model.architecture == "multistyle":
+        images = dict(zip(model.styles, (model.metadata.get("style") or {}).get("images") or []))
+        rows = []
+        for spec in args.style or model.styles:
+            names = [name for name, weight in parse_style_mix(spec, model.styles).items() if weight > 0]
+            rows.append(([Path(images[name]) for name in names if name in images], spec))
+        return rows
+    image = (model.metadata.get("style") or {}).get("image")
+    return [([Path(image)] if image else [], None)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,23 +61,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", type=Path, default=Path(data_root()) / "content_test")
     parser.add_argument("--names", nargs="*", default=["baboon", "building", "butterfly", "chicky_512", "fruits", "messi5"])
     parser.add_argument("--size", type=int, default=256, help="side of each square tile (px)")
+    parser.add_argument("--style", action="append", help="multi-style models: a row per NAME or blend (default: each style)")
+    parser.add_argument("--style-image", action="append", type=Path, help="AdaIN models: a row per painting")
     args = parser.parse_args(argv)
     try:
         model = load_model(args.model)
         photos = [p for p in find_images(args.photos) if not args.names or p.stem in args.names]
         tiles = [center_square(load_image(p), args.size) for p in photos]
-        styled = [model.stylize(tile) for tile in tiles]
-        style_path = model.metadata.get("style", {}).get("image")
-        painting = resize_long_side(load_image(style_path), args.size) if style_path and Path(style_path).is_file() else None
-        gap, columns = 4, len(tiles) + (painting is not None)
-        grid = Image.new("RGB", (columns * (args.size + gap) - gap, 2 * args.size + gap), (255, 255, 255))
-        offset = 0
-        if painting is not None:
-            grid.paste(painting, (0, (2 * args.size + gap - painting.size[1]) // 2))
-            offset = args.size + gap
-        for index, (tile, result) in enumerate(zip(tiles, styled)):
-            grid.paste(tile, (offset + index * (args.size + gap), 0))
-            grid.paste(result, (offset + index * (args.size + gap), args.size + gap))
+        rows = style_rows(model, args)
+        gap, columns = 4, len(tiles) + 1
+        grid = Image.new("RGB", (columns * (args.size + gap) - gap, (len(rows) + 1) * (args.size + gap) - gap), "white")
+        step = args.size + gap
+        for column, tile in enumerate(tiles, start=1):
+            grid.paste(tile, (column * step, 0))
+        for row, (painting_files, selection) in enumerate(rows, start=1):
+            if model.architecture == "adain":
+                model.use_style_images([load_image(selection, "--style-image")])
+            elif model.architecture == "multistyle":
+                model.use_style(selection)
+            paintings = [load_image(path) for path in painting_files if path.is_file()]
+            if paintings:
+                grid.paste(side_by_side(paintings, args.size), (0, row * step))
+            for column, tile in enumerate(tiles, start=1):
+                grid.paste(model.stylize(tile), (column * step, row * step))
         save_image(grid, args.output, quality=88)
     except StylenetError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -35,9 +35,11 @@ from stylenet.loss_network import LossNetwork
 from stylenet.losses import PerceptualLoss
 from stylenet.transformer import TransformerNet
 
-MODELS = {  # conf/model/<name>.yaml: the architectures training builds
-    path.stem: {key: value for key, value in OmegaConf.load(path).items() if key != "name"}
+MODELS = {  # conf/model/<name>.yaml: the single-style TransformerNet sizes training builds (multistyle and
+    # adain files set keys of other groups too, and are not benchmarked yet)
+    path.stem: {key: value for key, value in config.items() if key != "name"}
     for path in sorted((CONF_DIR / "model").glob("*.yaml"))
+    if "channels" in (config := OmegaConf.load(path))
 }
 # The loss networks as conf/loss_network configures them; vgg16 is pytorch/examples' (content relu2_2).
 LOSS_NETWORKS = {

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class SampleGrid(Callback):
-    """Every N steps, log a grid to TensorBoard: the fixed photos on top, the current network's output below."""
+    """Every N steps, log a grid to TensorBoard: the fixed photos on top, the current network's output below
+    (one row per painting for the multi-style and AdaIN modules: their sample_rows())."""
 
     def __init__(self, image_paths: list[Path], size: int, every_n_steps: int) -> None:
         self.image_paths, self.size, self.every_n_steps = image_paths, size, every_n_steps
@@ -39,8 +40,8 @@ class SampleGrid(Callback):
         if self.images is None or not trainer.is_global_zero or trainer.logger is None:
             return
         with torch.no_grad():
-            stylized = module.transformer(self.images.to(module.device)).float().cpu()
-        grid = make_grid(torch.cat([self.images, stylized]), nrow=len(self.images), padding=2, pad_value=1.0)
+            rows = [row.float().cpu() for row in module.sample_rows(self.images.to(module.device))]
+        grid = make_grid(torch.cat([self.images, *rows]), nrow=len(self.images), padding=2, pad_value=1.0)
         trainer.logger.experiment.add_image("samples", grid, trainer.global_step)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:

@@ -44,6 +44,7 @@ def train_command(overrides: list[str]) -> None:
 
 def stylize_parser() -> argparse.ArgumentParser:
     from stylenet.batch import QUALITY
+    from stylenet.inference import STYLE_SIZE
 
     parser = argparse.ArgumentParser(
         prog="stylenet stylize", description="Stylize images with a trained model.",
@@ -58,6 +59,10 @@ def stylize_parser() -> argparse.ArgumentParser:
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--size", type=int, help="long side of the output in px (default: the input's size)")
     scale.add_argument("--scale", type=float, help="scale factor on the input's size")
+    parser.add_argument("--style", help="multi-style models: NAME, or a blend NAME=W,NAME=W (see `stylenet info`)")
+    parser.add_argument("--style-image", action="append", metavar="PATH[=W]",
+                        help="AdaIN models: any painting; repeat to blend, with optional weights (a.jpg=0.7)")
+    parser.add_argument("--style-size", type=int, default=STYLE_SIZE, help="AdaIN: long side of the style image (px)")
     parser.add_argument("--strength", type=float, default=1.0, help="0 = the photo, 1 = full style")
     parser.add_argument("--preserve-color", action="store_true", help="keep the photo's colours (luminance transfer)")
     parser.add_argument("--tile", type=int, help="process in N px tiles (default: only when the image would not fit; 0: never)")
@@ -73,12 +78,19 @@ def stylize_parser() -> argparse.ArgumentParser:
 
 def stylize_command(argv: list[str]) -> None:
     from stylenet import batch
-    from stylenet.images import set_max_image_pixels
+    from stylenet.images import load_image, set_max_image_pixels
     from stylenet.inference import load_model
 
     args = stylize_parser().parse_args(argv)
     set_max_image_pixels(args.max_image_pixels)
     model = load_model(args.model, args.device, args.precision)
+    if args.style is not None:
+        model.use_style(args.style)
+    if args.style_image:
+        paths, weights = zip(*(split_weight(text) for text in args.style_image))
+        model.use_style_images([load_image(path, "--style-image") for path in paths], list(weights), args.style_size)
+    elif model.architecture == "adain":
+        raise StylenetError(f"{args.model} is an AdaIN model: give the painting with --style-image PATH (any image)")
     jobs = batch.plan(args.inputs, args.output, args.ext)
     single = batch.one_file(args.inputs)
     if single and jobs[0].target.exists() and not args.overwrite:
@@ -95,7 +107,18 @@ def stylize_command(argv: list[str]) -> None:
         sys.exit(1)
 
 
+def split_weight(text: str) -> tuple[Path, float]:
+    """'painting.jpg=0.7' -> (painting.jpg, 0.7); 'painting.jpg' -> (painting.jpg, 1.0)."""
+    path, _, weight = text.rpartition("=")
+    try:
+        return (Path(path), float(weight)) if path else (Path(text), 1.0)
+    except ValueError:
+        return Path(text), 1.0  # an '=' that is part of the file name
+
+
 def export_command(argv: list[str]) -> None:
+    import torch
+
     from stylenet.export import EXTENSIONS, TOLERANCES, VERIFY_SIZES, export_model
     from stylenet.inference import load_model
 
@@ -106,7 +129,7 @@ def export_command(argv: list[str]) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
     model = load_model(args.source, "cpu")
-    if model.module is None:
+    if not isinstance(model.loaded, torch.nn.Module):
         raise StylenetError(f"{args.source} is a {model.kind} file: export from the .safetensors or .ckpt it came from")
     output = args.output or args.source.with_name(args.source.name.split(".")[0] + EXTENSIONS[args.format])
     if output.resolve() == args.source.resolve():
@@ -115,7 +138,7 @@ def export_command(argv: list[str]) -> None:
         raise StylenetError(f"{output} exists; pass --overwrite to replace it, or choose another -o")
     metadata = {key: value for key, value in model.metadata.items() if key != "kind"}
     metadata["exported_from"] = {"file": args.source.name, "kind": model.kind}
-    worst = export_model(model.module, metadata, output, args.format)
+    worst = export_model(model.loaded, metadata, output, args.format)
     sizes = " and ".join(f"{w}x{h}" for h, w in VERIFY_SIZES)
     print(
         f"wrote {output} ({args.format}, {output.stat().st_size / 1e6:.1f} MB); verified against the module at "

@@ -39,6 +39,17 @@ def style_layer_weights(cfg: DictConfig) -> dict[str, float]:
     return {layer: float(weights.get(layer, 1.0)) for layer in cfg.loss_network.style_layers}
 
 
+def paintings(cfg: DictConfig) -> dict[str, str]:
+    """{name: image} of the selected style(s): `style=[a,b,c]` merges each style file's `selected` entry;
+    style.name/style.image (the last one chosen) win, so `style.image=...` overrides still apply."""
+    selected = {str(name): str(image) for name, image in (cfg.style.get("selected") or {}).items()}
+    selected[str(cfg.style.name)] = str(cfg.style.image)
+    return selected
+
+
+MODELS = ("transformer", "transformer_small", "multistyle", "adain")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check the values a user sets; each failure is one line naming the key, the value and what is valid."""
     network = cfg.loss_network
@@ -64,7 +75,22 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.trainer.max_steps >= 1, f"trainer.max_steps={cfg.trainer.max_steps}: must be >= 1")
     _require(cfg.checkpoint.every_n_steps >= 1, f"checkpoint.every_n_steps={cfg.checkpoint.every_n_steps}: must be >= 1")
     _require(cfg.checkpoint.every_n_minutes > 0, f"checkpoint.every_n_minutes={cfg.checkpoint.every_n_minutes}: must be > 0")
-    check_style_image(cfg.style.image)
+    model = cfg.model.get("name", "transformer")
+    _require(model in MODELS, f"model.name={model}: valid are {', '.join(MODELS)}")
+    chosen = paintings(cfg)
+    if model == "adain":
+        _require(network.arch == "vgg19", f"model=adain: its encoder is VGG-19 up to relu4_1; use loss_network=vgg19_caffe or vgg19, not {network.name}")
+        _require(size % 8 == 0, f"data.image_size={size}: model=adain needs a multiple of 8 (the encoder pools 3 times)")
+    if model == "multistyle":
+        for image in chosen.values():
+            check_style_image(image)
+    elif model != "adain":
+        _require(
+            len(chosen) == 1,
+            f"style=[{','.join(chosen)}] selects {len(chosen)} paintings, but model={model} learns one; "
+            "add model=multistyle for one network that holds them all, or pick one style",
+        )
+        check_style_image(cfg.style.image)
     if cfg.ckpt_path is not None:
         _require(Path(cfg.ckpt_path).is_file(), f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
         check_checkpoint(Path(cfg.ckpt_path))

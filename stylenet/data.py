@@ -46,21 +46,27 @@ def readable_images(files: list[Path]) -> tuple[list[Path], list[tuple[Path, str
 class ImageFolderDataset(Dataset):
     """Square random crops of image_size from photos resized so their short side is image_size, RGB in [0, 1].
 
+    With augment (the paintings of model=adain, few and reused every step), the short side is drawn from
+    [image_size, 2 * image_size] and half the crops are mirrored, so each painting gives many different crops.
     A photo that fails to decode is skipped (logged, and appended to skipped_log) and another one is served.
     """
 
-    def __init__(self, files: list[Path], image_size: int, skipped_log: Path | None = None) -> None:
-        self.files, self.image_size, self.skipped_log = files, image_size, skipped_log
+    def __init__(
+        self, files: list[Path], image_size: int, skipped_log: Path | None = None, augment: bool = False,
+    ) -> None:
+        self.files, self.image_size, self.skipped_log, self.augment = files, image_size, skipped_log, augment
         self.broken: set[int] = set()  # per worker process
 
     def __len__(self) -> int:
         return len(self.files)
 
     def load(self, index: int) -> torch.Tensor:
-        image = resize_short_side(open_image(self.files[index], draft_size=self.image_size), self.image_size)
+        short_side = random.randint(self.image_size, 2 * self.image_size) if self.augment else self.image_size
+        image = resize_short_side(open_image(self.files[index], draft_size=short_side), short_side)
         left = random.randint(0, image.size[0] - self.image_size)
         top = random.randint(0, image.size[1] - self.image_size)
-        return to_tensor(image.crop((left, top, left + self.image_size, top + self.image_size)))  # (3, S, S)
+        crop = to_tensor(image.crop((left, top, left + self.image_size, top + self.image_size)))  # (3, S, S)
+        return crop.flip(-1) if self.augment and random.random() < 0.5 else crop
 
     def skip(self, index: int, error: BaseException) -> None:
         self.broken.add(index)
@@ -79,6 +85,19 @@ class ImageFolderDataset(Dataset):
                     self.skip(index, error)
             index = random.randrange(len(self.files))
         raise StylenetError("data.root: no image in the dataset could be decoded")
+
+
+class PairedDataset(Dataset):
+    """(photo, painting) pairs for model=adain: the photos in the loader's order, each with a random painting."""
+
+    def __init__(self, content: ImageFolderDataset, styles: ImageFolderDataset) -> None:
+        self.content, self.styles = content, styles
+
+    def __len__(self) -> int:
+        return len(self.content)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.content[index], self.styles[random.randrange(len(self.styles))]
 
 
 class ResumableLoader(StatefulDataLoader):
@@ -105,14 +124,18 @@ def init_worker(worker_id: int) -> None:
 
 
 class ContentDataModule(pl.LightningDataModule):
-    """Serves batches (B, 3, image_size, image_size) of content photos from a folder tree."""
+    """Serves batches (B, 3, image_size, image_size) of content photos from a folder tree; with style_root
+    (model=adain), batches (photos, paintings) of two such tensors, the paintings cropped and augmented."""
 
     def __init__(
         self, root: str, image_size: int = 256, batch_size: int = 4, num_workers: int = 2,
-        skipped_log: Path | None = None,
+        skipped_log: Path | None = None, style_root: str | None = None, style_exclude: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.root, self.image_size, self.batch_size, self.num_workers = Path(root), image_size, batch_size, num_workers
+        self.style_root = Path(style_root) if style_root else None
+        self.style_exclude = set(style_exclude or [])  # paintings (file names without extension) held out
+        self.style_files: list[Path] | None = None
         self.skipped_log = skipped_log  # where unreadable files are listed (path<TAB>reason), if given
         self.files: list[Path] | None = None
         self.skipped: list[tuple[Path, str]] = []
@@ -133,6 +156,18 @@ class ContentDataModule(pl.LightningDataModule):
                 )
         return self.files
 
+    def scan_styles(self) -> list[Path]:
+        """The readable paintings under style_root; an empty or missing folder is a one-line error."""
+        if self.style_files is None and self.style_root is not None:
+            if not self.style_root.is_dir():
+                raise StylenetError(f"style_dataset.root: folder not found: {self.style_root} (set style_dataset.root=...)")
+            paintings = [path for path in find_images(self.style_root) if path.stem not in self.style_exclude]
+            self.style_files, skipped = readable_images(paintings)
+            self.skipped += skipped
+            if not self.style_files:
+                raise StylenetError(f"style_dataset.root: {self.style_root} holds no readable image; point it at paintings")
+        return self.style_files or []
+
     def write_skipped(self) -> None:
         """List the files the scan skipped (path<TAB>reason) in skipped_log; decoding failures are appended later."""
         if self.skipped and self.skipped_log is not None:
@@ -141,6 +176,9 @@ class ContentDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.dataset = ImageFolderDataset(self.scan(), self.image_size, self.skipped_log)
+        if self.style_root is not None:
+            styles = ImageFolderDataset(self.scan_styles(), self.image_size, self.skipped_log, augment=True)
+            self.dataset = PairedDataset(self.dataset, styles)
 
     def train_dataloader(self) -> ResumableLoader:
         # Stateful: Lightning stores its position in each checkpoint, so a resumed run continues the same order.

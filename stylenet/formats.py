@@ -92,13 +92,21 @@ def residual_blocks(state: dict[str, torch.Tensor]) -> int:
 
 
 def from_checkpoint(checkpoint: dict[str, Any]) -> Loaded:
-    """The transformer from a Lightning checkpoint written by stylenet's training."""
+    """The network from a Lightning checkpoint written by stylenet's training (any of the three modules)."""
     hparams = checkpoint["hyper_parameters"]
     prefix = "transformer."
     state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    arguments = {"channels": hparams["channels"], "num_residual_blocks": hparams["num_residual_blocks"]}
-    network = rebuild(state, arguments, "training checkpoint")
-    style = {"name": hparams.get("style_name"), "image": hparams.get("style_image"), "size": hparams.get("style_size")}
+    if "sample_styles" in hparams:  # AdaINModule
+        arguments = {"channels": hparams["channels"], "encoder_weights": hparams["loss_weights"]}
+        network = rebuild(state, arguments, "training checkpoint", "adain")
+        style = {"name": "any (--style-image)"}
+    else:
+        arguments = {"channels": hparams["channels"], "num_residual_blocks": hparams["num_residual_blocks"]}
+        name = "multistyle" if isinstance(hparams.get("style_name"), list) else "transformer"
+        if name == "multistyle":
+            arguments["styles"] = list(hparams["style_name"])
+        network = rebuild(state, arguments, "training checkpoint", name)
+        style = {"name": hparams.get("style_name"), "image": hparams.get("style_image"), "size": hparams.get("style_size")}
     metadata = model_metadata(network, style=style, steps=checkpoint.get("global_step"))
     return network, {"kind": "checkpoint", **metadata}
 
@@ -167,7 +175,7 @@ class OnnxNetwork:
             self.session = onnxruntime.InferenceSession(str(path), providers=self.providers(onnxruntime))
         except Exception as error:  # noqa: BLE001 - onnxruntime raises its own untyped errors for bad files
             raise StylenetError(f"{path} is not a loadable ONNX model ({brief(error, 200)})") from None
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [node.name for node in self.session.get_inputs()]
 
     @staticmethod
     def providers(onnxruntime: Any) -> list[str]:
@@ -177,9 +185,13 @@ class OnnxNetwork:
     def metadata(self) -> dict[str, Any]:
         return json.loads(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY, "{}"))
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        array = images.detach().float().cpu().contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0]).to(images.device)
+    def __call__(self, images: torch.Tensor, *more: torch.Tensor) -> torch.Tensor:
+        """images, plus the style weights (multistyle) or style image (AdaIN) the model's second input takes."""
+        arrays = [tensor.detach().float().cpu().contiguous().numpy() for tensor in (images, *more)]
+        if len(arrays) != len(self.input_names):
+            raise StylenetError(f"this ONNX model takes {len(self.input_names)} input(s): {', '.join(self.input_names)}")
+        outputs = self.session.run(None, dict(zip(self.input_names, arrays)))
+        return torch.from_numpy(outputs[0]).to(images.device)
 
 
 def load_onnx(path: Path) -> Loaded:

@@ -19,14 +19,16 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from stylenet import StylenetError
+from stylenet.adain import AdaINNet, AdaINStylizer
 from stylenet.formats import load_network
-from stylenet.images import preserve_color, split_alpha, to_pil, to_tensor
+from stylenet.images import preserve_color, resize_long_side, split_alpha, to_pil, to_tensor
 from stylenet.tiling import HALO, tiled_forward
-from stylenet.transformer import TransformerNet
+from stylenet.transformer import MultiStyleTransformerNet, TransformerNet
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+STYLE_SIZE = 512  # AdaIN: long side of the style image (Huang & Belongie resized styles to 512)
 MIN_SIDE = 16  # smaller images are edge-padded to this, stylized, and cropped back (reflect padding needs room)
 # Peak activation memory of TransformerNet per output pixel, in units of `channels` elements: the second
 # upsampling layer holds 2c channels upsampled, their padded copy, and c-channel conv and norm outputs (~6c);
@@ -44,8 +46,23 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
+class BoundStyle:
+    """A two-input network (multistyle TorchScript/ONNX: style weights; AdaIN: a style image) with its second
+    input fixed: images -> images, like a single-style network."""
+
+    def __init__(self, network: Callable[..., torch.Tensor], style: torch.Tensor) -> None:
+        self.network, self.style = network, style
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(images, self.style.to(images.device))
+
+
 class StyleModel:
-    """A trained style network, its metadata and where it runs; stylize() maps a PIL image to a PIL image."""
+    """A trained style network, its metadata and where it runs; stylize() maps a PIL image to a PIL image.
+
+    Multi-style models run their first style until use_style() picks another or a blend; AdaIN models need
+    use_style_images() with one or more paintings first.
+    """
 
     def __init__(
         self, network: Callable[[torch.Tensor], torch.Tensor], metadata: dict[str, Any],
@@ -63,11 +80,65 @@ class StyleModel:
         self.pixel_limit: int | None = None  # set after an out-of-memory error: images this large did not fit
         if isinstance(network, torch.nn.Module):
             network = network.eval().to(self.device)
-        self.network = network
+        self.loaded = network  # as the file holds it: what export writes
+        self.architecture = metadata.get("architecture", "transformer")
+        self.styles: list[str] = list(metadata.get("styles") or [])  # a multi-style model's paintings
+        self.network: Callable[[torch.Tensor], torch.Tensor] | None = network
+        if self.architecture == "multistyle":
+            if not self.styles:
+                raise StylenetError("this multi-style model's metadata lists no styles; re-export it from its .ckpt")
+            self.use_style(self.styles[0])
+        elif self.architecture == "adain":
+            self.network = None  # until use_style_images()
+
+    def use_style(self, spec: str | dict[str, float]) -> None:
+        """Multi-style models: one style ("great_wave") or a blend ("starry_night=0.5,great_wave=0.5" or a dict)."""
+        if self.architecture != "multistyle":
+            raise StylenetError(
+                f"--style picks a painting of a multi-style model; this {self.architecture} model "
+                + ("takes --style-image PAINTING" if self.architecture == "adain" else "holds one style")
+            )
+        weights = parse_style_mix(spec, self.styles) if isinstance(spec, str) else dict(spec)
+        unknown = [name for name in weights if name not in self.styles]
+        if unknown:
+            raise StylenetError(f"style '{unknown[0]}' is not in this model; it holds {', '.join(self.styles)}")
+        total = sum(weights.values())
+        if not all(math.isfinite(w) and w >= 0 for w in weights.values()) or total <= 0:
+            raise StylenetError(f"style weights must be numbers >= 0 with a positive sum, got {spec}")
+        mix = torch.tensor([[weights.get(name, 0.0) / total for name in self.styles]])  # (1, S)
+        if isinstance(self.loaded, MultiStyleTransformerNet):
+            self.network = self.loaded.specialize(mix[0])  # a plain TransformerNet: tiling and bf16 work as usual
+        else:
+            self.network = BoundStyle(self.loaded, mix)
+
+    def use_style_images(
+        self, images: list[Image.Image], weights: list[float] | None = None, style_size: int = STYLE_SIZE,
+    ) -> None:
+        """AdaIN models: stylize with these paintings (any, seen in training or not), blended by weights."""
+        if self.architecture != "adain":
+            raise StylenetError(
+                f"--style-image needs an AdaIN model (model=adain); this is a {self.architecture} model"
+                + (f": pick one of its styles with --style ({', '.join(self.styles)})" if self.styles else "")
+            )
+        weights = list(weights) if weights is not None else [1.0] * len(images)
+        if not images or len(weights) != len(images) or not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+            raise StylenetError("give one or more style images, each with a weight >= 0 (positive sum)")
+        if style_size < 16:
+            raise StylenetError(f"--style-size {style_size}: must be at least 16 px")
+        styles = [to_tensor(resize_long_side(ImageOps.exif_transpose(image).convert("RGB"), style_size)).unsqueeze(0)
+                  for image in images]
+        if isinstance(self.loaded, AdaINNet):
+            with torch.inference_mode():
+                self.network = AdaINStylizer.blend(self.loaded, [s.to(self.device) for s in styles], weights)
+        elif len(styles) > 1:
+            raise StylenetError(f"blending several style images needs the model's weights; a {self.kind} file takes "
+                                "one --style-image (use the .safetensors model to blend)")
+        else:
+            self.network = BoundStyle(self.loaded, styles[0])
 
     @property
     def module(self) -> TransformerNet | None:
-        """The eager network when there is one (not for TorchScript or ONNX): tiling and export need it."""
+        """The eager single-style network when there is one (not for TorchScript, ONNX or AdaIN): tiling needs it."""
         return self.network if isinstance(self.network, TransformerNet) else None
 
     def __repr__(self) -> str:
@@ -85,6 +156,9 @@ class StyleModel:
 
         tile: None picks tiling only when the image would not fit in memory, 0 never tiles, N tiles N px.
         """
+        if self.network is None:
+            raise StylenetError("an AdaIN model stylizes with a painting you give it: pass --style-image PAINTING.jpg "
+                                "(Python: model.use_style_images([Image.open(...)]))")
         source_device = images.device
         images = images.to(self.device, torch.float32)
         height, width = images.shape[-2:]
@@ -144,7 +218,8 @@ class StyleModel:
         """Stylize a PIL image (any mode; EXIF orientation applied; alpha carried through unchanged).
 
         size: long side of the result in px; scale: factor on the input size (default: the input's size).
-        strength: 0 returns the photo, 1 the full style, in between blends them.
+        strength: 0 returns the photo, 1 the full style, in between blends them (pixels; for AdaIN with its
+        weights, the paper's blend of content and style features instead).
         preserve_colors: keep the photo's colours, take only the luminance from the style.
         """
         if not 0.0 <= strength <= 1.0:
@@ -152,14 +227,31 @@ class StyleModel:
         image = ImageOps.exif_transpose(image)
         rgb, alpha = split_alpha(image)
         rgb = resize(rgb, target_size(rgb.size, size, scale))
+        feature_blend = isinstance(self.network, AdaINStylizer)
+        if feature_blend:
+            self.network.alpha = strength
         stylized = to_pil(self.stylize_tensor(to_tensor(rgb).unsqueeze(0), tile))
         if preserve_colors:
             stylized = preserve_color(stylized, rgb)
-        if strength < 1.0:
+        if strength < 1.0 and not feature_blend:
             stylized = Image.blend(rgb, stylized, strength)
         if alpha is not None:
             stylized.putalpha(resize(alpha, stylized.size))
         return stylized
+
+
+def parse_style_mix(spec: str, styles: list[str]) -> dict[str, float]:
+    """"great_wave" -> {great_wave: 1}; "starry_night=0.5,great_wave=0.5" -> those weights."""
+    weights: dict[str, float] = {}
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        name, _, weight = part.partition("=")
+        try:
+            weights[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise StylenetError(f"--style {spec}: '{weight}' is not a number (write NAME or NAME=W,NAME=W)") from None
+    if not weights:
+        raise StylenetError(f"--style is empty; this model holds {', '.join(styles)}")
+    return weights
 
 
 def target_size(size: tuple[int, int], long_side: int | None, scale: float | None) -> tuple[int, int]:

@@ -39,6 +39,16 @@ def layer_names(arch: str) -> list[str]:
     return names
 
 
+def conv_shapes(arch: str) -> dict[str, tuple[int, int]]:
+    """{conv name: (out_channels, in_channels)} of every 3x3 convolution of a VGG."""
+    shapes, in_channels = {}, 3
+    for block, widths in enumerate(VGG_BLOCKS[arch], start=1):
+        for index, out_channels in enumerate(widths, start=1):
+            shapes[f"conv{block}_{index}"] = (out_channels, in_channels)
+            in_channels = out_channels
+    return shapes
+
+
 def check_layers(arch: str, layers: Iterable[str], key: str = "layers") -> None:
     """Raise a StylenetError naming the config key and the valid names if any layer is unknown."""
     valid = layer_names(arch)
@@ -94,10 +104,15 @@ def load_torchvision_vgg(arch: str) -> dict[str, torch.Tensor]:
 class LossNetwork(nn.Module):
     """Frozen VGG feature extractor: RGB in [0, 1] -> {layer name: activation} for the layers asked for.
 
-    Weights are non-persistent buffers: the loss network never trains and never lands in a checkpoint.
+    Weights are non-persistent buffers: the loss network never trains and never lands in a checkpoint (the
+    AdaIN network's encoder, which model files must carry, passes persistent=True). `state` gives the conv
+    weights directly ({conv1_1.weight: ...}); `weights` then only says which input convention they expect.
     """
 
-    def __init__(self, arch: str = "vgg19", weights: str = "caffe", layers: Iterable[str] = ("relu4_2",)) -> None:
+    def __init__(
+        self, arch: str = "vgg19", weights: str = "caffe", layers: Iterable[str] = ("relu4_2",),
+        state: dict[str, torch.Tensor] | None = None, persistent: bool = False,
+    ) -> None:
         super().__init__()
         if arch not in VGG_BLOCKS:
             raise StylenetError(f"loss_network.arch: unknown '{arch}'; valid: {' '.join(VGG_BLOCKS)}")
@@ -115,20 +130,23 @@ class LossNetwork(nn.Module):
         mean, std = (CAFFE_BGR_MEAN, (1.0, 1.0, 1.0)) if self.caffe else (IMAGENET_MEAN, IMAGENET_STD)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-        state = self._pretrained_state() if weights != "random" else self._random_state()
+        if state is None:
+            state = self._pretrained_state() if weights != "random" else self._random_state()
         for name in self.names:
             if name.startswith("conv"):
-                self.register_buffer(f"{name}_weight", state[f"{name}.weight"].float().contiguous(), persistent=False)
-                self.register_buffer(f"{name}_bias", state[f"{name}.bias"].float().contiguous(), persistent=False)
+                self.register_buffer(f"{name}_weight", state[f"{name}.weight"].float().contiguous(), persistent=persistent)
+                self.register_buffer(f"{name}_bias", state[f"{name}.bias"].float().contiguous(), persistent=persistent)
         self.eval()
 
+    def conv_state(self) -> dict[str, torch.Tensor]:
+        """The conv weights in use, as `state` takes them: {conv1_1.weight: ..., conv1_1.bias: ...}."""
+        return {
+            f"{name}.{kind}": getattr(self, f"{name}_{kind}")
+            for name in self.names if name.startswith("conv") for kind in ("weight", "bias")
+        }
+
     def _conv_shapes(self) -> dict[str, tuple[int, int]]:
-        shapes, in_channels = {}, 3
-        for block, widths in enumerate(VGG_BLOCKS[self.arch], start=1):
-            for index, out_channels in enumerate(widths, start=1):
-                shapes[f"conv{block}_{index}"] = (out_channels, in_channels)
-                in_channels = out_channels
-        return shapes
+        return conv_shapes(self.arch)
 
     def _random_state(self) -> dict[str, torch.Tensor]:
         """Kaiming-initialized weights: for tests and for studying what pretraining adds."""

@@ -62,7 +62,9 @@ class PerceptualLoss(nn.Module):
     """content + style + tv for fixed style image(s); returns a dict of weighted named terms and their 'total'.
 
     The style Gram targets are computed once here and kept in non-persistent buffers; several style images
-    mix their Gram matrices with `style_blend` weights. With `normalize`, each content and style layer's error
+    mix their Gram matrices with `style_blend` weights, or, with `separate_styles`, stay one target each
+    (S, C, C), and forward() picks each image's painting by `style_ids` (the multi-style network).
+    With `normalize`, each content and style layer's error
     is relative to its target's mean square and the style layers' weights are divided by their sum, so one
     style_weight behaves alike across layers, image sizes and loss networks (the optimizer uses this).
     """
@@ -78,6 +80,7 @@ class PerceptualLoss(nn.Module):
         tv_weight: float,
         style_blend: Sequence[float] | None = None,
         normalize: bool = False,
+        separate_styles: bool = False,
     ) -> None:
         super().__init__()
         check_layers(loss_network.arch, content_layers, "loss_network.content_layers")
@@ -95,8 +98,13 @@ class PerceptualLoss(nn.Module):
         self.layers = list(dict.fromkeys(self.content_layers + list(self.style_layer_weights)))
         styles = [style_image] if isinstance(style_image, torch.Tensor) else list(style_image)
         blend = list(style_blend) if style_blend is not None else [1.0] * len(styles)
-        for layer, gram in self.blended_grams(styles, blend).items():
-            self.register_buffer(f"style_gram_{layer}", gram, persistent=False)  # (1, C, C)
+        if separate_styles:
+            per_style = [self.blended_grams([style], [1.0]) for style in styles]
+            grams = {layer: torch.cat([g[layer] for g in per_style]) for layer in self.style_layers}  # (S, C, C)
+        else:
+            grams = self.blended_grams(styles, blend)  # (1, C, C)
+        for layer, gram in grams.items():
+            self.register_buffer(f"style_gram_{layer}", gram, persistent=False)
 
     def blended_grams(self, styles: list[torch.Tensor], blend: list[float]) -> dict[str, torch.Tensor]:
         """sum_i blend_i * gram(style_i) / sum_i blend_i, per style layer."""
@@ -113,8 +121,10 @@ class PerceptualLoss(nn.Module):
     def style_layers(self) -> list[str]:
         return list(self.style_layer_weights)
 
-    def style_grams(self) -> dict[str, torch.Tensor]:
-        return {layer: getattr(self, f"style_gram_{layer}") for layer in self.style_layers}
+    def style_grams(self, style_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Each style layer's Gram target: (1, C, C), or (B, C, C) for the paintings style_ids (B,) pick."""
+        grams = {layer: getattr(self, f"style_gram_{layer}") for layer in self.style_layers}
+        return grams if style_ids is None else {layer: gram[style_ids] for layer, gram in grams.items()}
 
     def content_features(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
         """The content targets of a batch of photos (no gradient)."""
@@ -122,15 +132,17 @@ class PerceptualLoss(nn.Module):
             return self.loss_network(content, self.content_layers)
 
     def forward(
-        self, stylized: torch.Tensor, content: torch.Tensor | Mapping[str, torch.Tensor]
+        self, stylized: torch.Tensor, content: torch.Tensor | Mapping[str, torch.Tensor],
+        style_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """stylized (B, 3, H, W) RGB in [0, 1]; content: the photos, or their content_features() when fixed."""
+        """stylized (B, 3, H, W) RGB in [0, 1]; content: the photos, or their content_features() when fixed;
+        style_ids (B,): each image's painting, with separate_styles."""
         features = self.loss_network(stylized, self.layers)
         targets = content if isinstance(content, Mapping) else self.content_features(content)
         content_term = sum(
             content_loss(features[layer], targets[layer], self.normalize) for layer in self.content_layers
         )
-        style_term = style_loss(features, self.style_grams(), self.style_layer_weights, self.normalize)
+        style_term = style_loss(features, self.style_grams(style_ids), self.style_layer_weights, self.normalize)
         terms = {
             "content": self.content_weight * content_term,
             "style": self.style_weight * style_term,

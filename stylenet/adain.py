@@ -34,7 +34,8 @@ def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tens
 
 class Decoder(nn.Module):
     """relu4_1 features (512 channels) -> RGB, unclamped (AdaINNet clamps to [0, 1]): the encoder mirrored,
-    pooling replaced by nearest 2x upsampling, reflection padding, no normalization (Huang & Belongie). Widths 4c, 2c, c; the paper's c is 64."""
+    pooling replaced by nearest 2x upsampling, reflection padding, no normalization (Huang & Belongie).
+    Widths 4c, 2c, c; the paper's c is 64."""
 
     def __init__(self, channels: int = 64) -> None:
         super().__init__()
@@ -48,16 +49,14 @@ class Decoder(nn.Module):
             layers += [nn.ReflectionPad2d(1), nn.Conv2d(in_channels, out_channels, 3), nn.ReLU(inplace=True)]
             if upsample:
                 layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
-        for layer in layers:  # He init keeps the signal's scale through 8 ReLU convs (torch's default shrinks it ~1.7x each)
-            if isinstance(layer, nn.Conv2d):
-                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-                nn.init.zeros_(layer.bias)
+        # torch's default init, as the paper's code: He init made the first outputs so large that a sigmoid
+        # output saturated white, and a linear one spent the run unlearning stripes (probes on a 2-core CPU)
         layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, 3, 3)]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        # Linear output, as the paper: trained unclamped, clamped to [0, 1] only when stylizing. (A sigmoid here
-        # saturated: a quick CPU run's outputs went all white by step 300 and the losses stopped falling.)
+        # Linear output, as the paper: trained unclamped, clamped to [0, 1] only when stylizing (a sigmoid here
+        # saturated: a quick CPU run's outputs went all white by step 300 and the losses stopped falling).
         return self.layers(features)
 
 

@@ -28,6 +28,9 @@ def network() -> AdaINNet:
     encoder = LossNetwork("vgg19", "random", ["relu4_1"])
     network = AdaINNet(8, "caffe", encoder.conv_state())
     network.calibrate([torch.rand(3, 64, 64)])
+    for layer in network.decoder.modules():  # He init: an untrained decoder whose output still varies
+        if isinstance(layer, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
     return network.eval()
 
 

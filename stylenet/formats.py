@@ -44,10 +44,11 @@ def detect_kind(path: Path) -> str:
         except zipfile.BadZipFile:
             raise StylenetError(f"{path} is a damaged zip file, not a readable model (re-download or re-export it)") from None
         return "torchscript" if any("/code/" in name or name.endswith("constants.pkl") for name in names) else "torch"
-    if head[:1] == b"\x80":  # a pickle: torch.save's legacy (pre-1.6) format
-        return "torch"
+    # safetensors first: its 8-byte little-endian header length can itself start with 0x80, a pickle's first byte
     if len(head) >= 9 and head[8:9] == b"{":  # safetensors: 8-byte header length, then the JSON header
         return "safetensors"
+    if head[:1] == b"\x80":  # a pickle: torch.save's legacy (pre-1.6) format
+        return "torch"
     if head[:1] == b"\x08":  # protobuf field 1 (ir_version) as a varint: how every ONNX model starts
         return "onnx"
     raise StylenetError(

@@ -62,3 +62,16 @@ def test_pickled_checkpoint_that_runs_code_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StylenetError, match="refusing to load .*evil.ckpt: it holds Python objects"):
         load_model(tmp_path / "evil.ckpt")
     assert not marker.exists()
+
+
+def test_safetensors_whose_header_length_starts_like_a_pickle_is_still_safetensors(network: TransformerNet, tmp_path: Path) -> None:
+    """A header of 128 + 256k bytes starts the file with 0x80, a pickle's first byte (an AdaIN run hit this)."""
+    path = tmp_path / "model.safetensors"
+    padding = ""
+    for _ in range(300):
+        save_safetensors(network, model_metadata(network, padding=padding), path)
+        if path.read_bytes()[0] == 0x80:
+            break
+        padding += "x"
+    assert path.read_bytes()[0] == 0x80
+    assert load_model(path).kind == "safetensors"

@@ -26,6 +26,20 @@ def channel_stats(features: torch.Tensor, epsilon: float = EPSILON) -> tuple[tor
     return mean, std
 
 
+MARGIN = 16  # px of edge padding around the photo when stylizing: VGG's zero padding otherwise darkens the border
+
+
+def pad_for_encoder(images: torch.Tensor, margin: int = MARGIN) -> torch.Tensor:
+    """Edge-pad by margin on every side, and to a multiple of 8 (three 2x2 poolings) so the decoder lines up."""
+    height, width = images.shape[-2:]
+    return F.pad(images, (margin, margin + (-width % 8), margin, margin + (-height % 8)), mode="replicate")
+
+
+def crop_decoded(images: torch.Tensor, height: int, width: int, margin: int = MARGIN) -> torch.Tensor:
+    """The decoder's output without the padding pad_for_encoder() added, clamped to [0, 1]."""
+    return images[..., margin : margin + height, margin : margin + width].clamp(0.0, 1.0)
+
+
 def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor) -> torch.Tensor:
     """AdaIN(x, y) = sigma(y) * (x - mu(x)) / sigma(x) + mu(y): the content's features with the style's statistics."""
     mean, std = channel_stats(content)
@@ -126,13 +140,11 @@ class AdaINNet(nn.Module):
         """Decode the content's features renormalized to (style_mean, style_std); alpha < 1 keeps some of the
         content's own statistics (the paper's content-style trade-off, in feature space)."""
         height, width = content.shape[-2:]
-        # three 2x2 poolings: pad to a multiple of 8 so the decoder's output lines up, then crop back
-        padded = F.pad(content, (0, -width % 8, 0, -height % 8), mode="reflect")
-        features = self.encode(padded)
+        features = self.encode(pad_for_encoder(content))
         target = adain(features, style_mean, style_std)
         if alpha != 1.0:
             target = alpha * target + (1.0 - alpha) * features
-        return self.decoder(target)[..., :height, :width].clamp(0.0, 1.0)
+        return crop_decoded(self.decoder(target), height, width)
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         mean, std = self.style_stats(style)
@@ -198,7 +210,6 @@ class ScriptableAdaIN(nn.Module):
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         height, width = content.shape[-2:]
-        padded = F.pad(content, (0, -width % 8, 0, -height % 8), mode="reflect")
         style_mean, style_std = channel_stats(self.encode(style))
-        target = adain(self.encode(padded), style_mean, style_std)
-        return self.decoder(target)[..., :height, :width].clamp(0.0, 1.0)
+        target = adain(self.encode(pad_for_encoder(content)), style_mean, style_std)
+        return crop_decoded(self.decoder(target), height, width)

@@ -177,7 +177,7 @@ def verify(
     """Run both on the same random inputs at each size; raise if they differ by more than tolerance."""
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
-    was_training, device = reference.training, next(reference.buffers(), next(reference.parameters())).device
+    was_training, device = reference.training, next(reference.parameters()).device
     reference.eval()
     with torch.no_grad():
         for height, width in sizes:

@@ -145,13 +145,10 @@ class LossNetwork(nn.Module):
             for name in self.names if name.startswith("conv") for kind in ("weight", "bias")
         }
 
-    def _conv_shapes(self) -> dict[str, tuple[int, int]]:
-        return conv_shapes(self.arch)
-
     def _random_state(self) -> dict[str, torch.Tensor]:
         """Kaiming-initialized weights: for tests and for studying what pretraining adds."""
         state = {}
-        for name, (out_channels, in_channels) in self._conv_shapes().items():
+        for name, (out_channels, in_channels) in conv_shapes(self.arch).items():
             weight = torch.empty(out_channels, in_channels, 3, 3)
             nn.init.kaiming_normal_(weight, nonlinearity="relu")
             state[f"{name}.weight"], state[f"{name}.bias"] = weight, torch.zeros(out_channels)
@@ -159,7 +156,7 @@ class LossNetwork(nn.Module):
 
     def _pretrained_state(self) -> dict[str, torch.Tensor]:
         state = load_caffe_vgg19() if self.caffe else load_torchvision_vgg(self.arch)
-        for name, (out_channels, in_channels) in self._conv_shapes().items():
+        for name, (out_channels, in_channels) in conv_shapes(self.arch).items():
             if name in self.names and state[f"{name}.weight"].shape != (out_channels, in_channels, 3, 3):
                 raise StylenetError(f"{self.weights} {self.arch} weights: {name} has shape {state[name + '.weight'].shape}")
         return state

@@ -25,7 +25,14 @@ class NonFiniteLoss(StylenetError):
 
 
 class StyleSystem(pl.LightningModule):
-    """What the training systems share: the on_nonfinite_loss policy."""
+    """What the training systems share: the on_nonfinite_loss policy and how a step's terms are reported."""
+
+    def finish_step(self, terms: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Log the terms and return the total to backpropagate; None skips the batch (on_nonfinite_loss=skip)."""
+        if self.nonfinite(terms):
+            return None  # no backward, no optimizer step for this batch
+        self.log_dict({f"train/{name}_loss": value for name, value in terms.items()}, prog_bar=True)
+        return terms["total"]
 
     def nonfinite(self, terms: dict[str, torch.Tensor]) -> bool:
         """True if this batch is to be skipped; raises NonFiniteLoss if the run is to stop."""
@@ -91,28 +98,20 @@ class StyleTransferModule(StyleSystem):
         """images (B, 3, H, W) in [0, 1]; for model=multistyle also the style weights (1 or B, S)."""
         return self.transformer(images, *mix)
 
-    def mix_for(self, images: torch.Tensor, style_ids: torch.Tensor) -> torch.Tensor:
-        """One-hot style weights (B, S) for the paintings style_ids (B,) names."""
-        return torch.nn.functional.one_hot(style_ids, len(self.transformer.styles)).float()
-
     def sample_rows(self, images: torch.Tensor) -> list[torch.Tensor]:
         """What the TensorBoard grid shows below the photos: their stylized versions, a row per painting."""
         if not self.multistyle:
             return [self.transformer(images)]
-        ids = torch.arange(len(self.transformer.styles), device=images.device)
-        return [self.transformer(images, self.mix_for(images, ids[index : index + 1])) for index in ids.tolist()]
+        one_hot = torch.eye(len(self.transformer.styles), device=images.device)  # row i: style i alone
+        return [self.transformer(images, one_hot[index : index + 1]) for index in range(len(one_hot))]
 
     def training_step(self, content: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
         if self.multistyle:  # each photo of the batch gets a random painting
             style_ids = torch.randint(len(self.transformer.styles), (content.shape[0],), device=content.device)
-            stylized = self.transformer(content, self.mix_for(content, style_ids))
+            stylized = self.transformer(content, F.one_hot(style_ids, len(self.transformer.styles)).float())
         else:
             style_ids, stylized = None, self.transformer(content)  # (B, 3, H, W) in [0, 1]
-        terms = self.criterion(stylized, content, style_ids)  # weighted content, style, tv and their total
-        if self.nonfinite(terms):
-            return None  # on_nonfinite_loss=skip: no backward, no optimizer step for this batch
-        self.log_dict({f"train/{name}_loss": value for name, value in terms.items()}, prog_bar=True)
-        return terms["total"]
+        return self.finish_step(self.criterion(stylized, content, style_ids))  # content, style, tv and total
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.transformer.parameters(), lr=self.hparams.lr)
@@ -165,11 +164,7 @@ class AdaINModule(StyleSystem):
         return terms
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        terms = self.losses(*batch)
-        if self.nonfinite(terms):
-            return None
-        self.log_dict({f"train/{name}_loss": value for name, value in terms.items()}, prog_bar=True)
-        return terms["total"]
+        return self.finish_step(self.losses(*batch))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.transformer.decoder.parameters(), lr=self.hparams.lr)  # Huang & Belongie: 1e-4

@@ -11,8 +11,50 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def phase_taps(weight: torch.Tensor, dim: int) -> list[torch.Tensor]:
+    """A 3-tap kernel axis -> its two 2-tap forms after nearest 2x upsampling: an even output row 2i reads
+    upsampled rows 2i-1, 2i, 2i+1 = input rows i-1, i, i, so (w0, w1 + w2) over rows (i-1, i); an odd row
+    2i+1 reads input rows i, i, i+1: (w0 + w1, w2) over rows (i, i+1)."""
+    first, middle, last = weight.unbind(dim)
+    return [torch.stack([first, middle + last], dim), torch.stack([first + middle, last], dim)]
+
+
+def upsample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """conv3x3(reflection_pad(nearest_upsample_2x(x), 1)) computed exactly, with 2.25x fewer multiply-adds.
+
+    Each of the four output phases is a 2x2 conv of the input itself (sub-pixel convolution, Shi et al. 2016);
+    reflection padding of the upsampled image equals replicate padding of the input. One 2x2 conv with 4x the
+    output channels computes all phases at once: x (B, C, H, W) -> (B, C_out, 2H, 2W).
+    """
+    out_channels = weight.shape[0]
+    even_rows, odd_rows = phase_taps(weight, 2)
+    phase_weights = phase_taps(even_rows, 3) + phase_taps(odd_rows, 3)  # phases (0, 0), (0, 1), (1, 0), (1, 1)
+    phase_bias = bias.repeat(4) if bias is not None else None
+    y = F.conv2d(F.pad(x, [1, 1, 1, 1], mode="replicate"), torch.cat(phase_weights), phase_bias)  # (B, 4C, H+1, W+1)
+    # phase (row p, column q) starts p rows and q columns in: even phases read from the padding row/column
+    phases = [y[:, 0:out_channels, :-1, :-1], y[:, out_channels : 2 * out_channels, :-1, 1:],
+              y[:, 2 * out_channels : 3 * out_channels, 1:, :-1], y[:, 3 * out_channels :, 1:, 1:]]
+    return F.pixel_shuffle(torch.stack(phases, 2).flatten(1, 2), 2)  # channel c*4 + 2p + q -> pixel (2i+p, 2j+q)
+
+
+# Convs with this few output channels (the RGB output) take channels-last input: there oneDNN's channels-first
+# input gradient ran at ~3 G multiply-adds/s, 4x slower than channels-last (2-core CPU; BENCHMARKS.md).
+NARROW_OUTPUT = 4
+
+
+def set_fast_ops(module: nn.Module, enabled: bool) -> nn.Module:
+    """Turn the exact faster rewrites (upsample_conv, NARROW_OUTPUT) on or off in every layer;
+    off runs the layers as written, as pytorch/examples does (`stylenet bench --baseline`)."""
+    for layer in module.modules():
+        if hasattr(layer, "fast_ops"):
+            layer.fast_ops = enabled
+    return module
+
+
 class ConvLayer(nn.Sequential):
     """Reflection pad -> conv -> (instance norm -> ReLU), optionally after a nearest-neighbour 2x upsample."""
+
+    __constants__ = ["upsample", "narrow"]  # TorchScript then compiles only the branch in use
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -23,6 +65,19 @@ class ConvLayer(nn.Sequential):
         if norm_relu:
             layers += [nn.InstanceNorm2d(out_channels, affine=True), nn.ReLU(inplace=True)]
         super().__init__(*layers)
+        self.upsample = upsample and kernel_size == 3 and norm_relu
+        self.narrow = out_channels <= NARROW_OUTPUT
+        self.fast_ops = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.upsample and self.fast_ops:  # layers 0-2 (upsample, pad, conv) in one exact step
+            conv = self[2]
+            return self[4](self[3](upsample_conv(x, conv.weight, conv.bias)))
+        if self.narrow and self.fast_ops:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for layer in self:
+            x = layer(x)
+        return x
 
 
 class ResidualBlock(nn.Module):
@@ -116,13 +171,18 @@ class ConditionalConvLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.upsample, self.relu, self.padding = upsample, relu, kernel_size // 2
+        self.fast_ops = True
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride)
         self.norm = ConditionalInstanceNorm2d(out_channels, num_styles)
 
     def forward(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
-        if self.upsample:
-            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        x = self.norm(self.conv(F.pad(x, [self.padding] * 4, mode="reflect")), mix)
+        if self.upsample and self.fast_ops and self.padding == 1:
+            x = upsample_conv(x, self.conv.weight, self.conv.bias)
+        else:
+            if self.upsample:
+                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            x = self.conv(F.pad(x, [self.padding] * 4, mode="reflect"))
+        x = self.norm(x, mix)
         return F.relu(x) if self.relu else x
 
 
@@ -176,6 +236,7 @@ class MultiStyleTransformerNet(nn.Module):
             ConditionalConvLayer(width[1], width[0], 3, count, upsample=True),
         ])
         self.output = nn.Conv2d(width[0], 3, 9)
+        self.fast_ops = True
 
     def config(self) -> dict[str, object]:
         return {"styles": list(self.styles), "channels": self.channels, "num_residual_blocks": self.num_residual_blocks}
@@ -191,7 +252,8 @@ class MultiStyleTransformerNet(nn.Module):
             x = block(x, mix)
         for layer in self.decoder:
             x = layer(x, mix)
-        x = self.output(F.pad(x, [4, 4, 4, 4], mode="reflect"))
+        x = F.pad(x, [4, 4, 4, 4], mode="reflect")
+        x = self.output(x.contiguous(memory_format=torch.channels_last) if self.fast_ops else x)  # see NARROW_OUTPUT
         return torch.sigmoid(x[..., :height, :width])
 
     def specialize(self, mix: torch.Tensor) -> TransformerNet:

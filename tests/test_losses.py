@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from stylenet.loss_network import LossNetwork
-from stylenet.losses import PerceptualLoss, content_loss, gram_matrix, style_loss, tv_loss
+from stylenet.losses import FeatureProducts, PerceptualLoss, content_loss, gram_matrix, style_loss, tv_loss
 
 
 def test_gram_matrix_matches_hand_computation() -> None:
@@ -17,6 +17,26 @@ def test_gram_matrix_is_per_image_in_a_batch() -> None:
     assert grams.shape == (3, 4, 4)
     assert torch.allclose(grams[1], gram_matrix(features[1:2])[0])
     assert torch.allclose(grams, grams.transpose(1, 2))
+
+
+def test_gram_matrix_gradient_is_the_products_gradient() -> None:
+    flat = torch.randn(2, 3, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(FeatureProducts.apply, (flat,))
+    features = torch.randn(2, 8, 5, 6).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    weights = torch.randn(2, 8, 8)
+    (gram_matrix(features) * weights).sum().backward()
+    expected = features.detach().clone().requires_grad_(True)
+    flat = expected.reshape(2, 8, 30)
+    ((flat @ flat.transpose(1, 2) / (8 * 30)) * weights).sum().backward()
+    assert torch.allclose(features.grad, expected.grad, atol=1e-6)
+
+
+def test_gram_matrix_stays_float32_under_autocast() -> None:
+    features = torch.randn(1, 4, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gram = gram_matrix(features.bfloat16())
+    assert gram.dtype == torch.float32
+    assert torch.allclose(gram, gram_matrix(features.bfloat16().float()))
 
 
 def test_content_loss_of_an_image_with_itself_is_zero_and_mse_otherwise() -> None:

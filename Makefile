@@ -41,6 +41,7 @@ bench: $(STAMP)  ## time training, inference and optimization here, baseline bes
 	$(BENCH) infer --baseline --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) infer --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) infer --model transformer_small --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) optimize --baseline --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) optimize --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 
 clean:  ## remove caches and run outputs (keeps .venv)

@@ -2,12 +2,13 @@
 
     stylenet bench train   [--size 256] [--batch 4] [--precision fp32|bf16] [--model transformer] [--baseline]
     stylenet bench infer   [--sizes 512,1024,2048,3840x2160] [--backends eager,torchscript,onnx] [--baseline]
-    stylenet bench optimize [--size 512]
+    stylenet bench optimize [--size 512] [--baseline]
 
 Every figure is the median of N timed repeats after warm-up, on synthetic images (timing does not depend on
 pixel values), and carries the machine, torch version and thread count. --baseline runs our own code the way
 pytorch/examples fast_neural_style does: fp32, channels-first, the photo through the whole loss network in a
-second pass, no inference_mode, no compile.
+second pass, no inference_mode, no compile, the layers as written (set_fast_ops off: no upsample_conv, no
+fused Gram backward) and glibc's default allocator.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from omegaconf import OmegaConf
 from stylenet.config import CONF_DIR
 from stylenet.export import export_model, model_metadata
 from stylenet.formats import load_network
+from stylenet.hostmemory import keep_freed_memory
 from stylenet.inference import PRECISIONS, resolve_device
 from stylenet.loss_network import LossNetwork
 from stylenet.losses import PerceptualLoss
-from stylenet.transformer import TransformerNet
+from stylenet.transformer import TransformerNet, set_fast_ops
 
 MODELS = {  # conf/model/<name>.yaml: the single-style TransformerNet sizes training builds (multistyle and
     # adain files set keys of other groups too, and are not benchmarked yet)
@@ -48,7 +50,7 @@ LOSS_NETWORKS = {
 }
 
 
-def machine(device: torch.device) -> dict[str, Any]:
+def machine(device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
@@ -57,7 +59,10 @@ def machine(device: torch.device) -> dict[str, Any]:
             with open("/proc/cpuinfo") as cpuinfo:
                 cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
         name = f"{cpu}, {os.cpu_count()} cores"
-    return {"machine": name, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return {
+        "machine": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "keep_freed_memory": getattr(args, "keep_freed_memory", False),
+    }
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -97,10 +102,10 @@ def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], N
     loss_network = LossNetwork(arch, weights, [*content_layers, *style_layers])
     style = torch.rand(3, 256, 256)
     criterion = PerceptualLoss(loss_network, style, content_layers, dict.fromkeys(style_layers, 1.0), 1.0, 1.0, 1.0)
-    network = TransformerNet(**MODELS[args.model]).to(device)
-    criterion = criterion.to(device)
-    photos = torch.rand(args.batch, 3, args.size, args.size, device=device)
     fast = not args.baseline
+    network = set_fast_ops(TransformerNet(**MODELS[args.model]), fast).to(device)
+    criterion = set_fast_ops(criterion, fast).to(device)
+    photos = torch.rand(args.batch, 3, args.size, args.size, device=device)
     if fast and args.channels_last:
         network = network.to(memory_format=torch.channels_last)
         photos = photos.contiguous(memory_format=torch.channels_last)
@@ -130,7 +135,7 @@ def bench_train(args: argparse.Namespace) -> list[dict[str, Any]]:
         "precision": "fp32" if args.baseline else args.precision, "channels_last": args.channels_last and not args.baseline,
         "compile": args.compile and not args.baseline, "data": "synthetic", "s_per_step": round(seconds, 4),
         "images_per_s": round(args.batch / seconds, 3), "peak_memory_mb": round(peak_memory_mb(device)),
-        **machine(device),
+        **machine(device, args),
     }]
 
 
@@ -145,7 +150,7 @@ def bench_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    network = TransformerNet(**MODELS[args.model]).eval()
+    network = set_fast_ops(TransformerNet(**MODELS[args.model]), not args.baseline).eval()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for backend in args.backends.split(","):
@@ -174,7 +179,7 @@ def bench_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "bench": "infer", "mode": "baseline" if args.baseline else "stylenet", "model": args.model,
                         "backend": backend, "size": f"{width}x{height}", "device": device.type, "precision": precision,
                         "s_per_image": round(seconds, 4), "megapixels_per_s": round(height * width / 1e6 / seconds, 3),
-                        "peak_memory_mb": round(peak_memory_mb(device)), **machine(device),
+                        "peak_memory_mb": round(peak_memory_mb(device)), **machine(device, args),
                     })
     return rows
 
@@ -187,7 +192,8 @@ def bench_optimize(args: argparse.Namespace) -> list[dict[str, Any]]:
     criterion = PerceptualLoss(
         loss_network, torch.rand(3, args.size, args.size), content_layers, dict.fromkeys(style_layers, 1.0),
         1.0, 10.0, 1.0, normalize=True,
-    ).to(device)
+    )
+    criterion = set_fast_ops(criterion, not args.baseline).to(device)
     photo = torch.rand(1, 3, args.size, args.size, device=device)
     targets = criterion.content_features(photo)
     image = photo.clone().requires_grad_(True)
@@ -200,9 +206,9 @@ def bench_optimize(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     seconds = median_seconds(evaluation, device, args.warmup, args.repeats)
     return [{
-        "bench": "optimize", "mode": "stylenet", "model": "vgg19", "size": args.size, "device": device.type,
+        "bench": "optimize", "mode": "baseline" if args.baseline else "stylenet", "model": "vgg19", "size": args.size, "device": device.type,
         "precision": args.precision, "s_per_step": round(seconds, 4), "peak_memory_mb": round(peak_memory_mb(device)),
-        **machine(device),
+        **machine(device, args),
     }]
 
 
@@ -237,6 +243,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> None:
     args = parser().parse_args(argv)
+    # the reference runs on glibc's defaults; ours keeps freed memory as `stylenet` and train.py do
+    args.keep_freed_memory = not args.baseline and keep_freed_memory()
     args.size = args.size or (512 if args.what == "optimize" else 256)
     rows = {"train": bench_train, "infer": bench_infer, "optimize": bench_optimize}[args.what](args)
     for row in rows:

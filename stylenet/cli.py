@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from stylenet import StylenetError, __version__
+from stylenet.hostmemory import keep_freed_memory
 
 USAGE = """usage: stylenet [--debug] <command> [...]
 
@@ -243,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     if command not in commands:
         print(f"error: unknown command '{command}'; valid: {', '.join(commands)} (see stylenet --help)", file=sys.stderr)
         sys.exit(2)
+    if command in ("stylize", "optimize"):  # many large same-size tensors; bench decides for itself
+        keep_freed_memory()
     try:
         commands[command](rest)
     except StylenetError as error:

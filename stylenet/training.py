@@ -21,6 +21,7 @@ from stylenet.config import paintings, style_layer_weights, validate
 from stylenet.data import ContentDataModule
 from stylenet.images import find_images, set_max_image_pixels
 from stylenet.export import model_metadata, save_safetensors
+from stylenet.hostmemory import keep_freed_memory
 from stylenet.module import AdaINModule, StyleTransferModule
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,7 @@ def run(cfg: DictConfig) -> None:
     """The body of the @hydra.main entry points: user errors become one line on stderr and exit code 2;
     a run stopped by a signal says how to resume and exits 128 + the signal number (130 Ctrl-C, 143 SIGTERM)."""
     torch.set_float32_matmul_precision("high")
+    keep_freed_memory()
     try:
         train(cfg)
     except StylenetError as error:

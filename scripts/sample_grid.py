@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Stylize photos with a trained model and save a grid: the photos on top, one row per style below, each row
-starting with its painting (a blend row shows its paintings side by side).
+"""Stylize photos with trained models and save a grid: the photos on top, one row per model and style below,
+each row starting with its painting (a blend row shows its paintings side by side).
 
     python scripts/sample_grid.py outputs/.../model.safetensors -o docs/quick_starry_night.jpg
+    python scripts/sample_grid.py standard.safetensors small.safetensors -o side_by_side.jpg  # a row each
     python scripts/sample_grid.py multistyle.safetensors --style great_wave --style great_wave=0.5,the_scream=0.5 -o grid.jpg
     python scripts/sample_grid.py adain.safetensors --style-image a.jpg --style-image b.jpg -o grid.jpg
 """
@@ -56,7 +57,7 @@ def style_rows(model: StyleModel, args: argparse.Namespace) -> list[tuple[list[P
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", type=Path)
+    parser.add_argument("models", type=Path, nargs="+", help="model files: their rows in this order")
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--photos", type=Path, default=Path(data_root()) / "content_test")
     parser.add_argument("--names", nargs="*", default=["baboon", "building", "butterfly", "chicky_512", "fruits", "messi5"])
@@ -65,16 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--style-image", action="append", type=Path, help="AdaIN models: a row per painting")
     args = parser.parse_args(argv)
     try:
-        model = load_model(args.model)
+        models = [load_model(path) for path in args.models]
         photos = [p for p in find_images(args.photos) if not args.names or p.stem in args.names]
         tiles = [center_square(load_image(p), args.size) for p in photos]
-        rows = style_rows(model, args)
+        rows = [(model, *row) for model in models for row in style_rows(model, args)]
         gap, columns = 4, len(tiles) + 1
         grid = Image.new("RGB", (columns * (args.size + gap) - gap, (len(rows) + 1) * (args.size + gap) - gap), "white")
         step = args.size + gap
         for column, tile in enumerate(tiles, start=1):
             grid.paste(tile, (column * step, 0))
-        for row, (painting_files, selection) in enumerate(rows, start=1):
+        for row, (model, painting_files, selection) in enumerate(rows, start=1):
             if model.architecture == "adain":
                 model.use_style_images([load_image(selection, "--style-image")])
             elif model.architecture == "multistyle":

@@ -12,7 +12,9 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from stylenet.config import CONF_DIR, REPO_ROOT, data_root
+from stylenet.hostmemory import keep_freed_memory
 
+keep_freed_memory()  # as train.py and the CLI do, for the tests that train in this process
 
 
 @pytest.fixture(scope="session")

@@ -19,18 +19,26 @@ log = logging.getLogger(__name__)
 M_TRIM_THRESHOLD = -1  # <malloc.h>: free memory at the heap top above this goes back to the kernel
 M_MMAP_MAX = -4  # <malloc.h>: how many blocks may be mmap-ed at once (0: none, all from the heap)
 KEEP_FREE_BYTES = 2**31 - 1  # the most mallopt takes (a C int)
-USER_CHOICES = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "LD_PRELOAD")
+
+
+def user_chose_allocator() -> bool:
+    """Any MALLOC_* option, glibc.malloc tunable or preloaded library (jemalloc, tcmalloc) in the environment."""
+    return (
+        any(name.startswith("MALLOC_") for name in os.environ)
+        or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "")
+        or bool(os.environ.get("LD_PRELOAD"))
+    )
 
 
 def keep_freed_memory() -> bool:
     """Make glibc serve large blocks from the heap and keep freed memory; True if it was set.
 
-    Does nothing off glibc, or where the user chose an allocator or its options (the environment variables
-    in USER_CHOICES). Process-wide and for the life of the process: call it in entry points, not libraries.
+    Does nothing off glibc, or where the user chose an allocator or its options (user_chose_allocator()).
+    Process-wide and for the life of the process: call it in entry points, not libraries.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    if any(os.environ.get(name) for name in USER_CHOICES):
+    if user_chose_allocator():
         log.debug("host allocator left as configured by the environment")
         return False
     try:

@@ -36,6 +36,9 @@ def test_freed_memory_is_reused_without_page_faults() -> None:
     assert kept_faults < default_faults / 20
 
 
-def test_the_users_allocator_choice_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libjemalloc.so.2")
+@pytest.mark.parametrize("name,value", [
+    ("LD_PRELOAD", "/usr/lib/libjemalloc.so.2"), ("MALLOC_ARENA_MAX", "2"), ("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0"),
+])
+def test_the_users_allocator_choice_is_left_alone(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
     assert keep_freed_memory() is False

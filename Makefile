@@ -36,7 +36,7 @@ bench: $(STAMP)  ## time training, inference and optimization here, baseline bes
 	rm -f $(BENCH_OUT)
 	$(BENCH) train --loss-network vgg16 --baseline --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) train --loss-network vgg16 --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
-	$(BENCH) train --loss-network vgg19 --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) train --loss-network vgg19_caffe --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) train --loss-network vgg16 --model transformer_small --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) infer --baseline --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) infer --warmup 1 --repeats 3 --markdown $(BENCH_OUT)

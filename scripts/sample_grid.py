@@ -40,11 +40,12 @@ def side_by_side(paintings: list[Image.Image], size: int) -> Image.Image:
 
 def style_rows(model: StyleModel, args: argparse.Namespace) -> list[tuple[list[Path], object]]:
     """[(painting files for the label, what to select)] for each row."""
-    if model.architecture == "adain":
+    style_input = model.model_kind.style_input
+    if style_input == "style_image":
         if not args.style_image:
             raise StylenetError("an AdaIN model needs --style-image PAINTING (one row each)")
         return [([path], path) for path in args.style_image]
-    if model.architecture == "multistyle":
+    if style_input == "style_weights":
         images = dict(zip(model.styles, (model.metadata.get("style") or {}).get("images") or []))
         rows = []
         for spec in args.style or model.styles:
@@ -76,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         for column, tile in enumerate(tiles, start=1):
             grid.paste(tile, (column * step, 0))
         for row, (model, painting_files, selection) in enumerate(rows, start=1):
-            if model.architecture == "adain":
+            if model.model_kind.style_input == "style_image":
                 model.use_style_images([load_image(selection, "--style-image")])
-            elif model.architecture == "multistyle":
+            elif model.model_kind.style_input == "style_weights":
                 model.use_style(selection)
             paintings = [load_image(path) for path in painting_files if path.is_file()]
             if paintings:

@@ -9,17 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from stylenet.errors import StylenetError, __version__, brief
 
-
-class StylenetError(Exception):
-    """An error the user can fix; its message says how. The CLI prints it as one line and exits 2."""
-
-
-def brief(error: BaseException, limit: int = 300, last: bool = False) -> str:
-    """One line of a library's error message for ours: the first (or last) non-empty line, cut to limit."""
-    lines = str(error).strip().splitlines()
-    return (lines[-1] if last else lines[0])[:limit] if lines else ""
+__all__ = ["StyleModel", "StylenetError", "__version__", "brief", "load_model"]
 
 
 def __getattr__(name: str) -> Any:

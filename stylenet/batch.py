@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from stylenet import StylenetError
+from stylenet.errors import StylenetError
 from stylenet.images import find_images, image_extensions, load_image, output_format, save_image
 from stylenet.inference import StyleModel
 

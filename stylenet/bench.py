@@ -26,28 +26,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
-from stylenet.config import CONF_DIR
-from stylenet.export import export_model, model_metadata
+from stylenet.export import export_model
 from stylenet.formats import load_network
 from stylenet.hostmemory import keep_freed_memory
-from stylenet.inference import PRECISIONS, resolve_device
-from stylenet.loss_network import LossNetwork
+from stylenet.kinds import get_kind, presets
+from stylenet.kinds.transformer import set_fast_ops
+from stylenet.loss_network import PRESETS, LossNetwork
 from stylenet.losses import PerceptualLoss
-from stylenet.transformer import TransformerNet, set_fast_ops
+from stylenet.modelfile import model_metadata
+from stylenet.tiling import PRECISIONS, resolve_device
 
-MODELS = {  # conf/model/<name>.yaml: the single-style TransformerNet sizes training builds (multistyle and
-    # adain files set keys of other groups too, and are not benchmarked yet)
-    path.stem: {key: value for key, value in config.items() if key != "name"}
-    for path in sorted((CONF_DIR / "model").glob("*.yaml"))
-    if "channels" in (config := OmegaConf.load(path))
-}
-# The loss networks as conf/loss_network configures them; vgg16 is pytorch/examples' (content relu2_2).
-LOSS_NETWORKS = {
-    "vgg19": ("vgg19", ["relu4_2"], ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]),
-    "vgg16": ("vgg16", ["relu2_2"], ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]),
-}
+# The single-style network sizes training builds (conf/model/transformer*.yaml); multistyle and adain are not
+# benchmarked yet.
+MODELS = {name: arguments for name, (kind, arguments) in presets().items() if kind == "transformer"}
 
 
 def machine(device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
@@ -97,13 +89,14 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
     """One optimizer step of the training recipe (the LightningModule's training_step, without Lightning)."""
-    arch, content_layers, style_layers = LOSS_NETWORKS[args.loss_network]
-    weights = "caffe" if arch == "vgg19" else "random"  # same speed; vgg16's real weights need a download
-    loss_network = LossNetwork(arch, weights, [*content_layers, *style_layers])
+    preset = PRESETS[args.loss_network]
+    content_layers, style_layers = list(preset.content_layers), list(preset.style_layers)
+    weights = "random" if preset.weights == "torchvision" else preset.weights  # same speed; no download
+    loss_network = LossNetwork(preset.arch, weights, [*content_layers, *style_layers])
     style = torch.rand(3, 256, 256)
     criterion = PerceptualLoss(loss_network, style, content_layers, dict.fromkeys(style_layers, 1.0), 1.0, 1.0, 1.0)
     fast = not args.baseline
-    network = set_fast_ops(TransformerNet(**MODELS[args.model]), fast).to(device)
+    network = set_fast_ops(get_kind("transformer").network(**MODELS[args.model]), fast).to(device)
     criterion = set_fast_ops(criterion, fast).to(device)
     photos = torch.rand(args.batch, 3, args.size, args.size, device=device)
     if fast and args.channels_last:
@@ -150,7 +143,7 @@ def bench_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    network = set_fast_ops(TransformerNet(**MODELS[args.model]), not args.baseline).eval()
+    network = set_fast_ops(get_kind("transformer").network(**MODELS[args.model]), not args.baseline).eval()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for backend in args.backends.split(","):
@@ -170,7 +163,7 @@ def bench_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
                     if args.baseline:  # pytorch/examples: no_grad (not inference_mode), no clamp fusion, fp32
                         def run() -> object:
                             with torch.no_grad():
-                                return model.network(images)
+                                return model.bound(images)
                     else:
                         def run() -> object:
                             return model.stylize_tensor(images, tile=0)
@@ -187,7 +180,7 @@ def bench_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
 def bench_optimize(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Seconds per loss evaluation (forward + backward through VGG-19, what each L-BFGS step costs)."""
     device = resolve_device(args.device)
-    _, content_layers, style_layers = LOSS_NETWORKS["vgg19"]
+    content_layers, style_layers = list(PRESETS["vgg19_caffe"].content_layers), list(PRESETS["vgg19_caffe"].style_layers)
     loss_network = LossNetwork("vgg19", "caffe", [*content_layers, *style_layers])
     criterion = PerceptualLoss(
         loss_network, torch.rand(3, args.size, args.size), content_layers, dict.fromkeys(style_layers, 1.0),
@@ -231,7 +224,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--precisions", default="fp32", help="infer: comma-separated")
     parser.add_argument("--backends", default="eager,torchscript,onnx", help="infer: comma-separated")
     parser.add_argument("--model", default="transformer", choices=list(MODELS))
-    parser.add_argument("--loss-network", default="vgg19", choices=list(LOSS_NETWORKS), help="train")
+    parser.add_argument("--loss-network", default="vgg19_caffe", choices=sorted(PRESETS), help="train (torchvision weights replaced by random ones: same speed, no download)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False, help="train")
     parser.add_argument("--compile", action="store_true", help="train: torch.compile the transformer")
     parser.add_argument("--baseline", action="store_true", help="the reference implementation's way")

@@ -14,7 +14,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, TQDMProgressBar
 from torchvision.utils import make_grid
 
-from stylenet import StylenetError
+from stylenet.errors import StylenetError
 from stylenet.images import open_image, resize_short_side, to_tensor
 
 log = logging.getLogger(__name__)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 
-from stylenet import StylenetError, __version__
+from stylenet.errors import StylenetError, __version__
 from stylenet.hostmemory import keep_freed_memory
 
 USAGE = """usage: stylenet [--debug] <command> [...]
@@ -27,18 +29,17 @@ commands:
 
 
 def train_command(overrides: list[str]) -> None:
-    """Run the repository's train.py with these Hydra overrides, as if it had been called directly.
+    """Run the checkout's train.py (in the working directory) with these Hydra overrides, as if called directly.
 
     Running the file itself (not a copy of its @hydra.main) keeps one entry point, and lets Lightning's DDP
-    launcher start the other ranks with `python train.py ...`.
+    launcher start the other ranks with `python train.py ...`. Its configs live in the checkout's conf/.
     """
     import runpy
 
-    from stylenet.config import REPO_ROOT
-
-    script = REPO_ROOT / "train.py"
-    if not script.is_file():
-        raise StylenetError(f"{script} not found: `stylenet train` needs the source checkout (pip install -e .)")
+    script = Path.cwd() / "train.py"
+    if not (script.is_file() and (Path.cwd() / "conf" / "train.yaml").is_file()):
+        raise StylenetError("`stylenet train` runs a checkout's train.py and conf/: run it from the root of a "
+                            "stylenet checkout (git clone, then `make install`)")
     sys.argv = [str(script), *overrides]
     runpy.run_path(str(script), run_name="__main__")
 
@@ -46,6 +47,7 @@ def train_command(overrides: list[str]) -> None:
 def stylize_parser() -> argparse.ArgumentParser:
     from stylenet.batch import QUALITY
     from stylenet.inference import STYLE_SIZE
+    from stylenet.tiling import PRECISIONS
 
     parser = argparse.ArgumentParser(
         prog="stylenet stylize", description="Stylize images with a trained model.",
@@ -68,7 +70,7 @@ def stylize_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preserve-color", action="store_true", help="keep the photo's colours (luminance transfer)")
     parser.add_argument("--tile", type=int, help="process in N px tiles (default: only when the image would not fit; 0: never)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32")
     parser.add_argument("--ext", choices=["png", "jpg", "webp"], help="output format in folder mode (default: the input's)")
     parser.add_argument("--quality", type=int, default=QUALITY, help="JPEG/WebP quality")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -90,7 +92,7 @@ def stylize_command(argv: list[str]) -> None:
     if args.style_image:
         paths, weights = zip(*(split_weight(text) for text in args.style_image))
         model.use_style_images([load_image(path, "--style-image") for path in paths], list(weights), args.style_size)
-    elif model.architecture == "adain":
+    elif model.model_kind.style_input == "style_image":
         raise StylenetError(f"{args.model} is an AdaIN model: give the painting with --style-image PATH (any image)")
     jobs = batch.plan(args.inputs, args.output, args.ext)
     single = batch.one_file(args.inputs)
@@ -131,14 +133,14 @@ def export_command(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     model = load_model(args.source, "cpu")
     if not isinstance(model.loaded, torch.nn.Module):
-        raise StylenetError(f"{args.source} is a {model.kind} file: export from the .safetensors or .ckpt it came from")
+        raise StylenetError(f"{args.source} is a {model.file_format} file: export from the .safetensors or .ckpt it came from")
     output = args.output or args.source.with_name(args.source.name.split(".")[0] + EXTENSIONS[args.format])
     if output.resolve() == args.source.resolve():
         raise StylenetError(f"-o {output} is the source file; choose another output")
     if output.exists() and not args.overwrite:
         raise StylenetError(f"{output} exists; pass --overwrite to replace it, or choose another -o")
     metadata = {key: value for key, value in model.metadata.items() if key != "kind"}
-    metadata["exported_from"] = {"file": args.source.name, "kind": model.kind}
+    metadata["exported_from"] = {"file": args.source.name, "kind": model.file_format}
     worst = export_model(model.loaded, metadata, output, args.format)
     sizes = " and ".join(f"{w}x{h}" for h, w in VERIFY_SIZES)
     print(
@@ -155,7 +157,8 @@ def parse_floats(text: str) -> list[float]:
 
 
 def optimize_parser() -> argparse.ArgumentParser:
-    from stylenet.optimize import LOSS_NETWORKS, OptimizeSettings
+    from stylenet.loss_network import PRESETS
+    from stylenet.optimize import OptimizeSettings
 
     defaults = OptimizeSettings()
     parser = argparse.ArgumentParser(
@@ -176,7 +179,7 @@ def optimize_parser() -> argparse.ArgumentParser:
     parser.add_argument("--content-weight", type=float, default=defaults.content_weight)
     parser.add_argument("--style-weight", type=float, default=defaults.style_weight)
     parser.add_argument("--tv-weight", type=float, default=defaults.tv_weight)
-    parser.add_argument("--loss-network", choices=LOSS_NETWORKS, default=defaults.loss_network)
+    parser.add_argument("--loss-network", choices=sorted(PRESETS), default=defaults.loss_network)
     parser.add_argument("--save-every", type=int, default=0, help="also write OUT_stepNNNN every N steps")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -248,11 +251,18 @@ def main(argv: list[str] | None = None) -> None:
         keep_freed_memory()
     try:
         commands[command](rest)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
     except StylenetError as error:
         if debug:
             raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except BrokenPipeError:  # `stylenet info M | head -3`: the reader left; end quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush has nowhere to fail
+        sys.exit(128 + signal.SIGPIPE)
+    except KeyboardInterrupt:  # Ctrl-C: no traceback, the shell's code for SIGINT
+        print("interrupted", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
 
 
 if __name__ == "__main__":

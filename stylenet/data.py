@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from stylenet import StylenetError
+from stylenet.errors import StylenetError
 from stylenet.images import IMAGE_ERRORS, bounded, find_images, open_image, resize_short_side, to_tensor
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
-"""Read every kind of model file stylenet runs, telling the kind from the file's bytes, not its name.
+"""Read every model file format stylenet runs, telling the format from the file's bytes, not its name.
 
-Kinds: a Lightning training checkpoint (.ckpt), stylenet's exported .safetensors, TorchScript, ONNX (run
-with onnxruntime), and a bare state dict: ours, or pytorch/examples fast_neural_style's (.pth/.model, the
-format of the widely shared pretrained models). Pickled files are read with weights_only=True only.
+Formats: a Lightning training checkpoint (.ckpt), stylenet's .safetensors, TorchScript, ONNX (run with
+onnxruntime), and a bare state dict: ours, or pytorch/examples fast_neural_style's (.pth/.model, the format
+of the widely shared pretrained models). Pickled files are read with weights_only=True only.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 
-from stylenet import StylenetError, brief
-from stylenet.export import METADATA_KEY, load_safetensors, model_metadata, rebuild
-from stylenet.transformer import TransformerNet
+from stylenet.errors import StylenetError, brief
+from stylenet.kinds import get_kind
+from stylenet.kinds.transformer import TransformerNet
+from stylenet.modelfile import METADATA_KEY, load_safetensors, model_metadata, rebuild
 
 Loaded = tuple[Callable[[torch.Tensor], torch.Tensor], dict[str, Any]]  # (network, metadata)
 
@@ -93,23 +94,31 @@ def residual_blocks(state: dict[str, torch.Tensor]) -> int:
 
 
 def from_checkpoint(checkpoint: dict[str, Any]) -> Loaded:
-    """The network from a Lightning checkpoint written by stylenet's training (any of the three modules)."""
-    hparams = checkpoint["hyper_parameters"]
-    prefix = "transformer."
+    """The network from a Lightning checkpoint written by stylenet's training: its metadata says what it holds."""
+    prefix = "network."
+    metadata = checkpoint.get(METADATA_KEY)
+    if not isinstance(metadata, dict):  # written before checkpoints carried metadata
+        prefix, metadata = "transformer.", legacy_checkpoint_metadata(checkpoint["hyper_parameters"])
     state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    network = rebuild(state, metadata.get("arguments"), "training checkpoint", metadata.get("architecture", "transformer"))
+    return network, {"kind": "checkpoint", **metadata, "steps": checkpoint.get("global_step")}
+
+
+def legacy_checkpoint_metadata(hparams: dict[str, Any]) -> dict[str, Any]:
+    """Metadata for a checkpoint from stylenet 0.1 before checkpoints carried it, read from the training
+    system's hyperparameters of that time (the only place that still tells a kind from parameter names)."""
     if "sample_styles" in hparams:  # AdaINModule
-        arguments = {"channels": hparams["channels"], "encoder_weights": hparams["loss_weights"]}
-        network = rebuild(state, arguments, "training checkpoint", "adain")
-        style = {"name": "any (--style-image)"}
+        kind, arguments = "adain", {"channels": hparams["channels"], "encoder_weights": hparams["loss_weights"]}
+        style: dict[str, Any] = {"name": "any (--style-image)"}
     else:
         arguments = {"channels": hparams["channels"], "num_residual_blocks": hparams["num_residual_blocks"]}
-        name = "multistyle" if isinstance(hparams.get("style_name"), list) else "transformer"
-        if name == "multistyle":
+        kind = "multistyle" if isinstance(hparams.get("style_name"), list) else "transformer"
+        if kind == "multistyle":
             arguments["styles"] = list(hparams["style_name"])
-        network = rebuild(state, arguments, "training checkpoint", name)
         style = {"name": hparams.get("style_name"), "image": hparams.get("style_image"), "size": hparams.get("style_size")}
-    metadata = model_metadata(network, style=style, steps=checkpoint.get("global_step"))
-    return network, {"kind": "checkpoint", **metadata}
+    with torch.device("meta"):
+        network = get_kind(kind).network(**arguments)
+    return model_metadata(network, style=style)
 
 
 def from_state_dict(path: Path, state: dict[str, torch.Tensor]) -> Loaded:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stylenet import StylenetError
+from stylenet.errors import StylenetError
 from stylenet.files import atomic_write
 
 # Errors Pillow raises on unreadable, truncated or hostile files. Images over Image.MAX_IMAGE_PIXELS raise

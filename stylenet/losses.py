@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylenet import StylenetError
+from stylenet.errors import StylenetError
 from stylenet.loss_network import LossNetwork, check_layers
 
 

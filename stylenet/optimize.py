@@ -13,18 +13,15 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from PIL import Image
 from tqdm import tqdm
 
-from stylenet import StylenetError
-from stylenet.config import CONF_DIR
+from stylenet.errors import StylenetError
 from stylenet.images import preserve_color, resize_long_side, to_pil, to_tensor
-from stylenet.loss_network import LossNetwork
+from stylenet.loss_network import PRESETS, LossNetwork
 from stylenet.losses import PerceptualLoss
 
 log = logging.getLogger(__name__)
-LOSS_NETWORKS = sorted(path.stem for path in (CONF_DIR / "loss_network").glob("*.yaml"))
 
 
 @dataclass
@@ -39,7 +36,7 @@ class OptimizeSettings:
     content_weight: float = 1.0
     style_weight: float = 10.0         # on relative errors; 10, 100, 1000 all painted a 192-px photo, 10 kept it clearest
     tv_weight: float = 1.0             # TV on [0, 1] pixels
-    loss_network: str = "vgg19_caffe"  # layers come from conf/loss_network/<name>.yaml (Gatys et al. for VGG-19)
+    loss_network: str = "vgg19_caffe"  # a loss_network.PRESETS name: its layers (Gatys et al. for VGG-19)
     adam_lr: float = 0.02              # per step, in [0, 1] pixel units
     preserve_color: bool = False
     seed: int = 0
@@ -59,7 +56,7 @@ class OptimizeSettings:
         checks = [
             (self.optimizer in ("lbfgs", "adam"), f"--optimizer {self.optimizer}: valid are lbfgs, adam"),
             (self.init in ("content", "noise", "style"), f"--init {self.init}: valid are content, noise, style"),
-            (self.loss_network in LOSS_NETWORKS, f"--loss-network {self.loss_network}: valid are {', '.join(LOSS_NETWORKS)}"),
+            (self.loss_network in PRESETS, f"--loss-network {self.loss_network}: valid are {', '.join(sorted(PRESETS))}"),
             (all(s >= 32 for s in self.scale_list()), f"--size/--scales {self.scale_list()}: each must be >= 32 px"),
             (self.steps >= 1, f"--steps {self.steps}: must be >= 1"),
             (min(self.content_weight, self.style_weight, self.tv_weight) >= 0, "--*-weight: weights must be >= 0"),
@@ -75,13 +72,13 @@ class OptimizeSettings:
 
 def loss_builder(settings: OptimizeSettings) -> Callable[[list[torch.Tensor], list[float]], PerceptualLoss]:
     """Load the loss network once; the returned function makes the loss for one scale's style images."""
-    config = OmegaConf.load(CONF_DIR / "loss_network" / f"{settings.loss_network}.yaml").loss_network
-    weights = {layer: float((config.get("style_layer_weights") or {}).get(layer, 1.0)) for layer in config.style_layers}
-    network = LossNetwork(config.arch, config.weights, [*config.content_layers, *weights]).to(settings.device)
+    preset = PRESETS[settings.loss_network]
+    weights = dict.fromkeys(preset.style_layers, 1.0)  # equal, as every conf/loss_network file
+    network = LossNetwork(preset.arch, preset.weights, [*preset.content_layers, *weights]).to(settings.device)
 
     def build(styles: list[torch.Tensor], blend: list[float]) -> PerceptualLoss:
         return PerceptualLoss(
-            network, styles, list(config.content_layers), weights, settings.content_weight, settings.style_weight,
+            network, styles, list(preset.content_layers), weights, settings.content_weight, settings.style_weight,
             settings.tv_weight, style_blend=blend, normalize=True,
         )
 

@@ -14,15 +14,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from stylenet import StylenetError
-from stylenet.adain import ADAIN_LAYER, ENCODER_LAYERS
+from stylenet.errors import StylenetError
 from stylenet.callbacks import GracefulStop, PeriodicCheckpoint, SampleGrid, StepProgressBar
-from stylenet.config import paintings, style_layer_weights, validate
+from stylenet.config import require, validate
 from stylenet.data import ContentDataModule
-from stylenet.images import find_images, set_max_image_pixels
-from stylenet.export import model_metadata, save_safetensors
+from stylenet.export import save_safetensors
 from stylenet.hostmemory import keep_freed_memory
-from stylenet.module import AdaINModule, StyleTransferModule
+from stylenet.images import find_images, set_max_image_pixels
+from stylenet.systems import SYSTEMS, StyleSystem, system_for
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +40,6 @@ class _NoAdvertising(logging.Filter):
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoAdvertising())
 
 
-SAMPLE_STYLES = 3  # model=adain: the TensorBoard grid shows the photos in the first 3 paintings
-
-
 def sample_paths(cfg: DictConfig, datamodule: ContentDataModule) -> list[Path]:
     """The fixed photos shown in the TensorBoard grid: samples.root if it exists, else the first training photos."""
     root = Path(cfg.samples.root) if cfg.samples.root else None
@@ -51,55 +47,32 @@ def sample_paths(cfg: DictConfig, datamodule: ContentDataModule) -> list[Path]:
     return paths[: cfg.samples.count]
 
 
-def build_module(cfg: DictConfig, samples: list[Path] | None = None) -> StyleTransferModule | AdaINModule:
-    """The LightningModule from the model, style, loss_network, loss and optimizer config groups."""
-    if cfg.model.get("name") == "adain":
-        return AdaINModule(
-            channels=cfg.model.channels,
-            loss_weights=cfg.loss_network.weights,
-            content_weight=float(cfg.loss.content_weight),
-            style_weight=float(cfg.loss.style_weight),
-            lr=float(cfg.optimizer.lr),
-            on_nonfinite_loss=cfg.on_nonfinite_loss,
-            sample_styles=[str(path) for path in samples or []],
-        )
-    multistyle = cfg.model.get("name") == "multistyle"
-    chosen = paintings(cfg)
-    return StyleTransferModule(
-        channels=cfg.model.channels,
-        num_residual_blocks=cfg.model.num_residual_blocks,
-        style_name=list(chosen) if multistyle else cfg.style.name,
-        style_image=list(chosen.values()) if multistyle else str(cfg.style.image),
-        style_size=cfg.style.size,
-        loss_arch=cfg.loss_network.arch,
-        loss_weights=cfg.loss_network.weights,
-        content_layers=list(cfg.loss_network.content_layers),
-        style_layer_weights=style_layer_weights(cfg),
-        content_weight=float(cfg.loss.content_weight),
-        style_weight=float(cfg.loss.style_weight),
-        tv_weight=float(cfg.loss.tv_weight),
-        lr=float(cfg.optimizer.lr),
-        on_nonfinite_loss=cfg.on_nonfinite_loss,
-    )
+def check_config(cfg: DictConfig) -> type[StyleSystem]:
+    """Every check before any work: the keys all kinds read, then the kind's own; returns its training system."""
+    kind = cfg.model.get("kind")
+    require(kind in SYSTEMS, f"model.kind={kind}: valid are {', '.join(sorted(SYSTEMS))} (pick one with model=NAME)")
+    validate(cfg)
+    system = system_for(kind)
+    system.check_config(cfg)
+    return system
 
 
 def train(cfg: DictConfig) -> Path:
     """Train a style network as cfg says; returns the path of the exported model.safetensors."""
-    validate(cfg)
+    system = check_config(cfg)
     set_max_image_pixels(cfg.data.get("max_image_pixels"))
     run_dir = Path(cfg.paths.run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     skipped_log = run_dir / "skipped_images.txt"
-    adain = cfg.model.get("name") == "adain"
     datamodule = ContentDataModule(
         str(cfg.data.root), cfg.data.image_size, cfg.data.batch_size, cfg.data.num_workers, skipped_log,
-        style_root=str(cfg.style_dataset.root) if adain else None,
+        style_root=str(cfg.style_dataset.root) if system.uses_style_dataset else None,
         style_exclude=list(cfg.style_dataset.get("exclude") or []),
     )
     datamodule.scan()  # fail on a missing or empty folder before the loss network loads
-    sample_styles = datamodule.scan_styles()[:SAMPLE_STYLES]
+    style_paintings = [str(path) for path in datamodule.scan_styles()]  # empty unless uses_style_dataset
     datamodule.write_skipped()
-    module = build_module(cfg, sample_styles)
+    module = system.from_config(cfg, style_paintings)
     stopper = GracefulStop()
     callbacks = [
         PeriodicCheckpoint(run_dir / "checkpoints", cfg.checkpoint.every_n_steps, cfg.checkpoint.every_n_minutes),
@@ -122,7 +95,7 @@ def train(cfg: DictConfig) -> Path:
         raise Interrupted(stopper.received, trainer.global_step, run_dir)
     model_path = run_dir / "model.safetensors"
     if trainer.is_global_zero:
-        export(cfg, module, trainer.global_step, model_path)
+        export(module, trainer.global_step, model_path)
     return model_path
 
 
@@ -156,33 +129,9 @@ def report_skipped(skipped_log: Path) -> None:
         log.warning("%d unreadable image(s) were skipped; the list is in %s", count, skipped_log)
 
 
-def export(cfg: DictConfig, module: StyleTransferModule | AdaINModule, steps: int, path: Path) -> None:
-    """Write the trained transformer and the metadata that describes it to a standalone .safetensors file."""
-    if isinstance(module, AdaINModule):
-        style = {
-            "name": "any (--style-image)", "dataset": str(cfg.style_dataset.root),
-            "held_out": list(cfg.style_dataset.get("exclude") or []),
-        }
-    elif module.multistyle:
-        style = {
-            "names": module.hparams.style_name, "images": module.hparams.style_image,
-            "sha256": module.style_sha256, "size": cfg.style.size,
-        }
-    else:
-        style = {"name": cfg.style.name, "image": str(cfg.style.image), "sha256": module.style_sha256[0], "size": cfg.style.size}
-    metadata = model_metadata(
-        module.transformer,
-        style=style,
-        loss_network={"name": cfg.loss_network.name, **(
-            {"content_layers": [ADAIN_LAYER], "style_layers": list(ENCODER_LAYERS)} if isinstance(module, AdaINModule)
-            else {"content_layers": list(cfg.loss_network.content_layers), "style_layer_weights": style_layer_weights(cfg)}
-        )},
-        loss=OmegaConf.to_container(cfg.loss),
-        image_size=cfg.data.image_size,
-        batch_size=cfg.data.batch_size,
-        steps=steps,
-    )
-    save_safetensors(module.transformer.cpu(), metadata, path)
+def export(module: StyleSystem, steps: int, path: Path) -> None:
+    """Write the trained network and the metadata that describes it (as its checkpoints do) to a .safetensors file."""
+    save_safetensors(module.network.cpu(), module.model_metadata(steps), path)
     log.info("exported %s (step %d); run directory: %s", path, steps, path.parent)
 
 

@@ -11,9 +11,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 
-from stylenet.config import CONF_DIR, REPO_ROOT, data_root
+from stylenet.config import data_root
 from stylenet.hostmemory import keep_freed_memory
 
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout the tests run in
+CONF_DIR = REPO_ROOT / "conf"
 keep_freed_memory()  # as train.py and the CLI do, for the tests that train in this process
 
 
@@ -61,8 +63,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A narrow TransformerNet with random weights, exported as stylenet's .safetensors."""
     import torch
 
-    from stylenet.export import model_metadata, save_safetensors
-    from stylenet.transformer import TransformerNet
+    from stylenet.export import save_safetensors
+    from stylenet.modelfile import model_metadata
+    from stylenet.kinds.transformer import TransformerNet
 
     torch.manual_seed(0)
     network = TransformerNet(channels=4, num_residual_blocks=1)

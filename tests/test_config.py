@@ -3,7 +3,9 @@ from pathlib import Path
 import pytest
 
 from stylenet import StylenetError
-from stylenet.config import CONF_DIR, validate
+from stylenet.config import paintings
+from stylenet.training import check_config
+from tests.conftest import CONF_DIR
 from tests.conftest import compose_config
 
 GROUPS = ["style", "dataset", "loss_network", "model", "trainer", "experiment"]
@@ -20,11 +22,11 @@ def test_every_painting_has_a_style_config(data_dir: Path) -> None:
 def test_every_option_composes_and_validates(group: str, option: str, data_dir: Path) -> None:
     cfg = compose_config(f"{group}={option}")
     if group == "style":
-        assert cfg.style.name == option and Path(cfg.style.image).is_file()
+        assert cfg.style.name == option and Path(paintings(cfg)[option]).is_file()
     if group == "loss_network":
         assert cfg.loss_network.name == option and cfg.loss.style_weight > 0
     if option != "coco2014":  # COCO is not on this machine
-        validate(cfg)
+        check_config(cfg)
 
 
 def test_defaults_follow_the_papers() -> None:
@@ -38,11 +40,11 @@ def test_defaults_follow_the_papers() -> None:
 def test_data_root_comes_from_stylenet_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("STYLENET_DATA", str(tmp_path))
     cfg = compose_config()
-    assert cfg.data.root == f"{tmp_path}/content" and cfg.style.image == f"{tmp_path}/styles/starry_night.jpg"
+    assert cfg.data.root == f"{tmp_path}/content" and paintings(cfg) == {"starry_night": f"{tmp_path}/styles/starry_night.jpg"}
 
 
 def test_a_users_own_painting(data_dir: Path) -> None:
-    validate(compose_config(f"style.image={data_dir / 'content_test' / 'fruits.jpg'}"))
+    check_config(compose_config(f"style.image={data_dir / 'content_test' / 'fruits.jpg'}"))
 
 
 @pytest.mark.parametrize(
@@ -65,11 +67,11 @@ def test_a_users_own_painting(data_dir: Path) -> None:
 )
 def test_bad_values_fail_with_one_line_naming_the_key(override: str, message: str) -> None:
     with pytest.raises(StylenetError, match=message) as error:
-        validate(compose_config(override))
+        check_config(compose_config(override))
     assert "\n" not in str(error.value)
 
 
 def test_a_style_image_that_is_not_an_image(tmp_path: Path) -> None:
     (tmp_path / "fake.jpg").write_text("hello")
     with pytest.raises(StylenetError, match="not a readable image"):
-        validate(compose_config(f"style.image={tmp_path / 'fake.jpg'}"))
+        check_config(compose_config(f"style.image={tmp_path / 'fake.jpg'}"))

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from stylenet import StylenetError, __version__
-from stylenet.export import load_safetensors, model_metadata, save_safetensors, verify
+from stylenet.export import save_safetensors, verify
+from stylenet.modelfile import load_safetensors, model_metadata
 from stylenet.inference import load_model
-from stylenet.transformer import TransformerNet
+from stylenet.kinds.transformer import TransformerNet
 
 
 @pytest.fixture
@@ -74,4 +75,4 @@ def test_safetensors_whose_header_length_starts_like_a_pickle_is_still_safetenso
             break
         padding += "x"
     assert path.read_bytes()[0] == 0x80
-    assert load_model(path).kind == "safetensors"
+    assert load_model(path).file_format == "safetensors"

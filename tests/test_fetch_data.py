@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from stylenet.config import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 SCRIPT = str(REPO_ROOT / "scripts" / "fetch_data.py")
 

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from stylenet import StylenetError
-from stylenet.export import export_model, load_safetensors
+from stylenet.export import export_model
+from stylenet.modelfile import load_safetensors
 from stylenet.images import load_image, to_tensor
 from stylenet.inference import StyleModel, load_model
 from stylenet.tiling import HALO, tiled_forward
@@ -37,7 +38,7 @@ def test_exported_files_load_and_stylize_like_the_module(tiny_model: Path, tmp_p
     path = tmp_path / f"model.{file_format}"
     assert export_model(module, metadata, path, file_format) < 1e-4
     model = load_model(path, "cpu")
-    assert model.kind == file_format and model.metadata["style"] == {"name": "tiny"}
+    assert model.file_format == file_format and model.metadata["style"] == {"name": "tiny"}
     expected = load_model(tiny_model, "cpu").stylize(photo)
     assert model.stylize(photo).size == photo.size
     assert max_difference(model.stylize(photo), expected) <= 1  # one 8-bit level of rounding
@@ -54,7 +55,7 @@ def test_lightning_checkpoint_and_bare_state_dicts_load(tiny_model: Path, tmp_pa
     torch.save(state, tmp_path / "weights.pth")
     expected = load_model(tiny_model, "cpu").stylize(photo)
     from_checkpoint = load_model(tmp_path / "last.ckpt", "cpu")
-    assert from_checkpoint.kind == "checkpoint" and from_checkpoint.metadata["steps"] == 9
+    assert from_checkpoint.file_format == "checkpoint" and from_checkpoint.metadata["steps"] == 9
     assert max_difference(from_checkpoint.stylize(photo), expected) == 0
     assert max_difference(load_model(tmp_path / "weights.pth", "cpu").stylize(photo), expected) == 0
 
@@ -68,14 +69,14 @@ def test_pytorch_examples_state_dict_gives_their_pixels(tmp_path: Path, legacy: 
     path = tmp_path / "candy.pth"
     torch.save(state, path, _use_new_zipfile_serialization=not legacy)
     model = load_model(path, "cpu")
-    assert model.kind == "state_dict" and model.module is not None and model.module.output == "clamp"
+    assert model.file_format == "state_dict" and model.loaded.output == "clamp"
     images = torch.rand(1, 3, 64, 80)
     expected = reference.stylize(theirs, images)
     assert 0.05 < expected.mean() < 0.95  # the reference is not saturated, so the comparison means something
     assert (model.stylize_tensor(images) - expected).abs().max() < 1e-4
     # and it converts to a stylenet model file that keeps the same pixels
     safetensors = tmp_path / "candy.safetensors"
-    export_model(model.module, model.metadata, safetensors, "safetensors")
+    export_model(model.loaded, model.metadata, safetensors, "safetensors")
     assert (load_model(safetensors, "cpu").stylize_tensor(images) - expected).abs().max() < 1e-4
 
 
@@ -179,19 +180,19 @@ def test_tiles_do_not_show_when_statistics_are_shared(tiny_model: Path) -> None:
 def test_large_image_tiles_within_the_memory_budget(tiny_model: Path, photo: Image.Image,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_model(tiny_model, "cpu")
-    budget = 200 * 200 * model.bytes_per_pixel()  # pretend only a 200x200 image fits
-    monkeypatch.setattr("stylenet.inference.memory_budget", lambda device: budget)
+    budget = 200 * 200 * model.runner.bytes_per_pixel(model.loaded)  # pretend only a 200x200 image fits
+    monkeypatch.setattr("stylenet.tiling.memory_budget", lambda device: budget)
     seen: list[int] = []
-    model.module.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[-2] * args[0].shape[-1]))
+    model.loaded.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[-2] * args[0].shape[-1]))
     image = to_tensor(photo.resize((900, 620), Image.Resampling.BILINEAR)).unsqueeze(0)  # smooth, like a photo
-    tile = model.auto_tile(620, 900)
+    tile = model.runner.auto_tile(model.loaded, 620, 900)
     assert tile == 256  # the smallest tile we use; 200 px minus the halos would be smaller
     result = model.stylize_tensor(image)
     assert result.shape == image.shape and len(seen) == 1 + 3 * 4  # the statistics pass, then 3x4 tiles
     assert seen[0] <= 200 * 200 and max(seen[1:]) <= (tile + 2 * HALO) ** 2
     with torch.no_grad():
-        whole = model.module(image)
-        independent = torch.cat([torch.cat([model.module(image[..., y:y + 256, x:x + 256]) for x in range(0, 900, 256)],
+        whole = model.loaded(image)
+        independent = torch.cat([torch.cat([model.loaded(image[..., y:y + 256, x:x + 256]) for x in range(0, 900, 256)],
                                            -1) for y in range(0, 620, 256)], -2)
 
     def seam(images: torch.Tensor) -> float:  # mean jump across the tile borders at x = 256 and 512
@@ -222,7 +223,7 @@ def test_devices_and_precisions_are_checked(tiny_model: Path) -> None:
 
 
 def test_torch_hub_loads_a_model_from_the_checkout(tiny_model: Path) -> None:
-    from stylenet.config import REPO_ROOT
+    from tests.conftest import REPO_ROOT
 
     model = torch.hub.load(str(REPO_ROOT), "stylenet", str(tiny_model), device="cpu", source="local")
     assert isinstance(model, StyleModel) and model.metadata["style"]["name"] == "tiny"
@@ -266,12 +267,12 @@ def test_out_of_memory_falls_back_to_tiles(tiny_model: Path, photo: Image.Image)
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
         model = load_model(tiny_model, "cpu")
-        model.module.register_forward_pre_hook(fail_when_large)
+        model.loaded.register_forward_pre_hook(fail_when_large)
         return model
 
     image = photo.resize((600, 460), Image.Resampling.BILINEAR)
     model = run_out_of_memory_over(400 * 400)  # the whole image and 300-px tiles fail; 256-px tiles fit
     result = model.stylize(image)
-    assert result.size == image.size and model.pixel_limit is not None
+    assert result.size == image.size and model.runner.pixel_limit is not None
     with pytest.raises(StylenetError, match="out of memory on cpu for a 600x460 image"):
         run_out_of_memory_over(100 * 100).stylize(image)  # not even the smallest tiles fit: one clear line

@@ -11,10 +11,12 @@ import torch
 from PIL import Image
 
 from stylenet import StylenetError
-from stylenet.export import export_model, model_metadata
+from stylenet.export import export_model
+from stylenet.modelfile import model_metadata
 from stylenet.formats import load_network
 from stylenet.inference import StyleModel
-from stylenet.transformer import MultiStyleTransformerNet, TransformerNet, single_style_names
+from stylenet.kinds.multistyle import MultiStyleTransformerNet
+from stylenet.kinds.transformer import TransformerNet
 from tests.conftest import PYTHON, TRAIN_PY, compose_config, run_env
 
 STYLES = ["starry_night", "great_wave", "the_scream"]
@@ -34,17 +36,17 @@ def one_hot(index: int, count: int = 3) -> torch.Tensor:
     return torch.nn.functional.one_hot(torch.tensor([index]), count).float()
 
 
-def test_one_hot_style_equals_the_single_style_network_with_that_styles_norms(network: MultiStyleTransformerNet) -> None:
+def test_one_hot_style_equals_the_single_style_network_it_specializes_to(network: MultiStyleTransformerNet) -> None:
+    """What `stylize --style NAME` runs (a plain TransformerNet with that style's norms, which tiles and exports
+    like any single-style model) equals the two-input network that TorchScript and ONNX files hold."""
     images = torch.rand(2, 3, 45, 58)
-    for index in range(3):
-        single = TransformerNet(channels=4, num_residual_blocks=2).eval()
-        state = single.state_dict()
-        for ours, theirs in single_style_names(2).items():
-            for name, tensor in network.get_submodule(ours).named_parameters():
-                state[f"{theirs}.{name}"] = tensor[index] if tensor.dim() == 2 and "norm" in ours else tensor
-        single.load_state_dict(state)
-        with torch.no_grad():
-            assert torch.allclose(network(images, one_hot(index)), single(images), atol=1e-5)
+    with torch.no_grad():
+        outputs = [network(images, one_hot(index)) for index in range(3)]
+        for index in range(3):
+            single = network.specialize(one_hot(index)[0])
+            assert type(single) is TransformerNet
+            assert torch.allclose(single(images), outputs[index], atol=1e-5)
+    assert (outputs[0] - outputs[1]).abs().mean() > 1e-3
 
 
 def test_each_image_of_a_batch_takes_its_own_style(network: MultiStyleTransformerNet) -> None:
@@ -100,12 +102,12 @@ def test_exports_hold_every_style_and_match_the_module(
 
 
 def test_several_styles_need_model_multistyle() -> None:
-    from stylenet.config import validate
+    from stylenet.training import check_config
 
     with pytest.raises(StylenetError, match=r"style=\[starry_night,great_wave\] selects 2 paintings, but model=transformer"):
-        validate(compose_config("style=[starry_night,great_wave]"))
+        check_config(compose_config("style=[starry_night,great_wave]"))
     cfg = compose_config("style=[starry_night,great_wave,the_scream]", "model=multistyle")
-    validate(cfg)
+    check_config(cfg)
     from stylenet.config import paintings
 
     assert list(paintings(cfg)) == STYLES

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from stylenet.config import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 
@@ -23,6 +23,7 @@ def test_notebook_runs_top_to_bottom(path: Path, tiny_model: Path, data_dir: Pat
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STYLENET_MODEL", str(tiny_model))
     monkeypatch.setenv("STYLENET_SIZE", "64")
+    monkeypatch.setenv("STYLENET_DATA", str(data_dir))  # the kernel runs in tmp_path, away from ../shared/data
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     images = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs

@@ -200,13 +200,13 @@ def test_a_malicious_resume_checkpoint_is_refused_before_training(tmp_path: Path
             return (Path.touch, (marker,))
 
     torch.save({"state_dict": {}, "loops": Exploit()}, tmp_path / "last.ckpt")
-    from stylenet.config import validate
+    from stylenet.training import check_config
 
     with pytest.raises(StylenetError, match="refusing to load .*last.ckpt: it holds Python objects"):
-        validate(compose_config(f"ckpt_path={tmp_path / 'last.ckpt'}"))
+        check_config(compose_config(f"ckpt_path={tmp_path / 'last.ckpt'}"))
     torch.save({"weights": torch.zeros(2)}, tmp_path / "plain.ckpt")
     with pytest.raises(StylenetError, match="not a training checkpoint"):
-        validate(compose_config(f"ckpt_path={tmp_path / 'plain.ckpt'}"))
+        check_config(compose_config(f"ckpt_path={tmp_path / 'plain.ckpt'}"))
     assert not marker.exists()
 
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from stylenet.export import load_safetensors
+from stylenet.modelfile import load_safetensors
 from stylenet.inference import load_model
 from tests.conftest import PYTHON, TRAIN_PY, run_env
 

@@ -7,11 +7,15 @@ the loss network's VGG-19 and its weights travel inside every model file, so inf
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylenet.errors import StylenetError
 from stylenet.loss_network import LossNetwork, conv_shapes
+from stylenet.registry import ModelKind, BoundStyle, register_kind
 
 ENCODER_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # Huang & Belongie: style loss layers
 ADAIN_LAYER = "relu4_1"  # where AdaIN acts; the decoder inverts the encoder from here
@@ -154,14 +158,14 @@ class AdaINNet(nn.Module):
 class AdaINStylizer(nn.Module):
     """An AdaINNet bound to one style (the mixed statistics of one or more style images): images -> images."""
 
-    def __init__(self, network: AdaINNet, style_mean: torch.Tensor, style_std: torch.Tensor, alpha: float = 1.0) -> None:
+    def __init__(self, network: AdaINNet, style_mean: torch.Tensor, style_std: torch.Tensor) -> None:
         super().__init__()
-        self.network, self.alpha = network, alpha
+        self.network = network
         self.register_buffer("style_mean", style_mean)
         self.register_buffer("style_std", style_std)
 
     @classmethod
-    def blend(cls, network: AdaINNet, styles: list[torch.Tensor], weights: list[float], alpha: float = 1.0) -> AdaINStylizer:
+    def blend(cls, network: AdaINNet, styles: Sequence[torch.Tensor], weights: Sequence[float]) -> AdaINStylizer:
         """Interpolate styles: sum_k w_k AdaIN(c, s_k) = AdaIN with the w-weighted means and stds (w sums to 1)."""
         total = sum(weights)
         mean = std = 0.0
@@ -169,10 +173,11 @@ class AdaINStylizer(nn.Module):
             for style, weight in zip(styles, weights):
                 style_mean, style_std = network.style_stats(style)
                 mean, std = mean + weight / total * style_mean, std + weight / total * style_std
-        return cls(network, mean, std, alpha)
+        return cls(network, mean, std)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.network.stylize(images, self.style_mean, self.style_std, self.alpha)
+    def forward(self, images: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """alpha: 1 the style's statistics, less keeps some of the content's own (the paper's trade-off)."""
+        return self.network.stylize(images, self.style_mean, self.style_std, alpha)
 
 
 class ScriptableAdaIN(nn.Module):
@@ -213,3 +218,30 @@ class ScriptableAdaIN(nn.Module):
         style_mean, style_std = channel_stats(self.encode(style))
         target = adain(self.encode(pad_for_encoder(content)), style_mean, style_std)
         return crop_decoded(self.decoder(target), height, width)
+
+
+STYLE_CHECK_SIZE = (72, 56)  # the style image that export checks use: a size unlike the content's
+
+
+def bind_paintings(network: nn.Module, paintings: Sequence[torch.Tensor], weights: Sequence[float]) -> nn.Module:
+    """Stylize with these paintings (1, 3, H, W), their feature statistics blended by weights."""
+    if isinstance(network, AdaINNet):
+        with torch.inference_mode():
+            return AdaINStylizer.blend(network, paintings, weights)
+    if len(paintings) > 1:
+        raise StylenetError("blending several style images needs the model's weights; an exported TorchScript or "
+                            "ONNX file takes one --style-image (use the .safetensors model to blend)")
+    return BoundStyle(network, paintings[0])
+
+
+register_kind(ModelKind(
+    name="adain",
+    network=AdaINNet,
+    style_input="style_image",
+    bind=bind_paintings,
+    feature_strength=True,
+    tileable=False,  # whole images: the encoder's receptive field is far wider than tiling's halo
+    scriptable=ScriptableAdaIN,
+    example_style=lambda network, generator: torch.rand(1, 3, *STYLE_CHECK_SIZE, generator=generator),
+    onnx_style_dims={2: "style_height", 3: "style_width"},
+))

@@ -1,0 +1,94 @@
+"""What every training system shares: the table of systems by model kind, checkpoints that describe their
+model, the on_nonfinite_loss policy and how a step's terms are reported."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from stylenet.errors import StylenetError
+from stylenet.modelfile import METADATA_KEY, model_metadata
+
+log = logging.getLogger(__name__)
+
+SYSTEMS: dict[str, type[StyleSystem]] = {}
+
+
+def register_system(kind_name: str) -> Callable[[type[StyleSystem]], type[StyleSystem]]:
+    """Class decorator: this system trains the model kind of this name (stylenet/kinds/<name>.py)."""
+
+    def register(system: type[StyleSystem]) -> type[StyleSystem]:
+        if kind_name in SYSTEMS:
+            raise ValueError(f"a training system for {kind_name!r} is registered twice")
+        SYSTEMS[kind_name] = system
+        return system
+
+    return register
+
+
+class NonFiniteLoss(StylenetError):
+    """A loss term became NaN or infinite."""
+
+
+class StyleSystem(pl.LightningModule):
+    """A LightningModule that trains `self.network`, one model kind's network.
+
+    Subclasses build themselves from the config (from_config) and check their kind's keys (check_config);
+    describe() is what their model files say beyond the network's arguments.
+    """
+
+    network: nn.Module
+    uses_style_dataset: ClassVar[bool] = False  # True: batches are (photo, painting) pairs from style_dataset
+
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> None:
+        """Raise a StylenetError naming the key if the kind's own settings are wrong."""
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, sample_styles: list[str]) -> StyleSystem:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Metadata fields of this run's model files besides its kind and arguments (style, loss, ...)."""
+        return dict(self.hparams.get("description") or {})
+
+    def model_metadata(self, steps: int) -> dict[str, Any]:
+        """The metadata of model.safetensors, which every training checkpoint carries too."""
+        return model_metadata(self.network, **self.describe(), steps=steps)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[METADATA_KEY] = self.model_metadata(self.global_step)  # nanoGPT's model_args, diffusers' config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resume checkpoints from before the network attribute was named `network` (stylenet 0.1)."""
+        state = checkpoint["state_dict"]
+        for key in [key for key in state if key.startswith("transformer.")]:
+            state["network." + key[len("transformer."):]] = state.pop(key)
+
+    def finish_step(self, terms: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Log the terms and return the total to backpropagate; None skips the batch (on_nonfinite_loss=skip)."""
+        if self.nonfinite(terms):
+            return None  # no backward, no optimizer step for this batch
+        self.log_dict({f"train/{name}_loss": value for name, value in terms.items()}, prog_bar=True)
+        return terms["total"]
+
+    def nonfinite(self, terms: dict[str, torch.Tensor]) -> bool:
+        """True if this batch is to be skipped; raises NonFiniteLoss if the run is to stop."""
+        finite = bool(torch.stack([value.detach().float() for value in terms.values()]).isfinite().all())  # one sync
+        if not self.trainer.strategy.reduce_boolean_decision(not finite, all=False):  # any rank: all ranks agree
+            return False
+        bad = {name: value.item() for name, value in terms.items() if not torch.isfinite(value)}
+        what = ", ".join(f"{name}={value}" for name, value in bad.items()) or "on another rank"
+        if self.hparams.on_nonfinite_loss == "skip":
+            log.warning("step %d: non-finite loss (%s); batch skipped", self.global_step, what)
+            return True
+        raise NonFiniteLoss(
+            f"loss became non-finite at step {self.global_step} ({what}); checkpoints/last.ckpt keeps the last good "
+            "state. Lower optimizer.lr or loss weights, or set on_nonfinite_loss=skip to skip such batches"
+        )

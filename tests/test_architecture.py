@@ -1,0 +1,159 @@
+"""How the package is put together, checked by what a user or a new kind's author sees: layers import only
+downward, inference needs neither Hydra nor Lightning, a new model kind is one registry entry away from every
+file format, and an installed wheel works away from the checkout."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+from torch import nn
+
+from stylenet.export import export_model, save_safetensors
+from stylenet.inference import load_model
+from stylenet.kinds import KINDS, ModelKind, get_kind, register_kind
+from stylenet.loss_network import PRESETS
+from stylenet.modelfile import model_metadata
+from stylenet.systems import SYSTEMS
+from tests.conftest import CONF_DIR, PYTHON, REPO_ROOT, run_env
+
+PACKAGE = REPO_ROOT / "stylenet"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """The stylenet modules a file imports anywhere in it (top level or inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stylenet"):
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)  # `from stylenet import inference`
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("stylenet"))
+    return found
+
+
+def test_no_module_of_the_package_imports_in_a_cycle() -> None:
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph = {name: {target for target in imports_of(path) if target in modules and target != name}
+             for name, path in modules.items()}
+    cycles = []
+
+    def visit(name: str, stack: list[str]) -> None:
+        for target in graph[name]:
+            if target in stack:
+                cycles.append(stack[stack.index(target):] + [target])
+            elif target not in done:
+                visit(target, [*stack, target])
+        done.add(name)
+
+    done: set[str] = set()
+    for name in sorted(graph):
+        if name not in done:
+            visit(name, [name])
+    assert not cycles, f"import cycles: {cycles[:3]}"
+
+
+def test_formats_read_below_the_writers_and_model_files_below_both() -> None:
+    assert "stylenet.export" not in imports_of(PACKAGE / "formats.py")
+    assert not {"stylenet.export", "stylenet.formats"} & imports_of(PACKAGE / "modelfile.py")
+
+
+def test_inference_and_export_import_neither_hydra_nor_lightning() -> None:
+    code = ("import sys, stylenet.inference, stylenet.export, stylenet.tiling; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('hydra', 'omegaconf', 'pytorch_lightning', 'lightning')))")
+    result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=run_env(), check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_every_kind_has_a_training_system_and_a_config() -> None:
+    assert set(KINDS) == set(SYSTEMS) == {"transformer", "multistyle", "adain"}
+    configured = {OmegaConf.load(path).get("kind") or OmegaConf.load(path).model.kind for path in (CONF_DIR / "model").glob("*.yaml")}
+    assert configured == set(KINDS)
+
+
+def test_the_configs_and_the_packages_own_defaults_agree() -> None:
+    """optimize and bench use the package's presets (an installed wheel has no conf/); training uses conf/."""
+    for name, preset in PRESETS.items():
+        config = OmegaConf.load(CONF_DIR / "loss_network" / f"{name}.yaml").loss_network
+        assert (config.arch, config.weights) == (preset.arch, preset.weights), name
+        assert (tuple(config.content_layers), tuple(config.style_layers)) == (preset.content_layers, preset.style_layers)
+    assert {path.stem for path in (CONF_DIR / "loss_network").glob("*.yaml")} == set(PRESETS)
+    for name, arguments in get_kind("transformer").presets.items():
+        config = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+        assert config.kind == "transformer" and {key: config[key] for key in arguments} == arguments
+
+
+class Invert(nn.Module):
+    """A toy network of a new kind: 1 - image, times a learnt gain."""
+
+    def __init__(self, gain: float = 1.0) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(float(gain)))
+
+    def config(self) -> dict[str, float]:
+        return {"gain": float(self.gain.detach())}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return ((1.0 - images) * self.gain).clamp(0.0, 1.0)
+
+
+@pytest.fixture
+def invert_kind() -> ModelKind:
+    kind = register_kind(ModelKind(name="invert", network=Invert, tileable=False))
+    yield kind
+    del KINDS["invert"]
+
+
+def test_a_new_kind_needs_only_its_registry_entry_to_export_and_stylize(invert_kind: ModelKind, tmp_path: Path) -> None:
+    network = Invert(0.5)
+    path = save_safetensors(network, model_metadata(network, style={"name": "negative"}), tmp_path / "invert.safetensors")
+    model = load_model(path, "cpu")
+    assert model.metadata["architecture"] == "invert" and model.model_kind is invert_kind
+    assert model.stylize(Image.new("RGB", (20, 10), (255, 0, 0))).getpixel((0, 0)) == (0, 128, 128)
+    assert export_model(model.loaded, model.metadata, tmp_path / "invert.pt", "torchscript") == 0
+    assert load_model(tmp_path / "invert.pt", "cpu").stylize(Image.new("RGB", (8, 8))).getpixel((0, 0)) == (128, 128, 128)
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_works_away_from_the_checkout(tmp_path: Path, tiny_model: Path, data_dir: Path) -> None:
+    """pip install of the wheel (not -e) into a fresh venv that borrows the dependencies; run from elsewhere."""
+    wheels = tmp_path / "wheels"
+    subprocess.run([PYTHON, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO_ROOT)],
+                   check=True, capture_output=True, env=run_env())
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    dependencies = next(Path(p) for p in sys.path if p.endswith("site-packages") and (Path(p) / "torch").is_dir())
+    (site / "dependencies.pth").write_text(f"{dependencies}\n")  # a path line only: the checkout's editable hook stays out
+    subprocess.run([PYTHON, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), *map(str, wheels.glob("*.whl"))],
+                   check=True, capture_output=True, env=run_env())
+    python, elsewhere = venv / "bin" / "python", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**run_env(), "PYTHONPATH": ""}
+
+    def stylenet(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(python), "-m", "stylenet", *args], cwd=elsewhere, capture_output=True, text=True, env=env, timeout=300)
+
+    where = subprocess.run([str(python), "-c", "import stylenet; print(stylenet.__file__)"], cwd=elsewhere,
+                           capture_output=True, text=True, env=env, check=True).stdout
+    assert str(site) in where and str(REPO_ROOT / "stylenet") not in where
+    photo = data_dir / "content_test" / "fruits.jpg"
+    done = stylenet("stylize", str(photo), "--model", str(tiny_model), "--size", "48", "-o", "out.png")
+    assert done.returncode == 0 and (elsewhere / "out.png").is_file(), done.stderr
+    done = stylenet("optimize", str(photo), str(data_dir / "styles" / "udnie.jpg"), "-o", "painted.png", "--size", "48", "--steps", "2")
+    assert done.returncode == 0 and (elsewhere / "painted.png").is_file(), done.stderr
+    done = stylenet("bench", "infer", "--model", "transformer_small", "--sizes", "64", "--backends", "eager", "--warmup", "0", "--repeats", "1")
+    assert done.returncode == 0 and '"model": "transformer_small"' in done.stdout, done.stderr
+    done = stylenet("train", "style=starry_night")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "run it from the root of a stylenet checkout" in done.stderr

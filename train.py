@@ -3,12 +3,12 @@
 import hydra
 from omegaconf import DictConfig
 
-from stylenet.training import run
+from stylenet.training import train_or_exit
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    train_or_exit(cfg)
 
 
 if __name__ == "__main__":

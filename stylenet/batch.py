@@ -123,7 +123,7 @@ def stylize_file(model: StyleModel, job: Job, options: StylizeOptions) -> Image.
     return result
 
 
-def run(model: StyleModel, jobs: list[Job], options: StylizeOptions, overwrite: bool = False) -> Summary:
+def stylize_jobs(model: StyleModel, jobs: list[Job], options: StylizeOptions, overwrite: bool = False) -> Summary:
     """Stylize every job; a failing image is recorded and the rest go on. Outputs are written atomically."""
     summary = Summary()
     started = time.perf_counter()

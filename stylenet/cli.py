@@ -99,7 +99,7 @@ def stylize_command(argv: list[str]) -> None:
     if single and jobs[0].target.exists() and not args.overwrite:
         raise StylenetError(f"{jobs[0].target} exists; pass --overwrite to replace it, or choose another -o")
     options = batch.StylizeOptions(args.size, args.scale, args.strength, args.preserve_color, args.tile, args.quality)
-    summary = batch.run(model, jobs, options, overwrite=args.overwrite)
+    summary = batch.stylize_jobs(model, jobs, options, overwrite=args.overwrite)
     if single and summary.failed:
         raise StylenetError(summary.failed[0][1])
     for source, reason in summary.failed:

@@ -185,7 +185,7 @@ class Runner:
             return self(network, padded, tile, tileable)[..., :height, :width].to(source_device)
         tile = self.auto_tile(tileable, height, width, images.shape[0]) if tile is None else tile
         try:
-            return self.run(network, images, tile, tileable).float().clamp_(0, 1).to(source_device)
+            return self.forward(network, images, tile, tileable).float().clamp_(0, 1).to(source_device)
         except torch.OutOfMemoryError:
             if tileable is None or (tile and tile <= 256):
                 raise StylenetError(f"out of memory on {self.device} for a {width}x{height} image") from None
@@ -197,7 +197,7 @@ class Runner:
             log.warning("out of memory on %s at %dx%d; retrying in %d px tiles", self.device, width, height, smaller)
             return self(network, images, smaller, tileable).to(source_device)
 
-    def run(
+    def forward(
         self, network: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tile: int, tileable: nn.Module | None,
     ) -> torch.Tensor:
         with self.autocast():

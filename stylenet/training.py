@@ -135,7 +135,7 @@ def export(module: StyleSystem, steps: int, path: Path) -> None:
     log.info("exported %s (step %d); run directory: %s", path, steps, path.parent)
 
 
-def run(cfg: DictConfig) -> None:
+def train_or_exit(cfg: DictConfig) -> None:
     """The body of the @hydra.main entry points: user errors become one line on stderr and exit code 2;
     a run stopped by a signal says how to resume and exits 128 + the signal number (130 Ctrl-C, 143 SIGTERM)."""
     torch.set_float32_matmul_precision("high")

@@ -77,9 +77,8 @@ def test_inference_and_export_import_neither_hydra_nor_lightning() -> None:
 
 
 def test_every_kind_has_a_training_system_and_a_config() -> None:
-    assert set(KINDS) == set(SYSTEMS) == {"transformer", "multistyle", "adain"}
     configured = {OmegaConf.load(path).get("kind") or OmegaConf.load(path).model.kind for path in (CONF_DIR / "model").glob("*.yaml")}
-    assert configured == set(KINDS)
+    assert set(KINDS) == set(SYSTEMS) == configured and len(KINDS) >= 3
 
 
 def test_the_configs_and_the_packages_own_defaults_agree() -> None:

@@ -37,6 +37,26 @@ def require(condition: bool, message: str) -> None:
         raise StylenetError(message)
 
 
+def user_overrides() -> list[str]:
+    """The key=value overrides on this run's command line; empty when not under @hydra.main (tests call train())."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
+def refuse_unused(unused: dict[str, str], kind: str, overrides: list[str]) -> None:
+    """A command-line override of a key this model kind does not read is a one-line error, not silently ignored.
+    unused: {key or group: what the kind reads instead}."""
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        for prefix, instead in unused.items():
+            if key == prefix or key.startswith(prefix + "."):
+                raise StylenetError(f"{key}: model={kind} does not use it ({instead}); drop it")
+
+
 def style_layer_weights(cfg: DictConfig) -> dict[str, float]:
     """The weight of each style layer: loss_network.style_layer_weights, 1.0 for a layer it does not name."""
     weights = cfg.loss_network.get("style_layer_weights") or {}

@@ -16,7 +16,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from stylenet.errors import StylenetError
 from stylenet.callbacks import GracefulStop, PeriodicCheckpoint, SampleGrid, StepProgressBar
-from stylenet.config import require, validate
+from stylenet.config import require, user_overrides, validate
 from stylenet.data import ContentDataModule
 from stylenet.export import save_safetensors
 from stylenet.hostmemory import keep_freed_memory
@@ -53,7 +53,7 @@ def check_config(cfg: DictConfig) -> type[StyleSystem]:
     require(kind in SYSTEMS, f"model.kind={kind}: valid are {', '.join(sorted(SYSTEMS))} (pick one with model=NAME)")
     validate(cfg)
     system = system_for(kind)
-    system.check_config(cfg)
+    system.check(cfg, user_overrides())
     return system
 
 
@@ -114,13 +114,7 @@ class Interrupted(Exception):
 
 def task_overrides() -> list[str]:
     """The overrides this run was started with (without run dir and ckpt_path), for the resume command."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        overrides = list(HydraConfig.get().overrides.task)
-    except ValueError:  # not under @hydra.main (tests call train() directly)
-        return []
-    return [item for item in overrides if not item.startswith(("hydra.run.dir=", "ckpt_path="))]
+    return [item for item in user_overrides() if not item.startswith(("hydra.run.dir=", "ckpt_path="))]
 
 
 def report_skipped(skipped_log: Path) -> None:

@@ -1,3 +1,4 @@
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,7 @@ from stylenet import StylenetError
 from stylenet.config import paintings
 from stylenet.training import check_config
 from tests.conftest import CONF_DIR
-from tests.conftest import compose_config
+from tests.conftest import PYTHON, TRAIN_PY, compose_config, run_env
 
 GROUPS = ["style", "dataset", "loss_network", "model", "trainer", "experiment"]
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
@@ -75,3 +76,22 @@ def test_a_style_image_that_is_not_an_image(tmp_path: Path) -> None:
     (tmp_path / "fake.jpg").write_text("hello")
     with pytest.raises(StylenetError, match="not a readable image"):
         check_config(compose_config(f"style.image={tmp_path / 'fake.jpg'}"))
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["model=adain", "loss.tv_weight=5"], "loss.tv_weight: model=adain does not use it (its loss weights are model.content_weight"),
+        (["model=adain", "style=udnie"], "style: model=adain does not use it (its paintings come from style_dataset)"),
+        (["style_dataset.exclude=[udnie]"], "style_dataset.exclude: model=transformer does not use it"),
+        (["model=adain", "model.calibration_styles=0"], "model.calibration_styles=0: must be >= 1"),
+    ],
+)
+def test_a_key_the_model_kind_does_not_read_is_refused_not_ignored(overrides: list[str], message: str) -> None:
+    result = subprocess.run([PYTHON, TRAIN_PY, *overrides], capture_output=True, text=True, env=run_env(), timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {message}") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_adain_configs_hold_only_keys_it_reads() -> None:
+    model = compose_config("model=adain").model
+    assert set(model) == {"kind", "channels", "content_weight", "style_weight", "calibration_styles"}

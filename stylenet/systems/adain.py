@@ -4,8 +4,7 @@ target; style = MSE of channel means plus MSE of channel stds at relu1_1..relu4_
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -17,14 +16,18 @@ from stylenet.kinds.adain import ADAIN_LAYER, ENCODER_LAYERS, AdaINNet, adain, c
 from stylenet.loss_network import LossNetwork
 from stylenet.systems.base import StyleSystem, register_system
 
-log = logging.getLogger(__name__)
-
 SAMPLE_SIZE = 256  # long side of the paintings shown in the TensorBoard grid and used for calibration
 
 
 @register_system("adain")
 class AdaINSystem(StyleSystem):
     uses_style_dataset = True
+    unused_config: ClassVar[dict[str, str]] = {
+        "style": "its paintings come from style_dataset",
+        "loss": "its loss weights are model.content_weight and model.style_weight",
+        **{f"loss_network.{key}": "its layers are fixed: AdaIN at relu4_1, style statistics at relu1_1..relu4_1"
+           for key in ("content_layers", "style_layers", "style_layer_weights")},
+    }
 
     def __init__(
         self,
@@ -60,8 +63,6 @@ class AdaINSystem(StyleSystem):
     @classmethod
     def from_config(cls, cfg: DictConfig, sample_styles: list[str]) -> AdaINSystem:
         model = cfg.model
-        log.info("model=adain trains with model.content_weight/style_weight on its fixed layers; "
-                 "the loss_network's layers and loss.* apply to the other model kinds")
         description = {
             "style": {"name": "any (--style-image)", "dataset": str(cfg.style_dataset.root),
                       "held_out": list(cfg.style_dataset.get("exclude") or [])},

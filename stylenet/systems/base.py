@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from stylenet.config import refuse_unused
 from stylenet.errors import StylenetError
 from stylenet.modelfile import METADATA_KEY, model_metadata
 
@@ -45,6 +46,14 @@ class StyleSystem(pl.LightningModule):
 
     network: nn.Module
     uses_style_dataset: ClassVar[bool] = False  # True: batches are (photo, painting) pairs from style_dataset
+    # Config keys (or groups) this kind does not read -> what it reads instead: overriding one is an error
+    unused_config: ClassVar[dict[str, str]] = {"style_dataset": "its paintings are style=..."}
+
+    @classmethod
+    def check(cls, cfg: DictConfig, overrides: list[str]) -> None:
+        """Every check of this kind's config: no override of a key it ignores, then its own keys' values."""
+        refuse_unused(cls.unused_config, cfg.model.kind, overrides)
+        cls.check_config(cfg)
 
     @classmethod
     def check_config(cls, cfg: DictConfig) -> None:

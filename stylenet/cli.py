@@ -120,8 +120,6 @@ def split_weight(text: str) -> tuple[Path, float]:
 
 
 def export_command(argv: list[str]) -> None:
-    import torch
-
     from stylenet.export import EXTENSIONS, TOLERANCES, VERIFY_SIZES, export_model
     from stylenet.inference import load_model
 
@@ -132,7 +130,7 @@ def export_command(argv: list[str]) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
     model = load_model(args.source, "cpu")
-    if not isinstance(model.loaded, torch.nn.Module):
+    if not model.eager:  # TorchScript and ONNX files hold a compiled graph, not the network's weights
         raise StylenetError(f"{args.source} is a {model.file_format} file: export from the .safetensors or .ckpt it came from")
     output = args.output or args.source.with_name(args.source.name.split(".")[0] + EXTENSIONS[args.format])
     if output.resolve() == args.source.resolve():
@@ -233,6 +231,26 @@ def main(argv: list[str] | None = None) -> None:
     argv = argv[1:] if debug else argv
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # other libraries: warnings only
     logging.getLogger("stylenet").setLevel(logging.INFO)
+    try:
+        dispatch(argv)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+    except StylenetError as error:
+        if debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except BrokenPipeError:  # `stylenet info M | head -3`: the reader left; end quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush has nowhere to fail
+        sys.exit(EXIT_SIGPIPE)
+    except KeyboardInterrupt:  # Ctrl-C: no traceback, the shell's code for SIGINT
+        print("interrupted", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+
+
+EXIT_SIGPIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE (signal 13 on Linux and macOS)
+
+
+def dispatch(argv: list[str]) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, end="")
         return
@@ -245,24 +263,10 @@ def main(argv: list[str] | None = None) -> None:
         "optimize": optimize_command, "info": info_command, "bench": bench_command,
     }
     if command not in commands:
-        print(f"error: unknown command '{command}'; valid: {', '.join(commands)} (see stylenet --help)", file=sys.stderr)
-        sys.exit(2)
+        raise StylenetError(f"unknown command '{command}'; valid: {', '.join(commands)} (see stylenet --help)")
     if command in ("stylize", "optimize"):  # many large same-size tensors; bench decides for itself
         keep_freed_memory()
-    try:
-        commands[command](rest)
-        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
-    except StylenetError as error:
-        if debug:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except BrokenPipeError:  # `stylenet info M | head -3`: the reader left; end quietly, as cat does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush has nowhere to fail
-        sys.exit(128 + signal.SIGPIPE)
-    except KeyboardInterrupt:  # Ctrl-C: no traceback, the shell's code for SIGINT
-        print("interrupted", file=sys.stderr)
-        sys.exit(128 + signal.SIGINT)
+    commands[command](rest)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import re
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -19,20 +18,10 @@ from typing import Any
 import torch
 
 from stylenet.errors import StylenetError, brief
-from stylenet.kinds import get_kind
-from stylenet.kinds.transformer import TransformerNet
+from stylenet.kinds import DEFAULT_KIND, KINDS, get_kind
 from stylenet.modelfile import METADATA_KEY, load_safetensors, model_metadata, rebuild
 
 Loaded = tuple[Callable[[torch.Tensor], torch.Tensor], dict[str, Any]]  # (network, metadata)
-
-# pytorch/examples fast_neural_style layer names -> ours (same layers, same order; see TransformerNet)
-EXAMPLES_LAYERS = {
-    "conv1.conv2d": "encoder.0.1", "in1": "encoder.0.2", "conv2.conv2d": "encoder.1.1", "in2": "encoder.1.2",
-    "conv3.conv2d": "encoder.2.1", "in3": "encoder.2.2", "deconv1.conv2d": "decoder.0.2", "in4": "decoder.0.3",
-    "deconv2.conv2d": "decoder.1.2", "in5": "decoder.1.3", "deconv3.conv2d": "decoder.2.1",
-}
-EXAMPLES_RESIDUAL_LAYERS = {"conv1.conv2d": "0.1", "in1": "0.2", "conv2.conv2d": "2", "in2": "3"}
-
 
 def detect_kind(path: Path) -> str:
     """'torchscript', 'torch' (torch.save: checkpoint or state dict), 'safetensors' or 'onnx', from the bytes."""
@@ -88,11 +77,6 @@ def load_network(path: Path) -> Loaded:
     raise StylenetError(f"{path} is a torch file but neither a stylenet checkpoint nor a transformer state dict")
 
 
-def residual_blocks(state: dict[str, torch.Tensor]) -> int:
-    """How many residual blocks a state dict in our layer names holds (residuals.<i>. ...)."""
-    return len({key.split(".")[1] for key in state if key.startswith("residuals.")})
-
-
 def from_checkpoint(checkpoint: dict[str, Any]) -> Loaded:
     """The network from a Lightning checkpoint written by stylenet's training: its metadata says what it holds."""
     prefix = "network."
@@ -100,14 +84,14 @@ def from_checkpoint(checkpoint: dict[str, Any]) -> Loaded:
     if not isinstance(metadata, dict):  # written before checkpoints carried metadata
         prefix, metadata = "transformer.", legacy_checkpoint_metadata(checkpoint["hyper_parameters"])
     state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    network = rebuild(state, metadata.get("arguments"), "training checkpoint", metadata.get("architecture", "transformer"))
+    network = rebuild(state, metadata.get("arguments"), "training checkpoint", metadata.get("architecture", DEFAULT_KIND))
     return network, {"kind": "checkpoint", **metadata, "steps": checkpoint.get("global_step")}
 
 
 def legacy_checkpoint_metadata(hparams: dict[str, Any]) -> dict[str, Any]:
     """Metadata for a checkpoint from stylenet 0.1 before checkpoints carried it, read from the training
     system's hyperparameters of that time (the only place that still tells a kind from parameter names)."""
-    if "sample_styles" in hparams:  # AdaINModule
+    if "sample_styles" in hparams:  # stylenet 0.1's AdaINModule
         kind, arguments = "adain", {"channels": hparams["channels"], "encoder_weights": hparams["loss_weights"]}
         style: dict[str, Any] = {"name": "any (--style-image)"}
     else:
@@ -122,43 +106,14 @@ def legacy_checkpoint_metadata(hparams: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_state_dict(path: Path, state: dict[str, torch.Tensor]) -> Loaded:
-    """A bare state dict: pytorch/examples fast_neural_style's layout, or our TransformerNet's."""
-    if "conv1.conv2d.weight" in state:
-        network = from_pytorch_examples(state, str(path))
-        source = "pytorch/examples fast_neural_style state dict"
-    elif "encoder.0.1.weight" in state:
-        arguments = {"channels": state["encoder.0.1.weight"].shape[0], "num_residual_blocks": residual_blocks(state)}
-        network = rebuild(state, arguments, str(path))
-        source = "stylenet state dict"
-    else:
-        raise StylenetError(f"{path}: a state dict of an unknown network (first key: {next(iter(state))})")
-    return network, {"kind": "state_dict", **model_metadata(network, source=source, style={"name": path.stem})}
-
-
-def from_pytorch_examples(state: dict[str, torch.Tensor], source: str) -> TransformerNet:
-    """Convert pytorch/examples' TransformerNet weights to ours: rename, and fold its [0, 255] pixel range in."""
-    renamed = {}
-    for key, tensor in state.items():
-        if re.search(r"\.(running_mean|running_var|num_batches_tracked)$", key):
-            continue  # old InstanceNorm kept running stats it never used in eval; pytorch/examples drops them too
-        layer, _, parameter = key.rpartition(".")
-        residual = re.fullmatch(r"res(\d+)\.(.+)", layer)
-        if residual and residual[2] in EXAMPLES_RESIDUAL_LAYERS:
-            renamed[f"residuals.{int(residual[1]) - 1}.body.{EXAMPLES_RESIDUAL_LAYERS[residual[2]]}.{parameter}"] = tensor
-        elif layer in EXAMPLES_LAYERS:
-            renamed[f"{EXAMPLES_LAYERS[layer]}.{parameter}"] = tensor
-        else:
-            raise StylenetError(f"{source}: unexpected key '{key}' for a pytorch/examples fast_neural_style model")
-    # Their net reads pixels in [0, 255] and writes them unbounded in [0, 255]; both ends are convolutions,
-    # which are linear, so scale the first conv's weights by 255 and the last conv's weights and bias by 1/255.
-    renamed["encoder.0.1.weight"] = renamed["encoder.0.1.weight"] * 255.0
-    renamed["decoder.2.1.weight"] = renamed["decoder.2.1.weight"] / 255.0
-    renamed["decoder.2.1.bias"] = renamed["decoder.2.1.bias"] / 255.0
-    arguments = {
-        "channels": renamed["encoder.0.1.weight"].shape[0], "num_residual_blocks": residual_blocks(renamed),
-        "output": "clamp",
-    }
-    return rebuild(renamed, arguments, source)
+    """A bare state dict (no metadata): the first kind whose reader knows its layer names rebuilds it."""
+    for kind in KINDS.values():
+        reading = kind.read_state_dict(state, str(path)) if kind.read_state_dict else None
+        if reading is not None:
+            arguments, weights, source = reading
+            network = rebuild(weights, arguments, str(path), kind.name)
+            return network, {"kind": "state_dict", **model_metadata(network, source=source, style={"name": path.stem})}
+    raise StylenetError(f"{path}: a state dict of an unknown network (first key: {next(iter(state))})")
 
 
 def load_torchscript(path: Path) -> Loaded:

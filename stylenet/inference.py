@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 from stylenet.errors import StylenetError
 from stylenet.formats import load_network
 from stylenet.images import preserve_color, resize_long_side, split_alpha, to_pil, to_tensor
-from stylenet.kinds import get_kind
+from stylenet.kinds import DEFAULT_KIND, get_kind
 from stylenet.tiling import Runner
 
 STYLE_SIZE = 512  # AdaIN: long side of the style image (Huang & Belongie resized styles to 512)
@@ -40,7 +40,7 @@ class StyleModel:
     ) -> None:
         self.metadata = metadata
         self.file_format: str = metadata.get("kind", "unknown")  # safetensors, checkpoint, torchscript, onnx, ...
-        self.model_kind = get_kind(metadata.get("architecture", "transformer"))
+        self.model_kind = get_kind(metadata.get("architecture", DEFAULT_KIND))
         if precision != "fp32" and self.file_format == "onnx":
             raise StylenetError("ONNX models run in fp32 only (use --precision fp32, or the .safetensors model)")
         self.runner = Runner(device, precision, autocast=self.file_format != "onnx")
@@ -105,7 +105,8 @@ class StyleModel:
 
     def tileable(self) -> torch.nn.Module | None:
         """The bound network when it can run in tiles: an eager network of a kind that tiles."""
-        return self.bound if self.eager and self.model_kind.tileable else None  # type: ignore[return-value]
+        eager = self.eager and self.model_kind.tileable and isinstance(self.bound, torch.nn.Module)
+        return self.bound if eager else None
 
     def __repr__(self) -> str:
         style = (self.metadata.get("style") or {}).get("name")

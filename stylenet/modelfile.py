@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from stylenet.errors import StylenetError, __version__, brief
-from stylenet.kinds import get_kind, kind_of
+from stylenet.kinds import DEFAULT_KIND, get_kind, kind_of
 
 METADATA_KEY = "stylenet"  # safetensors metadata is str -> str; ours is one JSON document under this key
 FORMAT_VERSION = 1
@@ -51,10 +51,10 @@ def load_safetensors(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         arguments = metadata["arguments"]
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as error:
         raise StylenetError(f"{path} is not a stylenet safetensors model ({type(error).__name__}: {brief(error)})") from None
-    return rebuild(state, arguments, str(path), metadata.get("architecture", "transformer")), metadata
+    return rebuild(state, arguments, str(path), metadata.get("architecture", DEFAULT_KIND)), metadata
 
 
-def rebuild(state: dict[str, torch.Tensor], arguments: Any, source: str, kind_name: str = "transformer") -> nn.Module:
+def rebuild(state: dict[str, torch.Tensor], arguments: Any, source: str, kind_name: str = DEFAULT_KIND) -> nn.Module:
     """The network of this kind with these weights, checked before any memory is spent: a tampered or
     mismatched file fails with one line naming the problem, not deep inside torch."""
     try:

@@ -27,6 +27,8 @@ class ModelKind:
     network's named styles) or "style_image" (any painting, (1, 3, H, W)).
     bind(network, inputs, weights): the network with its second input fixed to a blend of these style inputs
     (one-hot rows for style_weights, images for style_image): images -> images. None when style_input is "none".
+    feature_strength: the bound eager network takes `alpha=strength` and blends in feature space (AdaIN).
+    tileable: a bound eager network can run in tiles with shared instance-norm statistics (tiling.py).
     """
 
     name: str
@@ -40,6 +42,9 @@ class ModelKind:
     onnx_style_dims: dict[int, str] | None = None  # dynamic axes of the second ONNX input (None: fixed shape)
     metadata: Callable[[nn.Module], dict[str, Any]] = lambda network: {}  # fields a model file adds for users
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)  # named sizes: {name: network arguments}
+    # a bare state dict (no metadata) in a layout this kind knows -> (arguments, its tensors in our names, what it
+    # was); None when the layout is not this kind's
+    read_state_dict: Callable[[dict[str, torch.Tensor], str], tuple[dict[str, Any], dict[str, torch.Tensor], str] | None] | None = None
 
     def example_inputs(self, network: nn.Module, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """What forward() takes: the images, plus an example second input for kinds that have one."""
@@ -50,6 +55,7 @@ class ModelKind:
 
 
 KINDS: dict[str, ModelKind] = {}
+DEFAULT_KIND = "transformer"  # the kind of model files written before files named their kind
 
 
 def register_kind(kind: ModelKind) -> ModelKind:

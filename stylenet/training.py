@@ -16,12 +16,12 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from stylenet.errors import StylenetError
 from stylenet.callbacks import GracefulStop, PeriodicCheckpoint, SampleGrid, StepProgressBar
-from stylenet.config import require, user_overrides, validate
+from stylenet.config import user_overrides, validate
 from stylenet.data import ContentDataModule
 from stylenet.export import save_safetensors
 from stylenet.hostmemory import keep_freed_memory
 from stylenet.images import find_images, set_max_image_pixels
-from stylenet.systems import SYSTEMS, StyleSystem, system_for
+from stylenet.systems import StyleSystem, system_for
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,8 @@ def sample_paths(cfg: DictConfig, datamodule: ContentDataModule) -> list[Path]:
 def check_config(cfg: DictConfig) -> type[StyleSystem]:
     """Every check before any work: the keys all kinds read, then the kind's own; returns its training system."""
     kind = cfg.model.get("kind")
-    require(kind in SYSTEMS, f"model.kind={kind}: valid are {', '.join(sorted(SYSTEMS))} (pick one with model=NAME)")
+    system = system_for(kind)  # an unknown kind: one line naming the valid ones
     validate(cfg)
-    system = system_for(kind)
     system.check(cfg, user_overrides())
     return system
 
@@ -144,5 +143,8 @@ def train_or_exit(cfg: DictConfig) -> None:
     except Interrupted as stop:
         print(stop, file=sys.stderr)
         sys.exit(128 + stop.signum)
+    except KeyboardInterrupt:  # Ctrl-C outside the steps (loading, exporting) or a second one: no traceback
+        print("interrupted (checkpoints/last.ckpt, if written, resumes the run)", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
 
 

@@ -84,7 +84,7 @@ def test_a_style_image_that_is_not_an_image(tmp_path: Path) -> None:
         (["model=adain", "loss.tv_weight=5"], "loss.tv_weight: model=adain does not use it (its loss weights are model.content_weight"),
         (["model=adain", "style=udnie"], "style: model=adain does not use it (its paintings come from style_dataset)"),
         (["style_dataset.exclude=[udnie]"], "style_dataset.exclude: model=transformer does not use it"),
-        (["model=adain", "model.calibration_styles=0"], "model.calibration_styles=0: must be >= 1"),
+        (["model=adain", "model.calibration_styles=0"], "model.calibration_styles=0: must be an integer >= 1"),
     ],
 )
 def test_a_key_the_model_kind_does_not_read_is_refused_not_ignored(overrides: list[str], message: str) -> None:

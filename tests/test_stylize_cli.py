@@ -168,3 +168,16 @@ def test_ctrl_c_ends_a_command_quietly_with_130(data_dir: Path, tmp_path: Path) 
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted"
     assert not (tmp_path / "out.png").exists()
+
+
+def test_help_into_a_closed_pipe_ends_quietly_too() -> None:
+    stylenet = str(Path(PYTHON).parent / "stylenet")
+    result = subprocess.run(["bash", "-c", 'set -o pipefail; "$0" --help | true', stylenet], capture_output=True, text=True, timeout=60)
+    assert result.returncode in (0, 128 + signal.SIGPIPE) and result.stderr == ""
+
+
+def test_export_needs_the_weights_not_a_compiled_file(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("export", tiny_model, "--format", "torchscript", "-o", tmp_path / "m.pt") == 0
+    assert run("export", tmp_path / "m.pt", "--format", "safetensors", "-o", tmp_path / "again.safetensors") == 2
+    error = capsys.readouterr().err.strip()
+    assert error.endswith("is a torchscript file: export from the .safetensors or .ckpt it came from") and "\n" not in error

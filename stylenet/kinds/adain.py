@@ -7,7 +7,7 @@ the loss network's VGG-19 and its weights travel inside every model file, so inf
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -223,7 +223,7 @@ class ScriptableAdaIN(nn.Module):
 STYLE_CHECK_SIZE = (72, 56)  # the style image that export checks use: a size unlike the content's
 
 
-def bind_paintings(network: nn.Module, paintings: Sequence[torch.Tensor], weights: Sequence[float]) -> nn.Module:
+def bind_paintings(network: nn.Module, paintings: Sequence[torch.Tensor], weights: Sequence[float]) -> Callable[..., torch.Tensor]:
     """Stylize with these paintings (1, 3, H, W), their feature statistics blended by weights."""
     if isinstance(network, AdaINNet):
         with torch.inference_mode():

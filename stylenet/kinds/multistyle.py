@@ -4,7 +4,7 @@ TransformerNet whose instance norms have a scale and shift per painting; a blend
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -140,7 +140,7 @@ class MultiStyleTransformerNet(nn.Module):
         return network.eval()
 
 
-def bind_styles(network: nn.Module, rows: Sequence[torch.Tensor], weights: Sequence[float]) -> nn.Module:
+def bind_styles(network: nn.Module, rows: Sequence[torch.Tensor], weights: Sequence[float]) -> Callable[[torch.Tensor], torch.Tensor]:
     """The network for one blend of its styles: rows are one-hot (1, S) style weights, mixed by weights."""
     total = sum(weights)
     mix = sum(weight / total * row for row, weight in zip(rows, weights))  # (1, S)

@@ -6,10 +6,14 @@ nearest-neighbour upsampling + convolution instead of transposed convolution (no
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylenet.errors import StylenetError
 from stylenet.registry import ModelKind, register_kind
 
 
@@ -146,9 +150,58 @@ class TransformerNet(nn.Module):
         return torch.sigmoid(x)
 
 
+# pytorch/examples fast_neural_style layer names -> ours (same layers, same order)
+EXAMPLES_LAYERS = {
+    "conv1.conv2d": "encoder.0.1", "in1": "encoder.0.2", "conv2.conv2d": "encoder.1.1", "in2": "encoder.1.2",
+    "conv3.conv2d": "encoder.2.1", "in3": "encoder.2.2", "deconv1.conv2d": "decoder.0.2", "in4": "decoder.0.3",
+    "deconv2.conv2d": "decoder.1.2", "in5": "decoder.1.3", "deconv3.conv2d": "decoder.2.1",
+}
+EXAMPLES_RESIDUAL_LAYERS = {"conv1.conv2d": "0.1", "in1": "0.2", "conv2.conv2d": "2", "in2": "3"}
+StateDictReading = tuple[dict[str, Any], dict[str, torch.Tensor], str]  # (arguments, our tensors, what it was)
+
+
+def read_state_dict(state: dict[str, torch.Tensor], source: str) -> StateDictReading | None:
+    """A bare state dict of ours or of pytorch/examples fast_neural_style (the widely shared .pth/.model files)."""
+    if "conv1.conv2d.weight" in state:
+        arguments, renamed = from_pytorch_examples(state, source)
+        return arguments, renamed, "pytorch/examples fast_neural_style state dict"
+    if "encoder.0.1.weight" in state:
+        return architecture_of(state), state, "stylenet state dict"
+    return None
+
+
+def architecture_of(state: dict[str, torch.Tensor], **more: Any) -> dict[str, Any]:
+    """The TransformerNet arguments a state dict in our layer names was made with."""
+    blocks = len({key.split(".")[1] for key in state if key.startswith("residuals.")})
+    return {"channels": state["encoder.0.1.weight"].shape[0], "num_residual_blocks": blocks, **more}
+
+
+def from_pytorch_examples(state: dict[str, torch.Tensor], source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """pytorch/examples' TransformerNet weights as ours: renamed, with its [0, 255] pixel range folded in."""
+    renamed = {}
+    for key, tensor in state.items():
+        if re.search(r"\.(running_mean|running_var|num_batches_tracked)$", key):
+            continue  # old InstanceNorm kept running stats it never used in eval; pytorch/examples drops them too
+        layer, _, parameter = key.rpartition(".")
+        residual = re.fullmatch(r"res(\d+)\.(.+)", layer)
+        if residual and residual[2] in EXAMPLES_RESIDUAL_LAYERS:
+            renamed[f"residuals.{int(residual[1]) - 1}.body.{EXAMPLES_RESIDUAL_LAYERS[residual[2]]}.{parameter}"] = tensor
+        elif layer in EXAMPLES_LAYERS:
+            renamed[f"{EXAMPLES_LAYERS[layer]}.{parameter}"] = tensor
+        else:
+            raise StylenetError(f"{source}: unexpected key '{key}' for a pytorch/examples fast_neural_style model")
+    # Their net reads pixels in [0, 255] and writes them unbounded in [0, 255]; both ends are convolutions,
+    # which are linear, so scale the first conv's weights by 255 and the last conv's weights and bias by 1/255.
+    renamed["encoder.0.1.weight"] = renamed["encoder.0.1.weight"] * 255.0
+    renamed["decoder.2.1.weight"] = renamed["decoder.2.1.weight"] / 255.0
+    renamed["decoder.2.1.bias"] = renamed["decoder.2.1.bias"] / 255.0
+    return architecture_of(renamed, output="clamp"), renamed  # their linear output, clamped
+
+
 register_kind(ModelKind(
     name="transformer",
     network=TransformerNet,
+    read_state_dict=read_state_dict,
     presets={  # conf/model/<preset>.yaml trains these; `stylenet bench --model` times them
         "transformer": {"channels": 32, "num_residual_blocks": 5},  # Johnson et al. 2016
         "transformer_small": {"channels": 16, "num_residual_blocks": 3},  # ~4.6x fewer multiply-adds per pixel

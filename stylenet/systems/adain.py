@@ -4,6 +4,7 @@ target; style = MSE of channel means plus MSE of channel stds at relu1_1..relu4_
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -57,8 +58,9 @@ class AdaINSystem(StyleSystem):
         require(size % 8 == 0, f"data.image_size={size}: model=adain needs a multiple of 8 (the encoder pools 3 times)")
         require(isinstance(model.channels, int) and 1 <= model.channels <= 512, f"model.channels={model.channels}: must be 1 to 512")
         for key in ("content_weight", "style_weight"):
-            require(float(model[key]) >= 0, f"model.{key}={model[key]}: must be a number >= 0")
-        require(model.calibration_styles >= 1, f"model.calibration_styles={model.calibration_styles}: must be >= 1")
+            require(math.isfinite(model[key]) and model[key] >= 0, f"model.{key}={model[key]}: must be a number >= 0")
+        calibration = model.calibration_styles
+        require(isinstance(calibration, int) and calibration >= 1, f"model.calibration_styles={calibration}: must be an integer >= 1")
 
     @classmethod
     def from_config(cls, cfg: DictConfig, sample_styles: list[str]) -> AdaINSystem:

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from stylenet.config import check_style_image, paintings, require, style_layer_weights
 from stylenet.images import load_image, resize_long_side, to_tensor
 from stylenet.kinds.transformer import TransformerNet
-from stylenet.loss_network import LossNetwork, check_layers
+from stylenet.loss_network import GATYS_STYLE_LAYERS, LossNetwork, check_layers
 from stylenet.losses import PerceptualLoss
 from stylenet.systems.base import StyleSystem, register_system
 
@@ -46,8 +46,7 @@ class StyleTransferSystem(StyleSystem):
         self.network = self.build_network()
         styles = [to_tensor(resize_long_side(load_image(path, "style.image"), style_size)) for path in style_images]
         spec = loss_network or {"arch": "vgg19", "weights": "caffe", "content_layers": ["relu4_2"]}
-        gatys_layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-        layer_weights = dict(spec.get("style_layer_weights") or dict.fromkeys(gatys_layers, 1.0))
+        layer_weights = dict(spec.get("style_layer_weights") or dict.fromkeys(GATYS_STYLE_LAYERS, 1.0))
         content_layers = list(spec["content_layers"])
         network = LossNetwork(spec["arch"], spec["weights"], [*content_layers, *layer_weights])
         self.criterion = PerceptualLoss(

@@ -11,13 +11,17 @@ from typing import Any
 
 from stylenet.errors import StylenetError, __version__, brief
 
-__all__ = ["StyleModel", "StylenetError", "__version__", "brief", "load_model"]
+__all__ = ["StyleModel", "StylenetError", "__version__", "brief", "evaluate", "load_model"]
 
 
 def __getattr__(name: str) -> Any:
-    """load_model and StyleModel on first use, so `import stylenet` (and the CLI's --help) stay fast."""
+    """load_model, StyleModel and evaluate on first use, so `import stylenet` (and the CLI's --help) stay fast."""
     if name in ("load_model", "StyleModel"):
         from stylenet import inference
 
         return getattr(inference, name)
+    if name == "evaluate":
+        from stylenet import judge
+
+        return judge.evaluate
     raise AttributeError(f"module 'stylenet' has no attribute {name!r}")

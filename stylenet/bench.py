@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import resource
 import statistics
 import tempfile
@@ -35,7 +34,7 @@ from stylenet.kinds.transformer import set_fast_ops
 from stylenet.loss_network import PRESETS, LossNetwork
 from stylenet.losses import PerceptualLoss
 from stylenet.modelfile import model_metadata
-from stylenet.tiling import PRECISIONS, resolve_device
+from stylenet.tiling import PRECISIONS, machine_name, resolve_device
 
 # The single-style network sizes training builds (conf/model/transformer*.yaml); multistyle and adain are not
 # benchmarked yet.
@@ -43,16 +42,8 @@ MODELS = {name: arguments for name, (kind, arguments) in presets().items() if ki
 
 
 def machine(device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        cpu = "CPU"
-        with contextlib.suppress(OSError, StopIteration):
-            with open("/proc/cpuinfo") as cpuinfo:
-                cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-        name = f"{cpu}, {os.cpu_count()} cores"
     return {
-        "machine": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "machine": machine_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
         "keep_freed_memory": getattr(args, "keep_freed_memory", False),
     }
 

@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 from stylenet.errors import StylenetError, __version__
@@ -21,6 +20,7 @@ commands:
   stylize INPUT... --model M      stylize images, folders or globs with a trained model
   export MODEL --format F        write safetensors, TorchScript or ONNX, verified against the module
   optimize CONTENT STYLE... -o OUT  paint one image by optimizing its pixels (Gatys et al.)
+  eval MODEL... --photos DIR     judge models against Gatys et al. on the same objective (report, grid)
   info MODEL                     print a model's metadata
   bench train|infer|optimize     time the hot paths (one JSON line per figure; see BENCHMARKS.md)
 
@@ -211,6 +211,32 @@ def optimize_command(argv: list[str]) -> None:
     )
 
 
+def eval_command(argv: list[str]) -> None:
+    from stylenet.judge import CURVE_ITERATIONS, JUDGE_VERSION, evaluate
+
+    parser = argparse.ArgumentParser(
+        prog="stylenet eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=f"Judge models (judge {JUDGE_VERSION}): each output is placed on the curve of Gatys L-BFGS on the "
+                    f"judge's objective (after {', '.join(map(str, CURVE_ITERATIONS))} iterations, cached).",
+    )
+    parser.add_argument("models", type=Path, nargs="+", metavar="MODEL", help="model files of any format")
+    parser.add_argument("--photos", type=Path, required=True, help="a folder of photos the models never trained on")
+    parser.add_argument("--style", help="multi-style models: the style to judge (default: the first)")
+    parser.add_argument("--style-image", type=Path, help="the painting (AdaIN models need one; default: the model's)")
+    parser.add_argument("--size", type=int, default=256, help="long side of photos and painting (px)")
+    parser.add_argument("-o", "--output", type=Path, default=Path("eval"), help="folder for report.md, report.json, grid.jpg")
+    parser.add_argument("--cache-dir", type=Path, help="where reference curves are kept (default: ~/.cache/stylenet)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (the models; the judge runs on the CPU)")
+    args = parser.parse_args(argv)
+    report = evaluate(args.models, args.photos, args.style, args.style_image, args.size, args.output, args.cache_dir, args.device)
+    for model in report["models"]:
+        median = model["median"]
+        print(f"{model['path']}: as good as {median['placement']:.0f} L-BFGS iterations (median of {len(model['photos'])} "
+              f"photos); content {median['content']:.3g}, style {median['style']:.3g}; photo lost {model['photo_lost']}; "
+              f"checkerboard {median['checkerboard']:.2f}, border {median['border']:.1f}")
+    print(f"report: {args.output / 'report.md'} ({report['seconds']:.0f} s)")
+
+
 def info_command(argv: list[str]) -> None:
     from stylenet.inference import load_model
 
@@ -260,11 +286,11 @@ def dispatch(argv: list[str]) -> None:
     command, rest = argv[0], argv[1:]
     commands = {
         "train": train_command, "stylize": stylize_command, "export": export_command,
-        "optimize": optimize_command, "info": info_command, "bench": bench_command,
+        "optimize": optimize_command, "eval": eval_command, "info": info_command, "bench": bench_command,
     }
     if command not in commands:
         raise StylenetError(f"unknown command '{command}'; valid: {', '.join(commands)} (see stylenet --help)")
-    if command in ("stylize", "optimize"):  # many large same-size tensors; bench decides for itself
+    if command in ("stylize", "optimize", "eval"):  # many large same-size tensors; bench decides for itself
         keep_freed_memory()
     commands[command](rest)
 

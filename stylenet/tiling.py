@@ -137,6 +137,17 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
+def machine_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model and core count: what every measured figure names."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = "CPU"
+    with contextlib.suppress(OSError, StopIteration):
+        with open("/proc/cpuinfo") as cpuinfo:
+            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
 def memory_budget(device: torch.device) -> int:
     """Bytes one image's activations may take: 70% of the GPU's free memory, or half of available RAM."""
     if device.type == "cuda":

@@ -87,8 +87,9 @@ def test_a_style_image_that_is_not_an_image(tmp_path: Path) -> None:
         (["model=adain", "model.calibration_styles=0"], "model.calibration_styles=0: must be an integer >= 1"),
     ],
 )
-def test_a_key_the_model_kind_does_not_read_is_refused_not_ignored(overrides: list[str], message: str) -> None:
-    result = subprocess.run([PYTHON, TRAIN_PY, *overrides], capture_output=True, text=True, env=run_env(), timeout=120)
+def test_a_key_the_model_kind_does_not_read_is_refused_not_ignored(overrides: list[str], message: str, tmp_path: Path) -> None:
+    command = [PYTHON, TRAIN_PY, *overrides, f"hydra.run.dir={tmp_path}"]
+    result = subprocess.run(command, capture_output=True, text=True, env=run_env(), timeout=120)
     assert result.returncode == 2 and result.stderr.startswith(f"error: {message}") and len(result.stderr.strip().splitlines()) == 1
 
 

@@ -1,0 +1,160 @@
+"""`stylenet eval`: the judge and its Gatys curve behave, artifacts are caught, the cache is reused, every model
+kind and file format is judged. Never a trained model's quality number: the models here are random or tiny."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stylenet.errors import StylenetError
+from stylenet.images import load_image, resize_long_side
+from stylenet.judge import Judge, artifacts, evaluate, reference_curve
+from tests.conftest import PYTHON
+
+ITERATIONS = (3, 8, 15)  # a short curve: enough to see it fall
+
+
+@pytest.fixture(scope="module")
+def painting(data_dir: Path) -> Path:
+    return data_dir / "styles" / "starry_night.jpg"
+
+
+@pytest.fixture(scope="module")
+def photo_path(data_dir: Path) -> Path:
+    return data_dir / "content_test" / "fruits.jpg"
+
+
+@pytest.fixture(scope="module")
+def judge(painting: Path) -> Judge:
+    return Judge(load_image(painting), 48)
+
+
+def test_a_gatys_result_scores_better_than_the_photo_and_places_at_its_own_iterations(
+    photo_path: Path, painting: Path, judge: Judge, tmp_path: Path,
+) -> None:
+    curve, cached = reference_curve(photo_path, painting, 48, judge, tmp_path, ITERATIONS)
+    assert not cached and curve.iterations == [0, *ITERATIONS]
+    totals = [terms["total"] for terms in curve.terms]
+    assert totals[-1] < 0.7 * totals[0] and curve.terms[0]["content"] == 0  # the photo: no content error
+    photo = resize_long_side(load_image(photo_path), 48)
+    assert curve.placement(judge(photo, photo)["total"]) == (0.0, "no better than the photo")
+    assert curve.placement(judge(curve.image, photo)["total"])[0] == pytest.approx(ITERATIONS[-1], abs=0.5)
+    middle = (totals[1] * totals[2]) ** 0.5  # halfway between two points, in log
+    assert ITERATIONS[0] < curve.placement(middle)[0] < ITERATIONS[1]
+
+
+def test_the_reference_is_cached_by_photo_painting_size_and_judge(photo_path: Path, painting: Path, judge: Judge,
+                                                                   tmp_path: Path, data_dir: Path) -> None:
+    first, _ = reference_curve(photo_path, painting, 48, judge, tmp_path, ITERATIONS)
+    started = time.perf_counter()
+    again, cached = reference_curve(photo_path, painting, 48, judge, tmp_path, ITERATIONS)
+    assert cached and again.terms == first.terms and time.perf_counter() - started < 5
+    other_photo = data_dir / "content_test" / "baboon.jpg"
+    assert not reference_curve(other_photo, painting, 48, judge, tmp_path, ITERATIONS)[1]
+    assert len(list((tmp_path / "eval" / "v1").glob("*.json"))) == 2
+
+
+def test_a_checkerboard_a_dark_border_and_a_tint_are_measured(photo_path: Path) -> None:
+    photo = resize_long_side(load_image(photo_path), 128)
+    pixels = np.asarray(photo, dtype=np.float32)
+    rows, columns = np.indices(pixels.shape[:2])
+    checkered = pixels + 20.0 * np.where((rows // 2 + columns // 2) % 2, 1, -1)[..., None]  # period 4
+    framed = pixels.copy()
+    framed[:6], framed[-6:], framed[:, :6], framed[:, -6:] = 0, 0, 0, 0
+    image = lambda array: Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))  # noqa: E731
+    clean = artifacts(photo, photo)
+    assert clean["checkerboard"] == pytest.approx(1.0) and clean["border"] == 0 and clean["colour_shift"] == 0
+    assert artifacts(image(checkered), photo)["checkerboard"] > 3
+    assert artifacts(image(framed), photo)["border"] > 20
+    assert artifacts(image(pixels + [30, 0, 0]), photo)["colour_shift"] == pytest.approx(30, abs=1.5)
+
+
+def test_an_output_that_erases_the_photo_is_flagged(photo_path: Path, painting: Path, judge: Judge, tmp_path: Path) -> None:
+    curve, _ = reference_curve(photo_path, painting, 48, judge, tmp_path, ITERATIONS)
+    photo = resize_long_side(load_image(photo_path), 48)
+    erased = resize_long_side(load_image(painting), 48).resize(photo.size)  # the painting itself: all style, no photo
+    blank = Image.new("RGB", photo.size, (128, 128, 128))
+    tinted = Image.fromarray((np.asarray(photo, dtype=np.float32) * [0.6, 0.8, 1.0]).astype(np.uint8))
+    assert judge(erased, photo)["content"] > curve.lost_threshold() and judge(blank, photo)["content"] > curve.lost_threshold()
+    assert judge(curve.image, photo)["content"] < curve.lost_threshold() and judge(tinted, photo)["content"] < curve.lost_threshold()
+
+
+def test_bad_inputs_are_one_line_errors(tiny_model: Path, tmp_path: Path, data_dir: Path) -> None:
+    photos = data_dir / "content_test"
+    with pytest.raises(StylenetError, match="no images there"):
+        evaluate([tiny_model], tmp_path)
+    with pytest.raises(StylenetError, match="is not on this machine: pass --style-image PATH"):
+        evaluate([tiny_model], photos)  # its metadata names no painting file
+    with pytest.raises(StylenetError, match="--size 16: must be at least 32"):
+        evaluate([tiny_model], photos, size=16)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Path]:
+    """Tiny random models of every kind, with the metadata training writes; the single-style one also as ONNX."""
+    from stylenet.export import export_model, save_safetensors
+    from stylenet.kinds.adain import ENCODER_LAYERS, AdaINNet
+    from stylenet.kinds.multistyle import MultiStyleTransformerNet
+    from stylenet.kinds.transformer import TransformerNet
+    from stylenet.loss_network import LossNetwork
+    from stylenet.modelfile import model_metadata
+
+    folder, styles = tmp_path_factory.mktemp("models"), data_dir / "styles"
+    torch.manual_seed(0)
+    single = TransformerNet(4, 1)
+    save_safetensors(single, model_metadata(single, style={"name": "starry_night", "image": str(styles / "starry_night.jpg")}),
+                     folder / "single.safetensors")
+    export_model(single, model_metadata(single, style={"name": "starry_night", "image": str(styles / "starry_night.jpg")}),
+                 folder / "single.onnx", "onnx")
+    multi = MultiStyleTransformerNet(["great_wave", "starry_night"], 4, 1)
+    paintings = [str(styles / "great_wave.jpg"), str(styles / "starry_night.jpg")]
+    save_safetensors(multi, model_metadata(multi, style={"names": multi.styles, "images": paintings}), folder / "multi.safetensors")
+    adain = AdaINNet(8, "caffe", LossNetwork("vgg19", "caffe", ENCODER_LAYERS).conv_state())
+    save_safetensors(adain, model_metadata(adain, style={"name": "any (--style-image)"}), folder / "adain.safetensors")
+    return {"single": folder / "single.safetensors", "onnx": folder / "single.onnx",
+            "multi": folder / "multi.safetensors", "adain": folder / "adain.safetensors"}
+
+
+@pytest.mark.slow
+def test_eval_judges_every_kind_and_format_and_writes_its_report(models: dict[str, Path], tmp_path: Path, data_dir: Path) -> None:
+    """One reference curve (one photo, one painting, 32 px), computed once and then read from the cache."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "fruits.jpg").write_bytes((data_dir / "content_test" / "fruits.jpg").read_bytes())
+    common = ["--photos", str(photos), "--size", "32", "--cache-dir", str(tmp_path / "cache")]
+    stylenet = str(Path(PYTHON).parent / "stylenet")
+    runs = {
+        "single": [str(models["single"]), str(models["onnx"])],
+        "multi": [str(models["multi"]), "--style", "starry_night"],
+        "adain": [str(models["adain"]), "--style-image", str(data_dir / "styles" / "starry_night.jpg")],
+    }
+    for name, arguments in runs.items():
+        done = subprocess.run([stylenet, "eval", *arguments, *common, "-o", str(tmp_path / name)],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "L-BFGS iterations" in done.stdout
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        assert report["judge"] == "v1" and report["painting"].endswith("starry_night.jpg")
+        assert report["curves"]["fruits.jpg"]["cached"] == (name != "single")  # computed by the first run only
+        for model in report["models"]:
+            assert model["photos"][0]["placement_label"] and model["metadata"]["architecture"] in ("transformer", "multistyle", "adain")
+        assert (tmp_path / name / "report.md").read_text().startswith("# stylenet eval (judge v1)")
+        grid = Image.open(tmp_path / name / "grid.jpg")
+        assert grid.size[0] > grid.size[1] * (len(report["models"]) + 2)  # photo | models | Gatys | painting
+    single = json.loads((tmp_path / "single" / "report.json").read_text())["models"]
+    assert single[0]["photos"][0]["total"] == pytest.approx(single[1]["photos"][0]["total"], rel=1e-3)  # ONNX = eager
+
+
+def test_multistyle_and_adain_need_their_style_to_be_judged(models: dict[str, Path], data_dir: Path) -> None:
+    photos = data_dir / "content_test"
+    with pytest.raises(StylenetError, match="AdaIN model takes any painting: pass --style-image"):
+        evaluate([models["adain"]], photos)
+    with pytest.raises(StylenetError, match="the models name different paintings"):
+        evaluate([models["single"], models["multi"]], photos, style="great_wave")

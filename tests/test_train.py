@@ -149,3 +149,18 @@ def test_stylize_and_info_commands(trained_run: Path, data_dir: Path, tmp_path: 
     assert missing.returncode == 2 and missing.stderr.strip().startswith(
         f"error: model not found: {tmp_path / 'none.safetensors'} (")
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_relative_losses_give_terms_near_one_whatever_the_painting(tmp_path: Path) -> None:
+    """loss.relative=true: content and style errors relative to their targets (the judge's and optimize's terms),
+    so the logged style term is of order style_weight for every painting, not the raw Gram scale (~1e5 here)."""
+    from stylenet.training import train as train_in_process
+    from tests.conftest import compose_config
+
+    for style in ("starry_night", "mondrian"):
+        run_dir = tmp_path / style
+        overrides = [*TINY, f"style={style}", "trainer.max_steps=3", "loss.relative=true", "loss.tv_weight=1", "loss.style_weight=1"]
+        model = train_in_process(compose_config(*overrides, run_dir=run_dir))
+        assert load_model(model, "cpu").metadata["loss"]["relative"] is True
+        style_terms = list(scalars(run_dir, "train/style_loss").values())
+        assert 0.05 < style_terms[0] < 20, style_terms

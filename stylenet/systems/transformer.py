@@ -37,6 +37,7 @@ class StyleTransferSystem(StyleSystem):
         content_weight: float = 1.0,
         style_weight: float = 0.3,
         tv_weight: float = 1.0e3,
+        relative: bool = False,
         lr: float = 1e-3,
         on_nonfinite_loss: str = "stop",
         description: dict[str, Any] | None = None,
@@ -51,7 +52,7 @@ class StyleTransferSystem(StyleSystem):
         network = LossNetwork(spec["arch"], spec["weights"], [*content_layers, *layer_weights])
         self.criterion = PerceptualLoss(
             network, styles, content_layers, layer_weights, content_weight, style_weight, tv_weight,
-            separate_styles=self.separate_styles,
+            normalize=relative, separate_styles=self.separate_styles,
         )
 
     def build_network(self) -> torch.nn.Module:
@@ -106,7 +107,7 @@ class StyleTransferSystem(StyleSystem):
             style_images=list(chosen.values()), style_names=list(chosen), channels=cfg.model.channels,
             num_residual_blocks=cfg.model.num_residual_blocks, style_size=cfg.style.size, loss_network=loss_network,
             content_weight=float(cfg.loss.content_weight), style_weight=float(cfg.loss.style_weight),
-            tv_weight=float(cfg.loss.tv_weight), lr=float(cfg.optimizer.lr), on_nonfinite_loss=cfg.on_nonfinite_loss,
+            tv_weight=float(cfg.loss.tv_weight), relative=bool(cfg.loss.get("relative", False)), lr=float(cfg.optimizer.lr), on_nonfinite_loss=cfg.on_nonfinite_loss,
             description=description,
         )
 

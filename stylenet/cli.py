@@ -225,13 +225,15 @@ def eval_command(argv: list[str]) -> None:
     parser.add_argument("--style-image", type=Path, help="the painting (AdaIN models need one; default: the model's)")
     parser.add_argument("--size", type=int, default=256, help="long side of photos and painting (px)")
     parser.add_argument("-o", "--output", type=Path, default=Path("eval"), help="folder for report.md, report.json, grid.jpg")
-    parser.add_argument("--cache-dir", type=Path, help="where reference curves are kept (default: ~/.cache/stylenet)")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="where reference curves are kept (default: $STYLENET_CACHE, else $XDG_CACHE_HOME/stylenet or ~/.cache/stylenet)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (the models; the judge runs on the CPU)")
     args = parser.parse_args(argv)
-    report = evaluate(args.models, args.photos, args.style, args.style_image, args.size, args.output, args.cache_dir, args.device)
+    report = evaluate(args.models, args.photos, style=args.style, style_image=args.style_image, size=args.size,
+                      output=args.output, cache=args.cache_dir, device=args.device)
     for model in report["models"]:
         median = model["median"]
-        print(f"{model['path']}: as good as {median['placement']:.0f} L-BFGS iterations (median of {len(model['photos'])} "
+        print(f"{model['path']}: as good as {median['placement_label']} L-BFGS iterations (median of {len(model['photos'])} "
               f"photos); content {median['content']:.3g}, style {median['style']:.3g}; photo lost {model['photo_lost']}; "
               f"checkerboard {median['checkerboard']:.2f}, border {median['border']:.1f}")
     print(f"report: {args.output / 'report.md'} ({report['seconds']:.0f} s)")

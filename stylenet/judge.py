@@ -14,7 +14,9 @@ objective meets that curve; a content term well above anything on the curve (Cur
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import logging
 import math
 import os
 import statistics
@@ -36,6 +38,8 @@ from stylenet.losses import PerceptualLoss
 from stylenet.optimize import OptimizeSettings, optimize
 from stylenet.report import write_report
 from stylenet.tiling import machine_name
+
+log = logging.getLogger(__name__)
 
 JUDGE_VERSION = "v1"
 JUDGE = {"loss_network": "vgg19_caffe", "content_weight": 1.0, "style_weight": 10.0, "tv_weight": 1.0, "normalize": True}
@@ -70,7 +74,9 @@ class Curve:
 
     def placement(self, total: float) -> tuple[float, str]:
         """The iterations at which the curve's objective equals `total` (log-interpolated), and a label."""
-        totals = [t["total"] for t in self.terms]
+        totals = list(itertools.accumulate((t["total"] for t in self.terms), min))  # L-BFGS may rise again
+        if not math.isfinite(total):
+            return float("nan"), "n/a"
         if total >= totals[0]:
             return 0.0, "no better than the photo"
         if total <= totals[-1]:
@@ -81,7 +87,7 @@ class Curve:
                 share = (math.log(high) - math.log(total)) / max(math.log(high) - math.log(low), 1e-12)
                 at = self.iterations[index - 1] + share * (self.iterations[index] - self.iterations[index - 1])
                 return at, f"{at:.0f}"
-        return float(self.iterations[-1]), f"beyond {self.iterations[-1]}"  # a non-monotone curve's tail
+        return float(self.iterations[-1]), f"beyond {self.iterations[-1]}"
 
     def lost_threshold(self) -> float:
         """Content terms above this mean the photo is lost: halfway from the highest on the curve to 1, what a
@@ -109,13 +115,16 @@ def reference_curve(
 ) -> tuple[Curve, bool]:
     """Gatys L-BFGS on the judge's objective, cached by photo, painting, size, judge version; (curve, from cache)."""
     key = hashlib.sha256(
-        f"{file_hash(photo_path)}:{file_hash(painting_path)}:{size}:{JUDGE_VERSION}:{iterations}".encode()
+        f"{file_hash(photo_path)}:{file_hash(painting_path)}:{size}:{JUDGE_VERSION}:{json.dumps(JUDGE, sort_keys=True)}:{iterations}".encode()
     ).hexdigest()[:24]
     folder = (cache or cache_root()) / "eval" / JUDGE_VERSION
     record, picture = folder / f"{key}.json", folder / f"{key}.png"
     if record.is_file() and picture.is_file():
-        saved = json.loads(record.read_text())
-        return Curve(saved["iterations"], saved["terms"], load_image(picture, "cached Gatys result")), True
+        try:
+            saved = json.loads(record.read_text())
+            return Curve(saved["iterations"], saved["terms"], load_image(picture, "cached Gatys result")), True
+        except (OSError, ValueError, KeyError, StylenetError) as error:
+            log.warning("cached reference %s is unreadable (%s); computing it again", record, error)
     photo = resize_long_side(load_image(photo_path, "photo"), size)
     painting = load_image(painting_path, "painting")
     snapshots: dict[int, Image.Image] = {}
@@ -169,7 +178,7 @@ def artifacts(output: Image.Image, photo: Image.Image) -> dict[str, float]:
     band = max(4, min(output.size) // 32)
     mean_rgb = lambda image: to_tensor(image).mean((1, 2)) * 255.0  # noqa: E731
     return {
-        "checkerboard": checkerboard_energy(output) / max(checkerboard_energy(photo), 1e-9),
+        "checkerboard": checkerboard_energy(output) / max(checkerboard_energy(photo), 1e-4),  # floor: flat photos
         "border": border_contrast(output, band) - border_contrast(photo, band),
         "colour_shift": float((mean_rgb(output) - mean_rgb(photo)).norm()),
     }
@@ -179,31 +188,33 @@ def artifacts(output: Image.Image, photo: Image.Image) -> dict[str, float]:
 def painting_for(model: Any, style: str | None, style_image: Path | None) -> Path:
     """The painting a model is judged against: --style-image if given, else the one its metadata names."""
     if style_image is not None:
-        return style_image
+        return style_image.resolve()
     if model.model_kind.style_input == "style_image":
         raise StylenetError("this AdaIN model takes any painting: pass --style-image PAINTING to evaluate it with")
     described = model.metadata.get("style") or {}
     names = described.get("names") or described.get("name")
     images = described.get("images") or described.get("image")
     if isinstance(names, list) and isinstance(images, list):  # a multi-style model: the chosen style's painting
-        images = images[names.index(style)] if style in names else images[0]
+        if style is not None and style not in names:
+            raise StylenetError(f"--style {style}: judge one of this model's styles ({', '.join(names)}), not a blend")
+        images = images[names.index(style)] if style is not None else images[0]
     if not isinstance(images, str) or not Path(images).is_file():
         raise StylenetError(f"the painting this model names ({images}) is not on this machine: pass --style-image PATH")
-    return Path(images)
+    return Path(images).resolve()
 
 
 def bind_style(model: Any, style: str | None, painting: Path) -> None:
     """Select the style a model is evaluated in: a multi-style model's --style, an AdaIN model's painting."""
     if model.model_kind.style_input == "style_weights" and style is not None:
         model.use_style(style)
+    elif style is not None:
+        raise StylenetError(f"--style picks a painting of a multi-style model; this is a {model.model_kind.name} model")
     elif model.model_kind.style_input == "style_image":
         model.use_style_images([load_image(painting, "--style-image")])
-    elif style is not None and model.model_kind.style_input == "none":
-        raise StylenetError("--style picks a painting of a multi-style model; this model holds one style")
 
 
 def median(values: list[float]) -> float:
-    return float(statistics.median(values)) if values else float("nan")
+    return float(statistics.median(values))
 
 
 def score(model: Any, photo: Image.Image, judge: Judge, curve: Curve) -> tuple[dict[str, Any], Image.Image]:
@@ -221,10 +232,16 @@ def evaluate(
 ) -> dict[str, Any]:
     """Judge each model on every photo of a folder; returns the report (and writes report.md/.json and grid.jpg
     into `output` when given). style: a multi-style model's style; style_image: the painting (AdaIN needs one)."""
-    started = time.perf_counter()
+    started, photos = time.perf_counter(), Path(photos)
     if size < 32:
         raise StylenetError(f"--size {size}: must be at least 32 px (the judge's VGG pools 4 times)")
-    photo_paths = find_images(Path(photos)) if Path(photos).is_dir() else []
+    if not models:
+        raise StylenetError("give one or more model files to evaluate")
+    folder = Path(output) if output is not None else None
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise StylenetError(f"-o {folder} is a file; give a folder for report.md, report.json and grid.jpg")
+    photo_paths = [path for path in find_images(Path(photos)) if folder is None or not path.is_relative_to(folder)] \
+        if Path(photos).is_dir() else []
     if not photo_paths:
         raise StylenetError(f"--photos {photos}: no images there (give a folder of photos the models never trained on)")
     loaded, painting = load_for_judging(models, style, Path(style_image) if style_image else None, device)
@@ -232,15 +249,19 @@ def evaluate(
     curves, rows = {}, [[] for _ in loaded]
     outputs: dict[str, list[Image.Image]] = {}
     for photo_path in tqdm(photo_paths, desc="eval", unit="photo"):
+        name = photo_path.relative_to(photos).as_posix()  # unique, even for the same file name in two folders
         photo = resize_long_side(load_image(photo_path, "photo"), size)
+        if min(photo.size) < 16:  # relu5_1 sits behind 4 poolings
+            raise StylenetError(f"{photo_path}: {photo.size[0]}x{photo.size[1]} at --size {size}; the judge needs a "
+                                "short side of 16 px or more (raise --size, or leave out such panoramas)")
         curve, cached = reference_curve(photo_path, painting, size, judge, Path(cache) if cache else None)
-        curves[photo_path.name] = {"iterations": curve.iterations, "terms": curve.terms, "cached": cached}
-        outputs[photo_path.name] = [photo]
+        curves[name] = {"iterations": curve.iterations, "terms": curve.terms, "cached": cached}
+        outputs[name] = [photo]
         for model, model_rows in zip(loaded, rows):
             figures, stylized = score(model, photo, judge, curve)
-            model_rows.append({"photo": photo_path.name, **figures})
-            outputs[photo_path.name].append(stylized)
-        outputs[photo_path.name].append(curve.image)
+            model_rows.append({"photo": name, **figures})
+            outputs[name].append(stylized)
+        outputs[name].append(curve.image)
     report = {
         "judge": JUDGE_VERSION, "judge_definition": {**JUDGE, "curve_iterations": list(CURVE_ITERATIONS)},
         "size": size, "painting": str(painting), "photos": str(photos), "style": style,
@@ -248,8 +269,8 @@ def evaluate(
         "curves": curves, "models": [summarize(str(path), model, model_rows) for path, model, model_rows in zip(models, loaded, rows)],
         "seconds": round(time.perf_counter() - started, 1),
     }
-    if output is not None:
-        write_report(report, outputs, load_image(painting, "painting"), Path(output))
+    if folder is not None:
+        write_report(report, outputs, load_image(painting, "painting"), folder)
     return report
 
 
@@ -268,8 +289,11 @@ def load_for_judging(models: list[str | Path], style: str | None, style_image: P
 
 def summarize(path: str, model: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """A model's figures on every photo, and their medians."""
-    numbers = ("placement", "content", "style", "tv", "total", "checkerboard", "border", "colour_shift")
+    numbers = ("content", "style", "tv", "total", "checkerboard", "border", "colour_shift")
     medians = {name: median([row[name] for row in rows]) for name in numbers}
+    # placement: the lower median, an actual photo's figure and label ("beyond 200" stays that, never averaged)
+    middle = sorted(rows, key=lambda row: row["placement"])[(len(rows) - 1) // 2]
+    medians["placement"], medians["placement_label"] = middle["placement"], middle["placement_label"]
     metadata = {key: value for key, value in model.metadata.items() if key in ("architecture", "arguments", "style", "steps", "loss", "image_size")}
     return {"path": path, "metadata": metadata, "median": medians,
             "photo_lost": sum(row["photo_lost"] for row in rows), "photos": rows}

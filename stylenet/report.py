@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,21 @@ def write_report(report: dict[str, Any], outputs: dict[str, list[Image.Image]], 
     """outputs: {photo: [photo, each model's result, Gatys@N]}; a grid row per photo, the painting last."""
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_write(folder / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=1, sort_keys=True))
+        tmp.write_text(json.dumps(finite(report), indent=1, sort_keys=True, allow_nan=False))
     with atomic_write(folder / "report.md") as tmp:
         tmp.write_text(markdown(report))
     save_image(grid(outputs, painting, report["size"]), folder / "grid.jpg", quality=90)
+
+
+def finite(value: Any) -> Any:
+    """The report with NaN and infinities as null: report.json stays valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite(item) for item in value]
+    return value
 
 
 def fit(image: Image.Image, size: int) -> Image.Image:
@@ -60,7 +72,7 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for model in report["models"]:
         m = model["median"]
-        lines.append(f"| `{model['path']}` | {m['placement']:.0f} | {m['content']:.3g} | {m['style']:.3g} | {m['total']:.3g} | "
+        lines.append(f"| `{model['path']}` | {m['placement_label']} | {m['content']:.3g} | {m['style']:.3g} | {m['total']:.3g} | "
                      f"{model['photo_lost']}/{len(model['photos'])} | {m['checkerboard']:.2f} | {m['border']:.1f} | {m['colour_shift']:.1f} |")
     lines += ["", "## Gatys curve (judge terms)", "", "| photo | " + " | ".join(f"@{n}" for n in report["curves"][next(iter(report["curves"]))]["iterations"]) + " |"]
     lines.append("| --- |" + " --- |" * len(report["curves"][next(iter(report["curves"]))]["iterations"]))

@@ -83,6 +83,7 @@ class StyleTransferSystem(StyleSystem):
         for key in ("content_weight", "style_weight", "tv_weight"):
             require(math.isfinite(cfg.loss[key]) and cfg.loss[key] >= 0, f"loss.{key}={cfg.loss[key]}: must be a number >= 0")
         require(cfg.loss.content_weight + cfg.loss.style_weight > 0, "loss: content_weight and style_weight are both 0")
+        require(isinstance(cfg.loss.get("relative", False), bool), f"loss.relative={cfg.loss.get('relative')}: true or false")
         require(cfg.style.size >= 16, f"style.size={cfg.style.size}: must be at least 16 (pixels, long side)")
         for image in paintings(cfg).values():
             check_style_image(image)
@@ -107,7 +108,7 @@ class StyleTransferSystem(StyleSystem):
             style_images=list(chosen.values()), style_names=list(chosen), channels=cfg.model.channels,
             num_residual_blocks=cfg.model.num_residual_blocks, style_size=cfg.style.size, loss_network=loss_network,
             content_weight=float(cfg.loss.content_weight), style_weight=float(cfg.loss.style_weight),
-            tv_weight=float(cfg.loss.tv_weight), relative=bool(cfg.loss.get("relative", False)), lr=float(cfg.optimizer.lr), on_nonfinite_loss=cfg.on_nonfinite_loss,
+            tv_weight=float(cfg.loss.tv_weight), relative=cfg.loss.get("relative", False), lr=float(cfg.optimizer.lr), on_nonfinite_loss=cfg.on_nonfinite_loss,
             description=description,
         )
 

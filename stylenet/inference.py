@@ -86,9 +86,10 @@ class StyleModel:
                 + (f": pick one of its styles with --style ({', '.join(self.styles)})" if self.styles else "")
             )
         weights = list(weights) if weights is not None else [1.0] * len(images)
+        message = "give one or more style images, each with a weight >= 0 (positive sum)"
         if not images or len(weights) != len(images):
-            raise StylenetError("give one or more style images, each with a weight >= 0 (positive sum)")
-        check_weights(weights, "give one or more style images, each with a weight >= 0 (positive sum)")
+            raise StylenetError(message)
+        check_weights(weights, message)
         if style_size < 16:
             raise StylenetError(f"--style-size {style_size}: must be at least 16 px")
         paintings = [to_tensor(resize_long_side(ImageOps.exif_transpose(image).convert("RGB"), style_size)).unsqueeze(0)

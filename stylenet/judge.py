@@ -33,30 +33,29 @@ from stylenet.errors import StylenetError
 from stylenet.files import atomic_write
 from stylenet.images import find_images, load_image, resize_long_side, save_image, to_tensor
 from stylenet.inference import load_model
-from stylenet.loss_network import PRESETS, LossNetwork
-from stylenet.losses import PerceptualLoss
-from stylenet.optimize import OptimizeSettings, optimize
+from stylenet.optimize import OptimizeSettings, loss_builder, optimize
 from stylenet.report import write_report
 from stylenet.tiling import machine_name
 
 log = logging.getLogger(__name__)
 
 JUDGE_VERSION = "v1"
-JUDGE = {"loss_network": "vgg19_caffe", "content_weight": 1.0, "style_weight": 10.0, "tv_weight": 1.0, "normalize": True}
+# stylenet optimize's objective (always relative terms) with these settings
+JUDGE = {"loss_network": "vgg19_caffe", "content_weight": 1.0, "style_weight": 10.0, "tv_weight": 1.0}
 CURVE_ITERATIONS = (10, 25, 50, 100, 200)  # L-BFGS loss evaluations after which the reference is recorded
+
+
+def judge_settings(size: int, steps: int = CURVE_ITERATIONS[-1]) -> OptimizeSettings:
+    """`stylenet optimize` at one scale with the judge's objective: what the reference curve runs."""
+    return OptimizeSettings(size=size, scales=[size], steps=steps, **JUDGE)
 
 
 class Judge:
     """The judge's objective for one painting: judge(image) -> {content, style, tv, total} (weighted terms)."""
 
     def __init__(self, painting: Image.Image, size: int) -> None:
-        preset = PRESETS[JUDGE["loss_network"]]
-        network = LossNetwork(preset.arch, preset.weights, [*preset.content_layers, *preset.style_layers])
         style = to_tensor(resize_long_side(painting, size))  # as `stylenet optimize` sizes the painting
-        self.criterion = PerceptualLoss(
-            network, style, preset.content_layers, dict.fromkeys(preset.style_layers, 1.0), JUDGE["content_weight"],
-            JUDGE["style_weight"], JUDGE["tv_weight"], normalize=True,
-        )
+        self.criterion = loss_builder(judge_settings(size))([style], [1.0])  # the very loss the curve minimizes
 
     @torch.no_grad()
     def __call__(self, image: Image.Image, photo: Image.Image) -> dict[str, float]:
@@ -128,12 +127,8 @@ def reference_curve(
     photo = resize_long_side(load_image(photo_path, "photo"), size)
     painting = load_image(painting_path, "painting")
     snapshots: dict[int, Image.Image] = {}
-    settings = OptimizeSettings(
-        size=size, scales=[size], steps=iterations[-1], content_weight=JUDGE["content_weight"],
-        style_weight=JUDGE["style_weight"], tv_weight=JUDGE["tv_weight"], loss_network=JUDGE["loss_network"],
-    )
     save_every = math.gcd(*iterations)
-    optimize(photo, [painting], settings=settings, save_every=save_every,
+    optimize(photo, [painting], settings=judge_settings(size, iterations[-1]), save_every=save_every,
              on_image=lambda image, step: snapshots.__setitem__(step, image) if step in iterations else None)
     found = [step for step in iterations if step in snapshots]  # L-BFGS may stop early on a flat objective
     curve = Curve([0, *found], [judge(photo, photo), *(judge(snapshots[step], photo) for step in found)],
@@ -184,7 +179,6 @@ def artifacts(output: Image.Image, photo: Image.Image) -> dict[str, float]:
     }
 
 
-
 def painting_for(model: Any, style: str | None, style_image: Path | None) -> Path:
     """The painting a model is judged against: --style-image if given, else the one its metadata names."""
     if style_image is not None:
@@ -213,10 +207,6 @@ def bind_style(model: Any, style: str | None, painting: Path) -> None:
         model.use_style_images([load_image(painting, "--style-image")])
 
 
-def median(values: list[float]) -> float:
-    return float(statistics.median(values))
-
-
 def score(model: Any, photo: Image.Image, judge: Judge, curve: Curve) -> tuple[dict[str, Any], Image.Image]:
     """One model on one photo: its judge terms, placement on the curve, photo-lost flag and artifact figures."""
     output = model.stylize(photo)
@@ -240,12 +230,13 @@ def evaluate(
     folder = Path(output) if output is not None else None
     if folder is not None and folder.exists() and not folder.is_dir():
         raise StylenetError(f"-o {folder} is a file; give a folder for report.md, report.json and grid.jpg")
-    photo_paths = [path for path in find_images(Path(photos)) if folder is None or not path.is_relative_to(folder)] \
-        if Path(photos).is_dir() else []
+    photo_paths = [path for path in find_images(photos) if folder is None or not path.is_relative_to(folder)] \
+        if photos.is_dir() else []
     if not photo_paths:
         raise StylenetError(f"--photos {photos}: no images there (give a folder of photos the models never trained on)")
     loaded, painting = load_for_judging(models, style, Path(style_image) if style_image else None, device)
-    judge = Judge(load_image(painting, "painting"), size)  # the judge and the curves run on the CPU
+    painting_image = load_image(painting, "painting")
+    judge = Judge(painting_image, size)  # the judge and the curves run on the CPU
     curves, rows = {}, [[] for _ in loaded]
     outputs: dict[str, list[Image.Image]] = {}
     for photo_path in tqdm(photo_paths, desc="eval", unit="photo"):
@@ -263,14 +254,14 @@ def evaluate(
             outputs[name].append(stylized)
         outputs[name].append(curve.image)
     report = {
-        "judge": JUDGE_VERSION, "judge_definition": {**JUDGE, "curve_iterations": list(CURVE_ITERATIONS)},
+        "judge": JUDGE_VERSION, "judge_definition": {**JUDGE, "relative_terms": True, "curve_iterations": list(CURVE_ITERATIONS)},
         "size": size, "painting": str(painting), "photos": str(photos), "style": style,
         "machine": machine_name(torch.device("cpu")), "model_device": str(loaded[0].device), "torch": torch.__version__,
         "curves": curves, "models": [summarize(str(path), model, model_rows) for path, model, model_rows in zip(models, loaded, rows)],
         "seconds": round(time.perf_counter() - started, 1),
     }
     if folder is not None:
-        write_report(report, outputs, load_image(painting, "painting"), folder)
+        write_report(report, outputs, painting_image, folder)
     return report
 
 
@@ -290,7 +281,7 @@ def load_for_judging(models: list[str | Path], style: str | None, style_image: P
 def summarize(path: str, model: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """A model's figures on every photo, and their medians."""
     numbers = ("content", "style", "tv", "total", "checkerboard", "border", "colour_shift")
-    medians = {name: median([row[name] for row in rows]) for name in numbers}
+    medians = {name: float(statistics.median(row[name] for row in rows)) for name in numbers}
     # placement: the lower median, an actual photo's figure and label ("beyond 200" stays that, never averaged)
     middle = sorted(rows, key=lambda row: row["placement"])[(len(rows) - 1) // 2]
     medians["placement"], medians["placement_label"] = middle["placement"], middle["placement_label"]

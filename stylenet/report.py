@@ -74,8 +74,9 @@ def markdown(report: dict[str, Any]) -> str:
         m = model["median"]
         lines.append(f"| `{model['path']}` | {m['placement_label']} | {m['content']:.3g} | {m['style']:.3g} | {m['total']:.3g} | "
                      f"{model['photo_lost']}/{len(model['photos'])} | {m['checkerboard']:.2f} | {m['border']:.1f} | {m['colour_shift']:.1f} |")
-    lines += ["", "## Gatys curve (judge terms)", "", "| photo | " + " | ".join(f"@{n}" for n in report["curves"][next(iter(report["curves"]))]["iterations"]) + " |"]
-    lines.append("| --- |" + " --- |" * len(report["curves"][next(iter(report["curves"]))]["iterations"]))
+    iterations = next(iter(report["curves"].values()))["iterations"]
+    lines += ["", "## Gatys curve (judge terms)", "", "| photo | " + " | ".join(f"@{n}" for n in iterations) + " |"]
+    lines.append("| --- |" + " --- |" * len(iterations))
     for photo, curve in report["curves"].items():
         lines.append(f"| {photo} | " + " | ".join(f"{t['total']:.3g} (c {t['content']:.2g}, s {t['style']:.2g})" for t in curve["terms"]) + " |")
     lines += ["", "## Every photo", "", "| model | photo | placement | content | style | photo lost | checkerboard | border | colour shift |",

@@ -46,8 +46,11 @@ class AdaINSystem(StyleSystem):
         self.save_hyperparameters()
         encoder = LossNetwork("vgg19", weights, ENCODER_LAYERS)  # downloads torchvision's weights if asked
         self.network = AdaINNet(channels, weights, encoder.conv_state())
-        self.network.calibrate(paintings(calibration_styles))  # overwritten by the checkpoint's value on resume
-        self.sample_styles = paintings(sample_styles)  # the TensorBoard grid: one row per painting
+        calibration_styles, sample_styles = calibration_styles or [], sample_styles or []
+        wanted = list(dict.fromkeys([*calibration_styles, *sample_styles]))  # mostly the same files: decode each once
+        loaded = dict(zip(wanted, paintings(wanted)))
+        self.network.calibrate([loaded[path] for path in calibration_styles])  # overwritten by the checkpoint on resume
+        self.sample_styles = [loaded[path] for path in sample_styles]  # the TensorBoard grid: one row per painting
 
     @classmethod
     def check_config(cls, cfg: DictConfig) -> None:

@@ -19,7 +19,9 @@ import torch
 
 from stylenet.errors import StylenetError, brief
 from stylenet.kinds import DEFAULT_KIND, KINDS, get_kind
-from stylenet.modelfile import METADATA_KEY, load_safetensors, model_metadata, rebuild
+from stylenet.modelfile import (
+    METADATA_KEY, NETWORK_PREFIX, load_safetensors, model_metadata, rebuild, upgrade_checkpoint_state,
+)
 
 Loaded = tuple[Callable[[torch.Tensor], torch.Tensor], dict[str, Any]]  # (network, metadata)
 
@@ -79,11 +81,11 @@ def load_network(path: Path) -> Loaded:
 
 def from_checkpoint(checkpoint: dict[str, Any]) -> Loaded:
     """The network from a Lightning checkpoint written by stylenet's training: its metadata says what it holds."""
-    prefix = "network."
     metadata = checkpoint.get(METADATA_KEY)
     if not isinstance(metadata, dict):  # written before checkpoints carried metadata
-        prefix, metadata = "transformer.", legacy_checkpoint_metadata(checkpoint["hyper_parameters"])
-    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+        metadata = legacy_checkpoint_metadata(checkpoint["hyper_parameters"])
+    trained = upgrade_checkpoint_state(checkpoint["state_dict"])
+    state = {key[len(NETWORK_PREFIX):]: value for key, value in trained.items() if key.startswith(NETWORK_PREFIX)}
     network = rebuild(state, metadata.get("arguments"), "training checkpoint", metadata.get("architecture", DEFAULT_KIND))
     return network, {"kind": "checkpoint", **metadata, "steps": checkpoint.get("global_step")}
 

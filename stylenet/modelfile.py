@@ -21,6 +21,14 @@ from stylenet.errors import StylenetError, __version__, brief
 from stylenet.kinds import DEFAULT_KIND, get_kind, kind_of
 
 METADATA_KEY = "stylenet"  # safetensors metadata is str -> str; ours is one JSON document under this key
+NETWORK_PREFIX = "network."  # a training system's network in a Lightning checkpoint's state dict
+
+
+def upgrade_checkpoint_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A training checkpoint's state dict with stylenet 0.1's `transformer.` keys renamed `network.`, in place."""
+    for key in [key for key in state if key.startswith("transformer.")]:
+        state[NETWORK_PREFIX + key[len("transformer."):]] = state.pop(key)
+    return state
 FORMAT_VERSION = 1
 
 

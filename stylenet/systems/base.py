@@ -14,7 +14,7 @@ from torch import nn
 
 from stylenet.config import refuse_unused
 from stylenet.errors import StylenetError
-from stylenet.modelfile import METADATA_KEY, model_metadata
+from stylenet.modelfile import METADATA_KEY, model_metadata, upgrade_checkpoint_state
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,7 @@ class StyleSystem(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Resume checkpoints from before the network attribute was named `network` (stylenet 0.1)."""
-        state = checkpoint["state_dict"]
-        for key in [key for key in state if key.startswith("transformer.")]:
-            state["network." + key[len("transformer."):]] = state.pop(key)
+        upgrade_checkpoint_state(checkpoint["state_dict"])
 
     def finish_step(self, terms: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """Log the terms and return the total to backpropagate; None skips the batch (on_nonfinite_loss=skip)."""

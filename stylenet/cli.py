@@ -212,7 +212,7 @@ def optimize_command(argv: list[str]) -> None:
 
 
 def eval_command(argv: list[str]) -> None:
-    from stylenet.judge import CURVE_ITERATIONS, JUDGE_VERSION, evaluate
+    from stylenet.judge import CURVE_ITERATIONS, JUDGE_VERSION, evaluate, placement_phrase
 
     parser = argparse.ArgumentParser(
         prog="stylenet eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -220,7 +220,8 @@ def eval_command(argv: list[str]) -> None:
                     f"judge's objective (after {', '.join(map(str, CURVE_ITERATIONS))} iterations, cached).",
     )
     parser.add_argument("models", type=Path, nargs="+", metavar="MODEL", help="model files of any format")
-    parser.add_argument("--photos", type=Path, required=True, help="a folder of photos the models never trained on")
+    parser.add_argument("--photos", type=Path, nargs="+", required=True, metavar="PATH",
+                        help="folders and/or image files: photos the models never trained on")
     parser.add_argument("--style", help="multi-style models: the style to judge (default: the first)")
     parser.add_argument("--style-image", type=Path, help="the painting (AdaIN models need one; default: the model's)")
     parser.add_argument("--size", type=int, default=256, help="long side of photos and painting (px)")
@@ -233,8 +234,9 @@ def eval_command(argv: list[str]) -> None:
                       output=args.output, cache=args.cache_dir, device=args.device)
     for model in report["models"]:
         median = model["median"]
-        print(f"{model['path']}: as good as {median['placement_label']} L-BFGS iterations (median of {len(model['photos'])} "
-              f"photos); content {median['content']:.3g}, style {median['style']:.3g}; photo lost {model['photo_lost']}; "
+        count = len(model["photos"])
+        print(f"{model['path']}: {placement_phrase(median['placement_label'])} (median of {count} photo{'s' * (count != 1)}); "
+              f"content {median['content']:.3g}, style {median['style']:.3g}; photo lost {model['photo_lost']}/{count}; "
               f"checkerboard {median['checkerboard']:.2f}, border {median['border']:.1f}")
     print(f"report: {args.output / 'report.md'} ({report['seconds']:.0f} s)")
 

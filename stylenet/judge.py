@@ -21,6 +21,7 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,11 @@ class Curve:
         itself 1.3-1.8; a strong tint of the photo 0.10-0.18."""
         highest = max(t["content"] for t in self.terms)
         return max(highest, (highest + 1.0) / 2)
+
+
+def placement_phrase(label: str) -> str:
+    """'as good as 12 L-BFGS iterations' (or 'beyond 200'), else the label itself ('no better than the photo')."""
+    return f"as good as {label} L-BFGS iterations" if label[:1].isdigit() or label.startswith("beyond") else label
 
 
 def file_hash(path: Path) -> str:
@@ -216,13 +222,34 @@ def score(model: Any, photo: Image.Image, judge: Judge, curve: Curve) -> tuple[d
     return {**terms, "placement": iterations, "placement_label": label, "photo_lost": lost, **artifacts(output, photo)}, output
 
 
+def collect_photos(photos: str | Path | Sequence[str | Path], leave_out: Path | None) -> list[tuple[str, Path]]:
+    """(name, path) of every photo: the images under each folder given (named by their path in it, so the same
+    file name in two folders stays apart) and each image file given; `leave_out` (the report folder) is skipped."""
+    found: dict[str, Path] = {}
+    for entry in [photos] if isinstance(photos, (str, Path)) else list(photos):
+        entry = Path(entry)
+        if entry.is_dir():
+            for path in find_images(entry):
+                if leave_out is None or not path.is_relative_to(leave_out):
+                    found.setdefault(path.relative_to(entry).as_posix(), path)
+        elif entry.is_file():
+            found[entry.name if entry.name not in found else entry.as_posix()] = entry
+        else:
+            raise StylenetError(f"--photos {entry}: no such folder or image file")
+    if not found:
+        raise StylenetError(f"--photos {photos}: no images there (give photos the models never trained on)")
+    return list(found.items())
+
+
 def evaluate(
-    models: list[str | Path], photos: str | Path, style: str | None = None, style_image: str | Path | None = None,
-    size: int = 256, output: str | Path | None = None, cache: str | Path | None = None, device: str = "auto",
+    models: list[str | Path], photos: str | Path | Sequence[str | Path], style: str | None = None,
+    style_image: str | Path | None = None, size: int = 256, output: str | Path | None = None,
+    cache: str | Path | None = None, device: str = "auto",
 ) -> dict[str, Any]:
-    """Judge each model on every photo of a folder; returns the report (and writes report.md/.json and grid.jpg
-    into `output` when given). style: a multi-style model's style; style_image: the painting (AdaIN needs one)."""
-    started, photos = time.perf_counter(), Path(photos)
+    """Judge each model on photos (folders and/or image files); returns the report (and writes report.md/.json
+    and grid.jpg into `output` when given). style: a multi-style model's style; style_image: the painting (AdaIN
+    needs one)."""
+    started = time.perf_counter()
     if size < 32:
         raise StylenetError(f"--size {size}: must be at least 32 px (the judge's VGG pools 4 times)")
     if not models:
@@ -230,17 +257,13 @@ def evaluate(
     folder = Path(output) if output is not None else None
     if folder is not None and folder.exists() and not folder.is_dir():
         raise StylenetError(f"-o {folder} is a file; give a folder for report.md, report.json and grid.jpg")
-    photo_paths = [path for path in find_images(photos) if folder is None or not path.is_relative_to(folder)] \
-        if photos.is_dir() else []
-    if not photo_paths:
-        raise StylenetError(f"--photos {photos}: no images there (give a folder of photos the models never trained on)")
+    photo_paths = collect_photos(photos, folder)
     loaded, painting = load_for_judging(models, style, Path(style_image) if style_image else None, device)
     painting_image = load_image(painting, "painting")
     judge = Judge(painting_image, size)  # the judge and the curves run on the CPU
-    curves, rows = {}, [[] for _ in loaded]
+    curves, rows, reference = {}, [[] for _ in loaded], []  # reference: the last Gatys image's figures
     outputs: dict[str, list[Image.Image]] = {}
-    for photo_path in tqdm(photo_paths, desc="eval", unit="photo"):
-        name = photo_path.relative_to(photos).as_posix()  # unique, even for the same file name in two folders
+    for name, photo_path in tqdm(photo_paths, desc="eval", unit="photo"):
         photo = resize_long_side(load_image(photo_path, "photo"), size)
         if min(photo.size) < 16:  # relu5_1 sits behind 4 poolings
             raise StylenetError(f"{photo_path}: {photo.size[0]}x{photo.size[1]} at --size {size}; the judge needs a "
@@ -253,11 +276,14 @@ def evaluate(
             model_rows.append({"photo": name, **figures})
             outputs[name].append(stylized)
         outputs[name].append(curve.image)
+        reference.append({"photo": name, **curve.terms[-1], **artifacts(curve.image, photo)})
     report = {
         "judge": JUDGE_VERSION, "judge_definition": {**JUDGE, "relative_terms": True, "curve_iterations": list(CURVE_ITERATIONS)},
-        "size": size, "painting": str(painting), "photos": str(photos), "style": style,
+        "size": size, "painting": str(painting),
+        "photos": str(photos) if isinstance(photos, (str, Path)) else [str(p) for p in photos], "style": style,
         "machine": machine_name(torch.device("cpu")), "model_device": str(loaded[0].device), "torch": torch.__version__,
         "curves": curves, "models": [summarize(str(path), model, model_rows) for path, model, model_rows in zip(models, loaded, rows)],
+        "reference": {"median": medians(reference), "photos": reference},  # Gatys@200 itself: its artifact figures
         "seconds": round(time.perf_counter() - started, 1),
     }
     if folder is not None:
@@ -278,13 +304,17 @@ def load_for_judging(models: list[str | Path], style: str | None, style_image: P
     return loaded, painting
 
 
+def medians(rows: list[dict[str, Any]]) -> dict[str, float]:
+    numbers = ("content", "style", "tv", "total", "checkerboard", "border", "colour_shift")
+    return {name: float(statistics.median(row[name] for row in rows)) for name in numbers}
+
+
 def summarize(path: str, model: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """A model's figures on every photo, and their medians."""
-    numbers = ("content", "style", "tv", "total", "checkerboard", "border", "colour_shift")
-    medians = {name: float(statistics.median(row[name] for row in rows)) for name in numbers}
+    median = medians(rows)
     # placement: the lower median, an actual photo's figure and label ("beyond 200" stays that, never averaged)
     middle = sorted(rows, key=lambda row: row["placement"])[(len(rows) - 1) // 2]
-    medians["placement"], medians["placement_label"] = middle["placement"], middle["placement_label"]
-    metadata = {key: value for key, value in model.metadata.items() if key in ("architecture", "arguments", "style", "steps", "loss", "image_size")}
-    return {"path": path, "metadata": metadata, "median": medians,
+    median["placement"], median["placement_label"] = middle["placement"], middle["placement_label"]
+    metadata = {key: value for key, value in model.metadata.items() if key in ("architecture", "arguments", "style", "steps", "loss", "image_size", "training")}
+    return {"path": path, "metadata": metadata, "median": median,
             "photo_lost": sum(row["photo_lost"] for row in rows), "photos": rows}

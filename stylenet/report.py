@@ -58,9 +58,10 @@ def grid(outputs: dict[str, list[Image.Image]], painting: Image.Image, size: int
 def markdown(report: dict[str, Any]) -> str:
     """The medians per model, then every photo's figures, with the Gatys curve beside them."""
     last = report["judge_definition"]["curve_iterations"][-1]
+    photos = report["photos"] if isinstance(report["photos"], str) else ", ".join(report["photos"])
     lines = [
         f"# stylenet eval (judge {report['judge']})", "",
-        f"Painting `{report['painting']}`, photos `{report['photos']}` at {report['size']} px; {report['machine']}, "
+        f"Painting `{report['painting']}`, photos `{photos}` at {report['size']} px; {report['machine']}, "
         f"torch {report['torch']}; {report['seconds']:.0f} s. Placement: the L-BFGS iterations of Gatys et al. on "
         "the judge's objective that score as well as the model's output (median over photos; higher is better). "
         "Photo lost: outputs whose content term is above halfway from the Gatys curve's highest to 1 (a blank image). Checkerboard: the output's "
@@ -74,6 +75,10 @@ def markdown(report: dict[str, Any]) -> str:
         m = model["median"]
         lines.append(f"| `{model['path']}` | {m['placement_label']} | {m['content']:.3g} | {m['style']:.3g} | {m['total']:.3g} | "
                      f"{model['photo_lost']}/{len(model['photos'])} | {m['checkerboard']:.2f} | {m['border']:.1f} | {m['colour_shift']:.1f} |")
+    if "reference" in report:  # Gatys@200 itself: the artifact figures of an optimized image, for scale
+        m = report["reference"]["median"]
+        lines.append(f"| Gatys@{last} (the reference) | {last} | {m['content']:.3g} | {m['style']:.3g} | {m['total']:.3g} | "
+                     f"- | {m['checkerboard']:.2f} | {m['border']:.1f} | {m['colour_shift']:.1f} |")
     iterations = next(iter(report["curves"].values()))["iterations"]
     lines += ["", "## Gatys curve (judge terms)", "", "| photo | " + " | ".join(f"@{n}" for n in iterations) + " |"]
     lines.append("| --- |" + " --- |" * len(iterations))
@@ -83,7 +88,7 @@ def markdown(report: dict[str, Any]) -> str:
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for model in report["models"]:
         for row in model["photos"]:
-            lines.append(f"| `{Path(model['path']).name}` | {row['photo']} | {row['placement_label']} | {row['content']:.3g} | "
+            lines.append(f"| `{model['path']}` | {row['photo']} | {row['placement_label']} | {row['content']:.3g} | "
                          f"{row['style']:.3g} | {'yes' if row['photo_lost'] else 'no'} | {row['checkerboard']:.2f} | "
                          f"{row['border']:.1f} | {row['colour_shift']:.1f} |")
     return "\n".join(lines) + "\n"

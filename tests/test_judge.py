@@ -107,6 +107,8 @@ def test_bad_inputs_are_one_line_errors(tiny_model: Path, tmp_path: Path, data_d
     photos = data_dir / "content_test"
     with pytest.raises(StylenetError, match="no images there"):
         evaluate([tiny_model], tmp_path)
+    with pytest.raises(StylenetError, match="--photos .*missing.jpg: no such folder or image file"):
+        evaluate([tiny_model], [photos, tmp_path / "missing.jpg"])
     with pytest.raises(StylenetError, match="is not on this machine: pass --style-image PATH"):
         evaluate([tiny_model], photos)  # its metadata names no painting file
     with pytest.raises(StylenetError, match="--size 16: must be at least 32"):
@@ -154,24 +156,25 @@ def test_eval_judges_every_kind_and_format_and_writes_its_report(models: dict[st
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "fruits.jpg").write_bytes((data_dir / "content_test" / "fruits.jpg").read_bytes())
-    common = ["--photos", str(photos), "--size", "32", "--cache-dir", str(tmp_path / "cache")]
+    common = ["--size", "32", "--cache-dir", str(tmp_path / "cache")]
     stylenet = str(Path(PYTHON).parent / "stylenet")
-    runs = {
-        "single": [str(models["single"]), str(models["onnx"])],
-        "multi": [str(models["multi"]), "--style", "starry_night"],
-        "adain": [str(models["adain"]), "--style-image", str(data_dir / "styles" / "starry_night.jpg")],
+    runs = {  # --photos takes folders or image files
+        "single": [str(models["single"]), str(models["onnx"]), "--photos", str(photos)],
+        "multi": [str(models["multi"]), "--style", "starry_night", "--photos", str(photos / "fruits.jpg")],
+        "adain": [str(models["adain"]), "--style-image", str(data_dir / "styles" / "starry_night.jpg"), "--photos", str(photos)],
     }
     for name, arguments in runs.items():
         done = subprocess.run([stylenet, "eval", *arguments, *common, "-o", str(tmp_path / name)],
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
-        assert "L-BFGS iterations" in done.stdout
+        assert "(median of 1 photo); content" in done.stdout
         report = json.loads((tmp_path / name / "report.json").read_text())
         assert report["judge"] == "v1" and report["painting"].endswith("starry_night.jpg")
         assert report["curves"]["fruits.jpg"]["cached"] == (name != "single")  # computed by the first run only
         for model in report["models"]:
             assert model["photos"][0]["placement_label"] and model["metadata"]["architecture"] in ("transformer", "multistyle", "adain")
-        assert (tmp_path / name / "report.md").read_text().startswith("# stylenet eval (judge v1)")
+        markdown = (tmp_path / name / "report.md").read_text()
+        assert markdown.startswith("# stylenet eval (judge v1)") and "| Gatys@200 (the reference) | 200 |" in markdown
         grid = Image.open(tmp_path / name / "grid.jpg")
         assert grid.size[0] > grid.size[1] * (len(report["models"]) + 2)  # photo | models | Gatys | painting
     single = json.loads((tmp_path / "single" / "report.json").read_text())["models"]

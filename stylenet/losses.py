@@ -68,13 +68,18 @@ def style_loss(
 ) -> torch.Tensor:
     """Weighted sum over layers of the MSE between Gram matrices; targets (1 or B, C, C) broadcast over the batch.
 
-    With normalize, each layer's MSE is relative to its target Gram's mean square (see relative()).
+    With normalize, each image's MSE is relative to its own target Gram's mean square (see relative()), so
+    each painting of a multi-style batch is weighed on its own scale.
     """
     total = features[next(iter(layer_weights))].new_zeros((), dtype=torch.float32)
     for layer, weight in layer_weights.items():
         grams = gram_matrix(features[layer], fused_backward)  # (B, C, C)
-        error = F.mse_loss(grams, target_grams[layer].expand_as(grams))
-        total = total + weight * (relative(error, target_grams[layer]) if normalize else error)
+        targets = target_grams[layer].float().expand_as(grams)
+        if normalize:  # per image: (B,) errors over (B,) target scales
+            error = ((grams - targets).pow(2).mean((1, 2)) / targets.pow(2).mean((1, 2)).clamp_min(1e-8)).mean()
+        else:
+            error = F.mse_loss(grams, targets)
+        total = total + weight * error
     return total
 
 

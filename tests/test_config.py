@@ -85,7 +85,6 @@ def test_a_style_image_that_is_not_an_image(tmp_path: Path) -> None:
         (["model=adain", "style=udnie"], "style: model=adain does not use it (its paintings come from style_dataset)"),
         (["style_dataset.exclude=[udnie]"], "style_dataset.exclude: model=transformer does not use it"),
         (["model=adain", "model.calibration_styles=0"], "model.calibration_styles=0: must be an integer >= 1"),
-        (["model=multistyle", "style=[starry_night,great_wave]", "loss.relative=true"], "loss.relative=true is for single-style models"),
         (["loss.relative=maybe"], "loss.relative=maybe: true or false"),
     ],
 )

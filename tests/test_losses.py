@@ -86,3 +86,17 @@ def test_perceptual_loss_gradient_reaches_the_image_not_the_network(random_vgg: 
     assert stylized.grad is not None and stylized.grad.abs().sum() > 0
     assert not any(buffer.requires_grad for buffer in random_vgg.buffers())
     assert list(criterion.state_dict()) == []  # loss network and style targets never land in a checkpoint
+
+
+def test_relative_style_terms_weigh_each_painting_of_a_batch_on_its_own_scale(random_vgg: LossNetwork) -> None:
+    """Multi-style batches mix paintings whose Gram matrices differ in scale (a dim painting's are ~100x smaller
+    here): with normalize, a photo's style term is the same whichever paintings share its batch."""
+    bright, dim = torch.rand(3, 32, 32), torch.rand(3, 32, 32) * 0.1
+    layers = {"relu1_1": 1.0, "relu2_1": 1.0}
+    mixed = PerceptualLoss(random_vgg, [bright, dim], ["relu2_2"], layers, 0.0, 1.0, 0.0, normalize=True, separate_styles=True)
+    images = torch.rand(2, 3, 32, 32)
+    both = mixed(images, images, torch.tensor([0, 1]))["style"]
+    alone = [PerceptualLoss(random_vgg, painting, ["relu2_2"], layers, 0.0, 1.0, 0.0, normalize=True)(image[None], image[None])["style"]
+             for painting, image in zip([bright, dim], images)]
+    assert alone[1] > 0.5 * alone[0]  # relative terms: the dim painting counts as much as the bright one
+    assert both.item() == pytest.approx((alone[0] + alone[1]).item() / 2, rel=1e-4)

@@ -1,7 +1,8 @@
-"""Callbacks: sample grids for TensorBoard, atomic step/time checkpoints, and a whole-run progress bar."""
+"""Callbacks: sample grids and eval for TensorBoard, atomic step/time checkpoints, and a whole-run progress bar."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import signal
@@ -51,6 +52,53 @@ class SampleGrid(Callback):
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.global_step % self.every_n_steps != 0:  # else already logged at this step
             self.log_grid(trainer, module)
+
+
+class PeriodicEval(Callback):
+    """Every N steps and at the end, `stylenet eval` of the network so far on fixed photos: its placement on the
+    judge's Gatys curve, content and style terms and checkerboard figure go to TensorBoard (eval/*), with
+    eval/train_minutes (this process's training time without the evals); the model file, report and grid stay
+    in RUN/eval/step-NNNNNN/. The first eval computes the photos' reference curves (cached for later runs)."""
+
+    def __init__(self, folder: Path, photos: list[str], size: int, every_n_steps: int) -> None:
+        self.folder, self.photos, self.size, self.every_n_steps = Path(folder), photos, size, every_n_steps
+        self.started, self.eval_seconds, self.last_step = time.monotonic(), 0.0, -1
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.started, self.eval_seconds = time.monotonic(), 0.0
+
+    def run(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        step = trainer.global_step
+        if not trainer.is_global_zero or step == self.last_step:
+            return
+        from stylenet.export import save_safetensors  # the judge's imports, only for runs that evaluate
+        from stylenet.judge import evaluate, placement_phrase
+
+        began = time.monotonic()
+        minutes = (began - self.started - self.eval_seconds) / 60
+        folder = self.folder / f"step-{step:06d}"
+        network = copy.deepcopy(module.network)  # export moves its network to the CPU in eval mode
+        model = save_safetensors(network, module.model_metadata(step), folder / "model.safetensors")
+        report = evaluate([model], self.photos, style_image=module.eval_painting(), size=self.size, output=folder, device="cpu")
+        figures, median = report["models"][0], report["models"][0]["median"]
+        if trainer.logger is not None:
+            trainer.logger.log_metrics({
+                "eval/placement": median["placement"], "eval/content": median["content"], "eval/style": median["style"],
+                "eval/checkerboard": median["checkerboard"], "eval/photos_lost": figures["photo_lost"],
+                "eval/train_minutes": minutes,
+            }, step=step)
+        log.info("eval at step %d (%.1f training minutes): %s; content %.3g, style %.3g, photos lost %d/%d; %s",
+                 step, minutes, placement_phrase(median["placement_label"]), median["content"], median["style"],
+                 figures["photo_lost"], len(figures["photos"]), folder / "report.md")
+        self.eval_seconds += time.monotonic() - began
+        self.last_step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self.run(trainer, module)
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.run(trainer, module)
 
 
 class PeriodicCheckpoint(Callback):

@@ -83,13 +83,31 @@ def validate(cfg: DictConfig) -> None:
     require(cfg.data.batch_size >= 1, f"data.batch_size={cfg.data.batch_size}: must be >= 1")
     require(cfg.data.num_workers >= 0, f"data.num_workers={cfg.data.num_workers}: must be >= 0")
     require(math.isfinite(cfg.optimizer.lr) and cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr}: must be a number > 0")
+    require(cfg.optimizer.schedule in ("constant", "cosine"), f"optimizer.schedule={cfg.optimizer.schedule}: valid are constant, cosine")
+    warmup = cfg.optimizer.warmup_steps
+    require(isinstance(warmup, int) and warmup >= 0, f"optimizer.warmup_steps={warmup}: must be an integer >= 0")
     require(cfg.on_nonfinite_loss in ("stop", "skip"), f"on_nonfinite_loss={cfg.on_nonfinite_loss}: valid are stop, skip")
     require(cfg.trainer.max_steps >= 1, f"trainer.max_steps={cfg.trainer.max_steps}: must be >= 1")
     require(cfg.checkpoint.every_n_steps >= 1, f"checkpoint.every_n_steps={cfg.checkpoint.every_n_steps}: must be >= 1")
     require(cfg.checkpoint.every_n_minutes > 0, f"checkpoint.every_n_minutes={cfg.checkpoint.every_n_minutes}: must be > 0")
+    check_eval(cfg)
     if cfg.ckpt_path is not None:
         require(Path(cfg.ckpt_path).is_file(), f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
         check_checkpoint(Path(cfg.ckpt_path))
+
+
+def check_eval(cfg: DictConfig) -> None:
+    """eval.every_n_steps: 0 (off) or N; when on, each eval.photos entry must be a folder or an image file."""
+    settings = cfg.get("eval") or {}
+    every = settings.get("every_n_steps", 0)
+    require(isinstance(every, int) and every >= 0, f"eval.every_n_steps={every}: 0 (off) or a number of steps")
+    if every:
+        require(settings.size >= 32, f"eval.size={settings.size}: must be at least 32 (pixels, long side)")
+        photos = settings.photos
+        require(OmegaConf.is_list(photos) and len(photos) > 0, "eval.photos must be a non-empty list of photos or folders")
+        for photo in photos:
+            require(Path(photo).exists(), f"eval.photos: {photo} not found; list photos the model never trains on, "
+                                          "or turn eval off with eval.every_n_steps=0")
 
 
 def check_checkpoint(path: Path) -> None:

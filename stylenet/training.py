@@ -6,22 +6,25 @@ import logging
 import os
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from stylenet.errors import StylenetError
-from stylenet.callbacks import GracefulStop, PeriodicCheckpoint, SampleGrid, StepProgressBar
+from stylenet.callbacks import GracefulStop, PeriodicCheckpoint, PeriodicEval, SampleGrid, StepProgressBar
 from stylenet.config import user_overrides, validate
 from stylenet.data import ContentDataModule
 from stylenet.export import save_safetensors
 from stylenet.hostmemory import keep_freed_memory
 from stylenet.images import find_images, set_max_image_pixels
 from stylenet.systems import StyleSystem, system_for
+from stylenet.tiling import machine_name, native_bf16
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,24 @@ def check_config(cfg: DictConfig) -> type[StyleSystem]:
     return system
 
 
+def training_device(cfg: DictConfig) -> torch.device:
+    gpu = str(cfg.trainer.accelerator) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return torch.device("cuda" if gpu else "cpu")
+
+
+def resolve_precision(cfg: DictConfig) -> str:
+    """trainer.precision=auto -> bf16-mixed where the training device computes bf16 natively, else 32-true;
+    any other value (Lightning's names) as given."""
+    setting = str(cfg.trainer.precision)
+    if setting != "auto":
+        return setting
+    device = training_device(cfg)
+    chosen = "bf16-mixed" if native_bf16(device) else "32-true"
+    log.info("trainer.precision=auto: %s (%s%s native bf16)", chosen, machine_name(device),
+             " has" if chosen == "bf16-mixed" else ": no")
+    return chosen
+
+
 def train(cfg: DictConfig) -> Path:
     """Train a style network as cfg says; returns the path of the exported model.safetensors."""
     system = check_config(cfg)
@@ -72,23 +93,34 @@ def train(cfg: DictConfig) -> Path:
     style_paintings = [str(path) for path in datamodule.scan_styles()]  # empty unless uses_style_dataset
     datamodule.write_skipped()
     module = system.from_config(cfg, style_paintings)
+    module.schedule = (str(cfg.optimizer.schedule), int(cfg.optimizer.warmup_steps))
+    precision = resolve_precision(cfg)
+    # how this run trains, in the metadata of its checkpoints and model file (eval reports and tables read it)
+    module.run_facts = {"training": {"precision": precision, "machine": machine_name(training_device(cfg))}}
     stopper = GracefulStop()
     callbacks = [
         PeriodicCheckpoint(run_dir / "checkpoints", cfg.checkpoint.every_n_steps, cfg.checkpoint.every_n_minutes),
         SampleGrid(sample_paths(cfg, datamodule), cfg.samples.size, cfg.samples.every_n_steps),
         StepProgressBar(refresh_rate=1),
+        LearningRateMonitor(logging_interval="step"),  # TensorBoard's lr-Adam: the schedule as it ran
         stopper,
     ]
+    evaluator = PeriodicEval(run_dir / "eval", list(cfg.eval.photos), cfg.eval.size, cfg.eval.every_n_steps) \
+        if cfg.eval.every_n_steps else None
+    callbacks += [evaluator] if evaluator else []
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
     trainer = pl.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        **{**OmegaConf.to_container(cfg.trainer, resolve=True), "precision": precision},
         logger=logger,
         callbacks=callbacks,
         enable_checkpointing=False,  # PeriodicCheckpoint writes them, atomically
         enable_model_summary=False,
         default_root_dir=str(run_dir),
     )
+    started = time.monotonic()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    seconds = time.monotonic() - started - (evaluator.eval_seconds if evaluator else 0.0)  # training alone, this process's
+    module.run_facts["training"]["seconds"] = round(seconds, 1)
     report_skipped(skipped_log)
     if stopper.received is not None and trainer.global_step < trainer.max_steps:  # a signal at the end: done anyway
         raise Interrupted(stopper.received, trainer.global_step, run_dir)

@@ -157,10 +157,52 @@ def test_relative_losses_give_terms_near_one_whatever_the_painting(tmp_path: Pat
     from stylenet.training import train as train_in_process
     from tests.conftest import compose_config
 
-    for style in ("starry_night", "mondrian"):
-        run_dir = tmp_path / style
-        overrides = [*TINY, f"style={style}", "trainer.max_steps=3", "loss.relative=true", "loss.tv_weight=1", "loss.style_weight=1"]
+    runs = {"starry_night": ["style=starry_night"], "mondrian": ["style=mondrian"],
+            "both": ["model=multistyle", "style=[starry_night,mondrian]"]}  # multistyle: each photo's own painting
+    for name, choice in runs.items():
+        run_dir = tmp_path / name
+        overrides = [*TINY, *choice, "trainer.max_steps=3", "loss.relative=true", "loss.tv_weight=1", "loss.style_weight=1"]
         model = train_in_process(compose_config(*overrides, run_dir=run_dir))
         assert load_model(model, "cpu").metadata["loss"]["relative"] is True
         style_terms = list(scalars(run_dir, "train/style_loss").values())
         assert 0.05 < style_terms[0] < 20, style_terms
+
+
+def test_eval_during_training_logs_quality_and_keeps_each_report(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """eval.every_n_steps=2: `stylenet eval` of the network so far at steps 2, 4 and the end; TensorBoard's eval/*
+    and a report per step; the photo's reference curve is computed at the first eval only."""
+    import json
+
+    from stylenet.training import train as train_in_process
+    from tests.conftest import compose_config
+
+    monkeypatch.setenv("STYLENET_CACHE", str(tmp_path / "cache"))
+    run_dir, photo = tmp_path / "run", data_dir / "content_test" / "fruits.jpg"
+    overrides = [*TINY, "trainer.max_steps=5", "eval.every_n_steps=2", f"eval.photos=[{photo}]", "eval.size=32"]
+    train_in_process(compose_config(*overrides, run_dir=run_dir))
+    assert sorted(scalars(run_dir, "eval/placement")) == [2, 4, 5]
+    minutes = scalars(run_dir, "eval/train_minutes")
+    assert minutes[2] <= minutes[4] <= minutes[5]
+    for step in (2, 4, 5):
+        report = json.loads((run_dir / "eval" / f"step-{step:06d}" / "report.json").read_text())
+        assert report["models"][0]["metadata"]["steps"] == step and (run_dir / "eval" / f"step-{step:06d}" / "grid.jpg").is_file()
+        assert report["curves"]["fruits.jpg"]["cached"] == (step != 2)
+
+
+def test_a_time_limit_ends_the_run_with_a_model_and_the_precision_is_recorded(tmp_path: Path) -> None:
+    """trainer.max_time (what experiment=cpu budgets by) stops early and still exports; trainer.precision=auto
+    picks bf16-mixed or 32-true by the CPU and the model's metadata says which."""
+    from stylenet.tiling import native_bf16
+
+    train(tmp_path, "trainer.max_steps=100000", "trainer.max_time=00:00:00:04", "trainer.precision=auto")
+    metadata = load_model(tmp_path / "model.safetensors", "cpu").metadata
+    assert 1 <= metadata["steps"] < 100000
+    assert metadata["training"]["precision"] == ("bf16-mixed" if native_bf16(torch.device("cpu")) else "32-true")
+    assert metadata["training"]["seconds"] >= 4 and metadata["training"]["machine"]
+
+
+def test_a_cosine_schedule_warms_up_then_decays_to_zero(tmp_path: Path) -> None:
+    train(tmp_path, "trainer.max_steps=8", "optimizer.schedule=cosine", "optimizer.warmup_steps=3", "optimizer.lr=1e-3")
+    rates = scalars(tmp_path, "lr-Adam")
+    assert rates[0] < rates[1] < rates[2] == pytest.approx(1e-3)  # warm-up: (step + 1) / 3 of the peak
+    assert rates[2] > rates[4] > rates[6] > rates[7] >= 0 and rates[7] < 1e-4  # cosine to zero at max_steps

@@ -4,6 +4,7 @@ model, the on_nonfinite_loss policy and how a step's terms are reported."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -48,6 +49,8 @@ class StyleSystem(pl.LightningModule):
     uses_style_dataset: ClassVar[bool] = False  # True: batches are (photo, painting) pairs from style_dataset
     # Config keys (or groups) this kind does not read -> what it reads instead: overriding one is an error
     unused_config: ClassVar[dict[str, str]] = {"style_dataset": "its paintings are style=..."}
+    run_facts: dict[str, Any]  # how this run trains (the precision train() chose): recorded in the metadata
+    schedule: tuple[str, int] = ("constant", 0)  # the learning rate's shape and warm-up steps (optimizer.schedule)
 
     @classmethod
     def check(cls, cfg: DictConfig, overrides: list[str]) -> None:
@@ -65,7 +68,11 @@ class StyleSystem(pl.LightningModule):
 
     def describe(self) -> dict[str, Any]:
         """Metadata fields of this run's model files besides its kind and arguments (style, loss, ...)."""
-        return dict(self.hparams.get("description") or {})
+        return {**(self.hparams.get("description") or {}), **getattr(self, "run_facts", {})}
+
+    def eval_painting(self) -> str | None:
+        """The painting eval during training judges against; None: the one the model's metadata names."""
+        return None
 
     def model_metadata(self, steps: int) -> dict[str, Any]:
         """The metadata of model.safetensors, which every training checkpoint carries too."""
@@ -77,6 +84,24 @@ class StyleSystem(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Resume checkpoints from before the network attribute was named `network` (stylenet 0.1)."""
         upgrade_checkpoint_state(checkpoint["state_dict"])
+
+    def with_schedule(self, optimizer: torch.optim.Optimizer) -> Any:
+        """The optimizer, with the learning rate schedule train() set: constant, or a linear warm-up then a
+        cosine decay to zero at trainer.max_steps (its state is in the checkpoints, so a resume continues it)."""
+        shape, warmup = self.schedule
+        if shape == "constant" and not warmup:
+            return optimizer
+        total = max(1, self.trainer.max_steps)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if shape == "constant":
+                return 1.0
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def finish_step(self, terms: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """Log the terms and return the total to backpropagate; None skips the batch (on_nonfinite_loss=skip)."""

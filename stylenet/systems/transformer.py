@@ -128,4 +128,4 @@ class StyleTransferSystem(StyleSystem):
         return self.finish_step(self.criterion(stylized, content))  # content, style, tv and total
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.network.parameters(), lr=self.hparams.lr)
+        return self.with_schedule(torch.optim.Adam(self.network.parameters(), lr=self.hparams.lr))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, TQDMProgressBar
+from pytorch_lightning.callbacks import Callback, TQDMProgressBar, Timer
 from torchvision.utils import make_grid
 
 from stylenet.errors import StylenetError
@@ -188,7 +188,9 @@ class StepProgressBar(TQDMProgressBar):
         if bar.total != trainer.max_steps:  # first epoch of this process, fresh or resumed
             bar.reset(total=trainer.max_steps)
             bar.n = bar.initial = trainer.global_step  # rate and ETA count this process's steps only
-            bar.set_description("train")
+            timer = next((c for c in trainer.callbacks if isinstance(c, Timer) and getattr(c, "_duration", None)), None)
+            limit = f" (or {timer._duration / 60:.0f} min)" if timer else ""  # trainer.max_time: the ETA may not be reached
+            bar.set_description(f"train{limit}")
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
         if self._should_update(trainer.global_step, trainer.max_steps):

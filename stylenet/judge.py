@@ -226,14 +226,18 @@ def collect_photos(photos: str | Path | Sequence[str | Path], leave_out: Path | 
     """(name, path) of every photo: the images under each folder given (named by their path in it, so the same
     file name in two folders stays apart) and each image file given; `leave_out` (the report folder) is skipped."""
     found: dict[str, Path] = {}
+
+    def add(name: str, path: Path) -> None:  # a name already taken (same file name in another entry): its path
+        found[name if name not in found else path.as_posix()] = path
+
     for entry in [photos] if isinstance(photos, (str, Path)) else list(photos):
         entry = Path(entry)
         if entry.is_dir():
             for path in find_images(entry):
                 if leave_out is None or not path.is_relative_to(leave_out):
-                    found.setdefault(path.relative_to(entry).as_posix(), path)
+                    add(path.relative_to(entry).as_posix(), path)
         elif entry.is_file():
-            found[entry.name if entry.name not in found else entry.as_posix()] = entry
+            add(entry.name, entry)
         else:
             raise StylenetError(f"--photos {entry}: no such folder or image file")
     if not found:

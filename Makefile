@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast train-quick data bench clean
+.PHONY: help install test test-fast train-quick zoo data bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,6 +26,10 @@ test-fast: $(STAMP)  ## run the tests without the end-to-end runs
 
 train-quick: $(STAMP)  ## a few-minute CPU training run on starry_night
 	$(PY) train.py style=starry_night experiment=quick
+
+zoo: $(STAMP)  ## retrain a ready-made model: STYLE=starry_night (experiment=cpu, ~45 min on 2 cores), eval, pack, MODELS.md
+	@test -n "$(STYLE)" || { echo "error: name the painting: make zoo STYLE=starry_night (any of conf/style/)" >&2; exit 2; }
+	$(PY) scripts/zoo.py build $(STYLE)
 
 data: $(STAMP)  ## fetch the paintings into ./data (ARGS="--coco" adds COCO train2014, 13 GB)
 	$(PY) scripts/fetch_data.py $(ARGS)

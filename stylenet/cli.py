@@ -17,11 +17,12 @@ USAGE = """usage: stylenet [--debug] <command> [...]
 
 commands:
   train [key=value ...]          train a style network (the same Hydra overrides as `python train.py`)
-  stylize INPUT... --model M      stylize images, folders or globs with a trained model
+  stylize INPUT... --model M      stylize images, folders or globs (M: a model file or a ready-made name)
   export MODEL --format F        write safetensors, TorchScript or ONNX, verified against the module
   optimize CONTENT STYLE... -o OUT  paint one image by optimizing its pixels (Gatys et al.)
   eval MODEL... --photos DIR     judge models against Gatys et al. on the same objective (report, grid)
   info MODEL                     print a model's metadata
+  models                         list the ready-made models (stylize photo.jpg --model NAME)
   bench train|infer|optimize     time the hot paths (one JSON line per figure; see BENCHMARKS.md)
 
 --debug shows full tracebacks instead of one-line errors (for training: HYDRA_FULL_ERROR=1).
@@ -55,7 +56,8 @@ def stylize_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or quoted globs")
     parser.add_argument("--model", required=True, type=Path,
-                        help=".safetensors, training .ckpt, TorchScript, ONNX or pytorch/examples .pth")
+                        help="a ready-made model's name (`stylenet models`), or a .safetensors, training .ckpt, "
+                             "TorchScript, ONNX or pytorch/examples .pth file")
     parser.add_argument("-o", "--output", type=Path,
                         help="output file for one input, else a folder mirroring the inputs "
                              "(default: NAME_stylized.EXT, or ./stylized/)")
@@ -124,7 +126,7 @@ def export_command(argv: list[str]) -> None:
     from stylenet.inference import load_model
 
     parser = argparse.ArgumentParser(prog="stylenet export", description="Export a model to another format, verified.")
-    parser.add_argument("source", type=Path, help="training .ckpt, .safetensors, or pytorch/examples .pth")
+    parser.add_argument("source", type=Path, help="training .ckpt, .safetensors, pytorch/examples .pth, or a ready-made model's name")
     parser.add_argument("--format", required=True, choices=list(EXTENSIONS))
     parser.add_argument("-o", "--output", type=Path, help="output file (default: beside the source, new extension)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -219,7 +221,7 @@ def eval_command(argv: list[str]) -> None:
         description=f"Judge models (judge {JUDGE_VERSION}): each output is placed on the curve of Gatys L-BFGS on the "
                     f"judge's objective (after {', '.join(map(str, CURVE_ITERATIONS))} iterations, cached).",
     )
-    parser.add_argument("models", type=Path, nargs="+", metavar="MODEL", help="model files of any format")
+    parser.add_argument("models", type=Path, nargs="+", metavar="MODEL", help="model files of any format, or ready-made models' names")
     parser.add_argument("--photos", type=Path, nargs="+", required=True, metavar="PATH",
                         help="folders and/or image files: photos the models never trained on")
     parser.add_argument("--style", help="multi-style models: the style to judge (default: the first)")
@@ -245,8 +247,29 @@ def info_command(argv: list[str]) -> None:
     from stylenet.inference import load_model
 
     parser = argparse.ArgumentParser(prog="stylenet info", description="Print a model's metadata as JSON.")
-    parser.add_argument("model", type=Path)
+    parser.add_argument("model", type=Path, help="a model file, or a ready-made model's name")
     print(json.dumps(load_model(parser.parse_args(argv).model, "cpu").metadata, indent=2, sort_keys=True))
+
+
+def models_command(argv: list[str]) -> None:
+    from stylenet import zoo
+
+    parser = argparse.ArgumentParser(prog="stylenet models", description="List the ready-made models stylenet ships.")
+    parser.add_argument("--json", action="store_true", help="one JSON object per model instead of a table")
+    args = parser.parse_args(argv)
+    rows = zoo.table()
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, sort_keys=True))
+        return
+    if not rows:
+        print("this installation ships no ready-made models")
+        return
+    print(f"{'name':<24} {'kind':<12} {'size':>8}  {'eval placement':<15} training")
+    for row in rows:
+        trained = f"{row['minutes']} min, {row['recipe']}" if row["minutes"] is not None else row["recipe"]
+        print(f"{row['name']:<24} {row['kind']:<12} {row['megabytes']:>5.2f} MB  {row['placement']:<15} {trained}")
+    print("stylize with one: stylenet stylize PHOTO --model NAME (eval placement: as good as N L-BFGS iterations; MODELS.md)")
 
 
 def bench_command(argv: list[str]) -> None:
@@ -290,7 +313,8 @@ def dispatch(argv: list[str]) -> None:
     command, rest = argv[0], argv[1:]
     commands = {
         "train": train_command, "stylize": stylize_command, "export": export_command,
-        "optimize": optimize_command, "eval": eval_command, "info": info_command, "bench": bench_command,
+        "optimize": optimize_command, "eval": eval_command, "info": info_command, "models": models_command,
+        "bench": bench_command,
     }
     if command not in commands:
         raise StylenetError(f"unknown command '{command}'; valid: {', '.join(commands)} (see stylenet --help)")

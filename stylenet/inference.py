@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from PIL import Image, ImageOps
 
+from stylenet import zoo
 from stylenet.errors import StylenetError
 from stylenet.formats import load_network
 from stylenet.images import preserve_color, resize_long_side, split_alpha, to_pil, to_tensor
@@ -202,9 +203,7 @@ def resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 def load_model(path: str | Path, device: str | torch.device = "auto", precision: str = "fp32") -> StyleModel:
-    """Load any stylenet model file: .ckpt, .safetensors, TorchScript, ONNX, or a pytorch/examples state dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise StylenetError(f"model not found: {path} (give the model.safetensors from a training run)")
-    network, metadata = load_network(path)
+    """Load any stylenet model file (.ckpt, .safetensors, TorchScript, ONNX, or a pytorch/examples state dict), or a
+    ready-made model by name ("starry_night"; `stylenet models` lists them). A file path wins over a name."""
+    network, metadata = load_network(zoo.resolve(path))
     return StyleModel(network, metadata, device, precision)

@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from stylenet.config import data_root
 from stylenet.errors import StylenetError
 from stylenet.files import atomic_write
 from stylenet.images import find_images, load_image, resize_long_side, save_image, to_tensor
@@ -198,9 +199,13 @@ def painting_for(model: Any, style: str | None, style_image: Path | None) -> Pat
         if style is not None and style not in names:
             raise StylenetError(f"--style {style}: judge one of this model's styles ({', '.join(names)}), not a blend")
         images = images[names.index(style)] if style is not None else images[0]
-    if not isinstance(images, str) or not Path(images).is_file():
-        raise StylenetError(f"the painting this model names ({images}) is not on this machine: pass --style-image PATH")
-    return Path(images).resolve()
+    if not isinstance(images, str):
+        raise StylenetError("this model's metadata names no painting: pass --style-image PATH")
+    for candidate in (Path(images), Path(data_root()) / "styles" / Path(images).name):  # trained elsewhere: this data
+        if candidate.is_file():
+            return candidate.resolve()
+    raise StylenetError(f"the painting this model names ({Path(images).name}) is neither at {images} nor in "
+                        f"{Path(data_root()) / 'styles'}: fetch the paintings with `make data`, or pass --style-image PATH")
 
 
 def bind_style(model: Any, style: str | None, painting: Path) -> None:

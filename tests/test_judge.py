@@ -109,7 +109,7 @@ def test_bad_inputs_are_one_line_errors(tiny_model: Path, tmp_path: Path, data_d
         evaluate([tiny_model], tmp_path)
     with pytest.raises(StylenetError, match="--photos .*missing.jpg: no such folder or image file"):
         evaluate([tiny_model], [photos, tmp_path / "missing.jpg"])
-    with pytest.raises(StylenetError, match="is not on this machine: pass --style-image PATH"):
+    with pytest.raises(StylenetError, match="names no painting: pass --style-image PATH"):
         evaluate([tiny_model], photos)  # its metadata names no painting file
     with pytest.raises(StylenetError, match="--size 16: must be at least 32"):
         evaluate([tiny_model], photos, size=16)

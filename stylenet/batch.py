@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image
@@ -14,6 +14,7 @@ from tqdm import tqdm
 from stylenet.errors import StylenetError
 from stylenet.images import find_images, image_extensions, load_image, output_format, save_image
 from stylenet.inference import StyleModel
+from stylenet.video import VIDEO_EXTENSIONS, WRITTEN_EXTENSIONS, VideoOptions, is_video, stylize_video, video_suffix
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,12 @@ class StylizeOptions:
     preserve_color: bool = False
     tile: int | None = None
     quality: int = QUALITY
+    video: VideoOptions = field(default_factory=VideoOptions)  # --start/--end/--codec/--crf/--batch-size for videos
+
+    def video_options(self) -> VideoOptions:
+        """The video settings with this run's size, scale, strength, colour and tiling."""
+        return replace(self.video, size=self.size, scale=self.scale, strength=self.strength,
+                       preserve_color=self.preserve_color, tile=self.tile)
 
 
 @dataclass
@@ -44,9 +51,17 @@ class Summary:
     failed: list[tuple[Path, str]] = field(default_factory=list)
     megapixels: float = 0.0
     seconds: float = 0.0
+    videos: int = 0
+    frames: int = 0
+    video_seconds: float = 0.0
 
     def line(self) -> str:
-        text = f"stylized {len(self.written)} image(s), {self.megapixels:.1f} MP in {self.seconds:.1f} s"
+        images = len(self.written) - self.videos
+        parts = [f"{images} image(s), {self.megapixels:.1f} MP"] if images or not self.videos else []
+        if self.videos:
+            rate = self.frames / self.video_seconds if self.video_seconds else 0.0
+            parts.append(f"{self.videos} video(s), {self.frames} frames at {rate:.1f} frames/s")
+        text = f"stylized {'; '.join(parts)} in {self.seconds:.1f} s"
         if self.existing:
             text += f"; {len(self.existing)} left as they were (output exists; --overwrite replaces)"
         if self.failed:
@@ -54,23 +69,31 @@ class Summary:
         return text
 
 
+def find_media(root: Path) -> list[Path]:
+    """Every image and video file under root (recursively), sorted."""
+    videos = [path for path in root.rglob("*") if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file()]
+    return sorted(find_images(root) + videos)
+
+
 def expand_input(text: str) -> tuple[list[Path], Path]:
-    """(image files, the folder their output paths are relative to) for one file, folder or glob."""
+    """(image and video files, the folder their output paths are relative to) for one file, folder or glob."""
     path = Path(text)
     if path.is_dir():
-        return find_images(path), path
+        return find_media(path), path
     if path.is_file():
         return [path], path.parent
     if glob.has_magic(text):
-        extensions = image_extensions()
+        extensions = image_extensions() | VIDEO_EXTENSIONS
         matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
         prefix = next((i for i, part in enumerate(path.parts) if glob.has_magic(part)), 0)
         base = Path(*path.parts[:prefix]) if prefix else Path(".")
         return [m for m in matches if m.is_file() and m.suffix.lower() in extensions], base
-    raise StylenetError(f"input not found: {text} (give image files, folders or quoted globs)")
+    raise StylenetError(f"input not found: {text} (give image or video files, folders or quoted globs)")
 
 
 def output_suffix(source: Path, extension: str | None) -> str:
+    if is_video(source):
+        return video_suffix(source)  # --ext names image formats
     if extension:
         return "." + extension.lower().lstrip(".")
     return source.suffix.lower() if source.suffix.lower() in KEPT_EXTENSIONS else ".png"
@@ -87,7 +110,7 @@ def plan(inputs: list[str], output: Path | None, extension: str | None = None) -
     if one_file(inputs) and not (output and output.is_dir()):
         source = Path(inputs[0])
         target = output or Path(f"{source.stem}_stylized{output_suffix(source, extension)}")
-        output_format(target)
+        check_target(source, target)
         return [Job(source, target)]
     root = output or Path("stylized")
     if root.is_file():
@@ -102,11 +125,20 @@ def plan(inputs: list[str], output: Path | None, extension: str | None = None) -
         raise StylenetError(f"no images found in {' '.join(inputs)}")
     targets: dict[Path, Path] = {}
     for job in jobs:
-        output_format(job.target)
+        check_target(job.source, job.target)
         if job.target in targets:
             raise StylenetError(f"{targets[job.target]} and {job.source} would both be written to {job.target}")
         targets[job.target] = job.source
     return jobs
+
+
+def check_target(source: Path, target: Path) -> None:
+    """An image goes to an image format Pillow writes, a video to a video container stylenet writes."""
+    if not is_video(source):
+        output_format(target)
+    elif target.suffix.lower() not in WRITTEN_EXTENSIONS:
+        raise StylenetError(f"-o {target}: a video is written as {', '.join(sorted(WRITTEN_EXTENSIONS))}; "
+                            f"choose one of those extensions")
 
 
 def stylize_file(model: StyleModel, job: Job, options: StylizeOptions) -> Image.Image:
@@ -130,8 +162,14 @@ def stylize_jobs(model: StyleModel, jobs: list[Job], options: StylizeOptions, ov
     todo = []
     for job in jobs:
         (todo if overwrite or not job.target.exists() else summary.existing).append(job)
-    for job in tqdm(todo, desc="stylize", unit="img", disable=len(todo) < 2, dynamic_ncols=True):
+    for job in tqdm(todo, desc="stylize", unit="file", disable=len(todo) < 2, dynamic_ncols=True):
         try:
+            if is_video(job.source):
+                video = stylize_video(model, job.source, job.target, options.video_options(), progress=True)
+                summary.videos, summary.frames = summary.videos + 1, summary.frames + video.frames
+                summary.video_seconds += video.seconds
+                summary.written.append(job.target)
+                continue
             result = stylize_file(model, job, options)
         except StylenetError as error:
             summary.failed.append((job.source, str(error)))

@@ -49,9 +49,10 @@ def stylize_parser() -> argparse.ArgumentParser:
     from stylenet.batch import QUALITY
     from stylenet.inference import STYLE_SIZE
     from stylenet.tiling import PRECISIONS
+    from stylenet.video import BATCH as VIDEO_BATCH, CODEC as VIDEO_CODEC, CRF as VIDEO_CRF
 
     parser = argparse.ArgumentParser(
-        prog="stylenet stylize", description="Stylize images with a trained model.",
+        prog="stylenet stylize", description="Stylize images and videos with a trained model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or quoted globs")
@@ -76,6 +77,12 @@ def stylize_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ext", choices=["png", "jpg", "webp"], help="output format in folder mode (default: the input's)")
     parser.add_argument("--quality", type=int, default=QUALITY, help="JPEG/WebP quality")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    video = parser.add_argument_group("videos (.mp4 .mov .mkv .webm .avi; audio copied, frame timing and size kept)")
+    video.add_argument("--start", type=float, help="first second of the video to stylize (default: its start)")
+    video.add_argument("--end", type=float, help="second to stop at (default: its end)")
+    video.add_argument("--codec", default=VIDEO_CODEC, help="video encoder (libx264, libvpx-vp9 for .webm, mpeg4, ...)")
+    video.add_argument("--crf", type=int, default=VIDEO_CRF, help="quality of libx264/libvpx-vp9: lower is better, 0 lossless")
+    video.add_argument("--batch-size", type=int, default=VIDEO_BATCH, help="frames per network call")
     parser.add_argument("--max-image-pixels", type=int,
                         help="decode images up to this many pixels (default: Pillow's decompression-bomb limit, 89478485)")
     return parser
@@ -85,6 +92,7 @@ def stylize_command(argv: list[str]) -> None:
     from stylenet import batch
     from stylenet.images import load_image, set_max_image_pixels
     from stylenet.inference import load_model
+    from stylenet.video import VideoOptions
 
     args = stylize_parser().parse_args(argv)
     set_max_image_pixels(args.max_image_pixels)
@@ -100,7 +108,8 @@ def stylize_command(argv: list[str]) -> None:
     single = batch.one_file(args.inputs)
     if single and jobs[0].target.exists() and not args.overwrite:
         raise StylenetError(f"{jobs[0].target} exists; pass --overwrite to replace it, or choose another -o")
-    options = batch.StylizeOptions(args.size, args.scale, args.strength, args.preserve_color, args.tile, args.quality)
+    video = VideoOptions(start=args.start, end=args.end, codec=args.codec, crf=args.crf, batch=args.batch_size)
+    options = batch.StylizeOptions(args.size, args.scale, args.strength, args.preserve_color, args.tile, args.quality, video)
     summary = batch.stylize_jobs(model, jobs, options, overwrite=args.overwrite)
     if single and summary.failed:
         raise StylenetError(summary.failed[0][1])

@@ -1,0 +1,156 @@
+"""Videos through `stylenet stylize`: frames, timing, size and audio kept, cuts, folders mixing photos and
+videos, and the failure cases (damaged input, not a video, Ctrl-C) leaving nothing half-written."""
+
+from __future__ import annotations
+
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from stylenet.batch import StylizeOptions, plan, stylize_jobs
+from stylenet.errors import StylenetError
+from stylenet.inference import load_model
+from stylenet.video import VideoOptions, frames_of, stylize_video
+from tests.conftest import PYTHON, run_env
+
+STYLENET = str(Path(PYTHON).parent / "stylenet")
+RATE = 10
+
+
+def make_clip(path: Path, size: tuple[int, int] = (65, 49), frames: int = 12, audio: str | None = "aac",
+              video_codec: str = "libx264") -> Path:
+    """A moving gradient at 10 frames/s, with a 440 Hz tone as long as the video when `audio` names a codec."""
+    width, height = size
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(video_codec, rate=RATE)
+        video.width, video.height = width, height
+        video.pix_fmt = "yuv444p" if video_codec == "libx264" else "yuv420p"
+        sound = container.add_stream(audio, rate=8000, layout="mono") if audio else None
+        x = np.linspace(0, 255, width)[None, :, None]
+        y = np.linspace(0, 255, height)[:, None, None]
+        for index in range(frames):
+            array = np.concatenate([np.broadcast_to((x + 20 * index) % 256, (height, width, 1)),
+                                    np.broadcast_to(y, (height, width, 1)),
+                                    np.full((height, width, 1), 40.0 + 10 * index)], axis=2).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, RATE)
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        if sound is not None:
+            samples = np.sin(2 * np.pi * 440 * np.arange(8000 * frames // RATE) / 8000) * 0.3
+            fmt = "fltp" if audio == "aac" else "s16"
+            data = samples.astype(np.float32)[None] if fmt == "fltp" else (samples * 32767).astype(np.int16)[None]
+            frame = av.AudioFrame.from_ndarray(data, format=fmt, layout="mono")
+            frame.sample_rate, frame.pts = 8000, 0
+            container.mux(sound.encode(frame))
+            container.mux(sound.encode(None))
+    return path
+
+
+def streams(path: Path) -> dict:
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        facts = {"size": (video.width, video.height), "rate": video.average_rate, "codec": video.codec_context.name,
+                 "audio": audio.codec_context.name if audio else None}
+        facts["audio_packets"] = [bytes(p) for p in container.demux(audio) if p.size] if audio else []
+    facts["frames"] = list(frames_of(path))
+    return facts
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model: Path):
+    return load_model(tiny_model, "cpu")
+
+
+def test_a_clip_keeps_its_frames_timing_odd_size_and_audio(tmp_path: Path, tiny_model: Path) -> None:
+    clip = make_clip(tmp_path / "clip.mp4")
+    result = subprocess.run([STYLENET, "stylize", str(clip), "--model", str(tiny_model), "-o", str(tmp_path / "out.mp4")],
+                            capture_output=True, text=True, env=run_env(), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "1 video(s), 12 frames" in result.stdout
+    before, after = streams(clip), streams(tmp_path / "out.mp4")
+    assert after["size"] == (65, 49) and after["rate"] == RATE and after["codec"] == "h264"
+    assert len(after["frames"]) == 12
+    assert after["audio"] == "aac" and after["audio_packets"] == before["audio_packets"]  # copied, not re-encoded
+    change = np.abs(after["frames"][5].astype(float) - before["frames"][5].astype(float)).mean()
+    assert change > 10  # stylized, not passed through
+
+
+def test_start_and_end_cut_video_and_audio_together(tmp_path: Path, model) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", size=(64, 48), frames=20)
+    result = stylize_video(model, clip, tmp_path / "cut.mp4", VideoOptions(start=0.5, end=1.2), progress=False)
+    assert result.frames == 7 and result.size == (64, 48)
+    with av.open(str(tmp_path / "cut.mp4")) as container:
+        audio = container.streams.audio[0]
+        seconds = sum(p.duration or 0 for p in container.demux(audio)) * audio.time_base
+    assert 0.6 <= float(seconds) <= 0.9  # the tone cut to the same 0.7 s (whole packets)
+    with pytest.raises(StylenetError, match="--end 0.2: must be after --start"):
+        stylize_video(model, clip, tmp_path / "bad.mp4", VideoOptions(start=0.5, end=0.2), progress=False)
+
+
+def test_audio_the_container_cannot_hold_is_reencoded(tmp_path: Path, model) -> None:
+    clip = make_clip(tmp_path / "clip.avi", size=(64, 48), audio="pcm_s16le", video_codec="mpeg4")
+    stylize_video(model, clip, tmp_path / "out.mp4", VideoOptions(size=32), progress=False)
+    after = streams(tmp_path / "out.mp4")
+    assert after["audio"] == "aac" and after["size"] == (32, 24) and len(after["frames"]) == 12
+
+
+def test_a_folder_mixing_photos_and_videos_mirrors_both(tmp_path: Path, model) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "walk.avi", size=(32, 24), frames=4, audio=None, video_codec="mpeg4")
+    Image.new("RGB", (20, 16), (200, 40, 40)).save(folder / "photo.png")
+    jobs = plan([str(folder)], tmp_path / "out")
+    assert sorted(job.target.name for job in jobs) == ["photo.png", "walk.mp4"]  # .avi is written as .mp4
+    summary = stylize_jobs(model, jobs, StylizeOptions())
+    assert not summary.failed and (tmp_path / "out" / "walk.mp4").is_file() and (tmp_path / "out" / "photo.png").is_file()
+    assert "1 image(s)" in summary.line() and "1 video(s), 4 frames" in summary.line()
+
+
+def test_damaged_and_foreign_inputs_fail_or_stop_with_one_line(tmp_path: Path, model, tiny_model: Path) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", size=(64, 48), frames=30, audio=None)
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video at all\n" * 20)
+    result = subprocess.run([STYLENET, "stylize", str(fake), "--model", str(tiny_model)], capture_output=True, text=True,
+                            env=run_env(), timeout=120, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[0]]
+    assert "not a video FFmpeg can read" in result.stderr and not (tmp_path / "notes_stylized.mp4").exists()
+    with pytest.raises(StylenetError, match=r"-o out.avi: a video is written as"):
+        plan([str(clip)], Path("out.avi"))
+    streamable = make_clip(tmp_path / "clip.mkv", size=(64, 48), frames=30, audio=None)
+    data = streamable.read_bytes()
+    truncated = tmp_path / "truncated.mkv"  # cut part-way: the frames before the cut decode
+    truncated.write_bytes(data[: len(data) * 2 // 3])
+    result = stylize_video(model, truncated, tmp_path / "t.mkv", VideoOptions(), progress=False)
+    assert 0 < result.frames < 30 and len(list(frames_of(tmp_path / "t.mkv"))) == result.frames
+    assert f"ends after {result.frames} of the 30 frames" in result.warning
+    truncated.write_bytes(data[: len(data) // 4])  # nothing left to decode: one line, no file
+    with pytest.raises(StylenetError, match="no frame could be decoded .*nothing written"):
+        stylize_video(model, truncated, tmp_path / "t2.mkv", VideoOptions(), progress=False)
+    assert not (tmp_path / "t2.mkv").exists()
+
+
+def test_ctrl_c_leaves_no_file_under_the_output_name(tmp_path: Path, model, monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", size=(64, 48), frames=20)
+    calls = {"n": 0}
+    original = model.stylize_tensor
+
+    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "stylize_tensor", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        stylize_video(model, clip, tmp_path / "out.mp4", VideoOptions(batch=4), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]  # no output, no temp file
+    assert "interrupted after 8 frames; nothing written" in caplog.text

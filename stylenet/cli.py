@@ -49,7 +49,7 @@ def stylize_parser() -> argparse.ArgumentParser:
     from stylenet.batch import QUALITY
     from stylenet.inference import STYLE_SIZE
     from stylenet.tiling import PRECISIONS
-    from stylenet.video import BATCH as VIDEO_BATCH, CODEC as VIDEO_CODEC, CRF as VIDEO_CRF
+    from stylenet.video import BATCH as VIDEO_BATCH, CRF as VIDEO_CRF
 
     parser = argparse.ArgumentParser(
         prog="stylenet stylize", description="Stylize images and videos with a trained model.",
@@ -80,7 +80,7 @@ def stylize_parser() -> argparse.ArgumentParser:
     video = parser.add_argument_group("videos (.mp4 .mov .mkv .webm .avi; audio copied, frame timing and size kept)")
     video.add_argument("--start", type=float, help="first second of the video to stylize (default: its start)")
     video.add_argument("--end", type=float, help="second to stop at (default: its end)")
-    video.add_argument("--codec", default=VIDEO_CODEC, help="video encoder (libx264, libvpx-vp9 for .webm, mpeg4, ...)")
+    video.add_argument("--codec", help="video encoder (default: libx264; libvpx-vp9 for .webm; mpeg4, ...)")
     video.add_argument("--crf", type=int, default=VIDEO_CRF, help="quality of libx264/libvpx-vp9: lower is better, 0 lossless")
     video.add_argument("--batch-size", type=int, default=VIDEO_BATCH, help="frames per network call")
     parser.add_argument("--max-image-pixels", type=int,

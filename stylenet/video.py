@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 WRITTEN_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm"}  # others (.avi) are written as .mp4
 CODEC, CRF, BATCH = "libx264", 18, 4  # H.264 at visually lossless quality; frames per network call
+WEBM_CODEC = "libvpx-vp9"  # WebM holds VP8/VP9/AV1 only: its default
 # audio codecs each container holds as they are; anything else is re-encoded to the first codec listed
 AUDIO_COPY = {
     ".mp4": ("aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"), ".m4v": ("aac", "mp3", "ac3", "eac3"),
@@ -60,7 +61,7 @@ class VideoOptions:
     tile: int | None = None
     start: float | None = None  # seconds
     end: float | None = None
-    codec: str = CODEC
+    codec: str | None = None  # None: libx264, or libvpx-vp9 for .webm
     crf: int = CRF
     batch: int = BATCH
 
@@ -91,7 +92,7 @@ def check_options(options: VideoOptions) -> None:
     if options.batch < 1:
         raise StylenetError(f"--batch-size {options.batch}: must be at least 1")
     av = import_av()
-    if options.codec not in av.codecs_available:
+    if options.codec is not None and options.codec not in av.codecs_available:
         raise StylenetError(f"--codec {options.codec}: this FFmpeg has no such encoder (try libx264, libvpx-vp9 or mpeg4)")
 
 
@@ -257,15 +258,23 @@ def estimate_frames(container, video, start: float, end: float) -> int | None:  
 
 def add_video_stream(output, options: VideoOptions, width: int, height: int, video, time_base: Fraction):  # noqa: ANN001, ANN201
     rate = video.average_rate or video.guessed_rate or Fraction(25)
-    stream = output.add_stream(options.codec, rate=rate)
+    codec = options.codec or (WEBM_CODEC if output.format.name == "webm" else CODEC)
+    try:
+        stream = output.add_stream(codec, rate=rate)
+    except (ValueError, av_errors()) as error:
+        raise StylenetError(f"--codec {codec}: cannot be written to {output.format.name} ({brief(error, 120)})") from None
     stream.width, stream.height = width, height
     even = width % 2 == 0 and height % 2 == 0
-    stream.pix_fmt = "yuv420p" if even or options.codec not in ("libx264", "libx265") else "yuv444p"
+    stream.pix_fmt = "yuv420p" if even or codec not in ("libx264", "libx265") else "yuv444p"
     stream.time_base = time_base
     stream.codec_context.time_base = time_base
-    if options.codec in CRF_CODECS:
-        stream.options = {"crf": str(options.crf), **({"b": "0"} if options.codec == "libvpx-vp9" else {})}
+    if codec in CRF_CODECS:
+        stream.options = {"crf": str(options.crf), **({"b": "0"} if codec == WEBM_CODEC else {})}
     return stream
+
+
+def av_errors() -> type[Exception]:
+    return import_av().error.FFmpegError
 
 
 def add_audio_stream(av, output, audio, target: Path):  # noqa: ANN001, ANN201

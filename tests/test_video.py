@@ -99,6 +99,11 @@ def test_audio_the_container_cannot_hold_is_reencoded(tmp_path: Path, model) -> 
     stylize_video(model, clip, tmp_path / "out.mp4", VideoOptions(size=32), progress=False)
     after = streams(tmp_path / "out.mp4")
     assert after["audio"] == "aac" and after["size"] == (32, 24) and len(after["frames"]) == 12
+    stylize_video(model, tmp_path / "out.mp4", tmp_path / "out.webm", VideoOptions(), progress=False)
+    webm = streams(tmp_path / "out.webm")  # WebM holds VP9 and Opus only: both chosen for it
+    assert (webm["codec"], webm["audio"], len(webm["frames"])) == ("vp9", "opus", 12)
+    with pytest.raises(StylenetError, match="--codec libx264: cannot be written to webm"):
+        stylize_video(model, tmp_path / "out.mp4", tmp_path / "x.webm", VideoOptions(codec="libx264"), progress=False)
 
 
 def test_a_folder_mixing_photos_and_videos_mirrors_both(tmp_path: Path, model) -> None:

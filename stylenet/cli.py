@@ -83,6 +83,9 @@ def stylize_parser() -> argparse.ArgumentParser:
     video.add_argument("--codec", help="video encoder (default: libx264; libvpx-vp9 for .webm; mpeg4, ...)")
     video.add_argument("--crf", type=int, default=VIDEO_CRF, help="quality of libx264/libvpx-vp9: lower is better, 0 lossless")
     video.add_argument("--batch-size", type=int, default=VIDEO_BATCH, help="frames per network call")
+    video.add_argument("--temporal", type=float, default=0.0, metavar="STRENGTH",
+                       help="against flicker: blend each frame with the previous output carried along the optical "
+                            "flow, where the flow is reliable (0 off; 0.5-0.8 typical)")
     parser.add_argument("--max-image-pixels", type=int,
                         help="decode images up to this many pixels (default: Pillow's decompression-bomb limit, 89478485)")
     return parser
@@ -108,7 +111,8 @@ def stylize_command(argv: list[str]) -> None:
     single = batch.one_file(args.inputs)
     if single and jobs[0].target.exists() and not args.overwrite:
         raise StylenetError(f"{jobs[0].target} exists; pass --overwrite to replace it, or choose another -o")
-    video = VideoOptions(start=args.start, end=args.end, codec=args.codec, crf=args.crf, batch=args.batch_size)
+    video = VideoOptions(start=args.start, end=args.end, codec=args.codec, crf=args.crf, batch=args.batch_size,
+                         temporal=args.temporal)
     options = batch.StylizeOptions(args.size, args.scale, args.strength, args.preserve_color, args.tile, args.quality, video)
     summary = batch.stylize_jobs(model, jobs, options, overwrite=args.overwrite)
     if single and summary.failed:

@@ -64,6 +64,7 @@ class VideoOptions:
     codec: str | None = None  # None: libx264, or libvpx-vp9 for .webm
     crf: int = CRF
     batch: int = BATCH
+    temporal: float = 0.0  # blend with the previous output along the optical flow (stylenet/temporal.py); 0: off
 
 
 @dataclass
@@ -89,6 +90,8 @@ def check_options(options: VideoOptions) -> None:
         raise StylenetError(f"--end {options.end}: must be after --start ({options.start or 0} s)")
     if not 0 <= options.crf <= 63:
         raise StylenetError(f"--crf {options.crf}: must be between 0 (lossless) and 51 (H.264) or 63 (VP9/AV1)")
+    if not 0 <= options.temporal < 1:
+        raise StylenetError(f"--temporal {options.temporal}: must be at least 0 (off) and below 1; 0.5-0.8 is typical")
     if options.batch < 1:
         raise StylenetError(f"--batch-size {options.batch}: must be at least 1")
     av = import_av()
@@ -148,6 +151,11 @@ def transcode(av, model: StyleModel, container, tmp: Path, target: Path, options
     frames_done, first_pts, warning = 0, None, None
     pending: list[tuple[np.ndarray, int]] = []
     backlog: list = []  # audio packets that arrive before the video stream exists
+    blend = None
+    if options.temporal > 0:
+        from stylenet.temporal import FlowBlend
+
+        blend = FlowBlend(options.temporal)
     bar = tqdm(total=total, desc="stylize video", unit="frame", disable=not progress, dynamic_ncols=True)
 
     def flush() -> None:
@@ -156,7 +164,9 @@ def transcode(av, model: StyleModel, container, tmp: Path, target: Path, options
             return
         arrays, stamps = zip(*pending)
         pending.clear()
-        stylized = stylize_frames(model, list(arrays), options)
+        stylized, inputs = stylize_frames(model, list(arrays), options)
+        if blend is not None:
+            stylized = np.stack([blend(frame, output) for frame, output in zip(inputs, stylized)])
         if out_video is None:  # sized by the first frames; the muxer starts only once every stream exists
             out_video = add_video_stream(output, options, stylized.shape[2], stylized.shape[1], video, time_base)
             for waiting in backlog:
@@ -310,8 +320,8 @@ def audio_packets(packet, stream, encode: bool, shift: int | None, start: float,
 
 
 @torch.inference_mode()
-def stylize_frames(model: StyleModel, arrays: list[np.ndarray], options: VideoOptions) -> np.ndarray:
-    """(N, H, W, 3) uint8 frames -> stylized (N, H', W', 3) uint8, sized by options.size/scale."""
+def stylize_frames(model: StyleModel, arrays: list[np.ndarray], options: VideoOptions) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W, 3) uint8 frames -> (stylized, inputs): both (N, H', W', 3) uint8, sized by options.size/scale."""
     height, width = arrays[0].shape[:2]
     out_width, out_height = target_size((width, height), options.size, options.scale)
     frames = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255)
@@ -322,10 +332,10 @@ def stylize_frames(model: StyleModel, arrays: list[np.ndarray], options: VideoOp
     if options.strength < 1.0 and not model.feature_strength:
         stylized = torch.lerp(frames, stylized, options.strength)
     out = stylized.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    source = frames.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     if options.preserve_color:
-        source = frames.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         out = np.stack([np.asarray(preserve_color(Image.fromarray(o), Image.fromarray(s))) for o, s in zip(out, source)])
-    return out
+    return out, source
 
 
 def frames_of(path: Path) -> Iterator[np.ndarray]:

@@ -5,7 +5,8 @@ One implementation serves the feed-forward trainer and the pixel optimizer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -185,3 +186,33 @@ class PerceptualLoss(nn.Module):
         }
         terms["total"] = terms["content"] + terms["style"] + terms["tv"]
         return terms
+
+
+def random_motion(images: torch.Tensor, generator: torch.Generator | None = None, shift: float = 4.0,
+                  degrees: float = 1.0, zoom: float = 0.02) -> tuple[torch.Tensor, torch.Tensor]:
+    """A small random camera motion per image, as between two video frames: (B, H, W, 2) sampling grid for
+    F.grid_sample and the (B, 1, H, W) mask of pixels that stay inside the image. shift in px, degrees of
+    rotation, zoom as a fraction; each drawn uniformly in +-."""
+    batch, _, height, width = images.shape
+    draw = lambda: (torch.rand(batch, generator=generator) * 2 - 1)  # noqa: E731
+    angle, scale = draw() * math.radians(degrees), 1 + draw() * zoom
+    dx, dy = draw() * shift * 2 / width, draw() * shift * 2 / height  # grid units: the image spans [-1, 1]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin * height / width, dx], 1),
+                         torch.stack([sin * width / height, cos, dy], 1)], 1).to(images)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    inside = (grid.abs() <= 1).all(dim=3, keepdim=True).permute(0, 3, 1, 2).to(images)
+    return grid, inside
+
+
+def stability_loss(network: Callable[[torch.Tensor], torch.Tensor], content: torch.Tensor, stylized: torch.Tensor,
+                   generator: torch.Generator | None = None, noise: float = 0.02) -> torch.Tensor:
+    """Temporal stability without video (Gupta et al. 2017; ReCoNet): the output for the photo moved by a small
+    random motion, with slight sensor noise, should be the output for the photo moved the same way. Mean squared
+    difference in [0, 1] pixels over the pixels that stay inside the frame."""
+    grid, inside = random_motion(content, generator)
+    moved = F.grid_sample(content, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    moved = (moved + noise * torch.randn(moved.shape, generator=generator).to(moved)).clamp(0, 1)
+    expected = F.grid_sample(stylized, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    difference = (network(moved) - expected).square() * inside
+    return difference.sum() / (inside.sum() * content.shape[1]).clamp_min(1)

@@ -100,3 +100,18 @@ def test_relative_style_terms_weigh_each_painting_of_a_batch_on_its_own_scale(ra
              for painting, image in zip([bright, dim], images)]
     assert alone[1] > 0.5 * alone[0]  # relative terms: the dim painting counts as much as the bright one
     assert both.item() == pytest.approx((alone[0] + alone[1]).item() / 2, rel=1e-4)
+
+
+def test_the_stability_term_tells_a_network_that_moves_with_the_photo_from_one_that_flickers() -> None:
+    """A per-pixel colour map moves with the photo (only the noise is left); a network that stamps a fixed
+    pattern on the frame, or that reacts to the noise, does not."""
+    from stylenet.losses import stability_loss
+
+    generator = torch.Generator().manual_seed(0)
+    photos = torch.nn.functional.interpolate(torch.rand(2, 3, 16, 16, generator=generator), size=64, mode="bilinear")
+    colour_map = lambda images: images.pow(0.8)  # noqa: E731
+    pattern = torch.rand(1, 3, 64, 64, generator=generator)
+    stamped = lambda images: (images + pattern) / 2  # noqa: E731 - texture fixed to the frame, not the scene
+    calm = stability_loss(colour_map, photos, colour_map(photos), torch.Generator().manual_seed(1))
+    flickers = stability_loss(stamped, photos, stamped(photos), torch.Generator().manual_seed(1))
+    assert calm < 0.001 and flickers > 5 * calm, (calm, flickers)

@@ -206,3 +206,18 @@ def test_a_cosine_schedule_warms_up_then_decays_to_zero(tmp_path: Path) -> None:
     rates = scalars(tmp_path, "lr-Adam")
     assert rates[0] < rates[1] < rates[2] == pytest.approx(1e-3)  # warm-up: (step + 1) / 3 of the peak
     assert rates[2] > rates[4] > rates[6] > rates[7] >= 0 and rates[7] < 1e-4  # cosine to zero at max_steps
+
+
+def test_the_stability_term_trains_and_is_recorded(tmp_path: Path) -> None:
+    """loss.temporal_weight adds train/temporal_loss (and to the total), and the model file records the weight."""
+    from stylenet.training import train as train_in_process
+    from tests.conftest import compose_config
+
+    run_dir = tmp_path / "run"
+    model = train_in_process(compose_config(*TINY, "trainer.max_steps=3", "loss.temporal_weight=100", run_dir=run_dir))
+    assert load_model(model, "cpu").metadata["loss"]["temporal_weight"] == 100
+    temporal = scalars(run_dir, "train/temporal_loss")
+    assert len(temporal) == 3 and all(value > 0 for value in temporal.values())
+    totals = scalars(run_dir, "train/total_loss")
+    parts = [scalars(run_dir, f"train/{name}_loss") for name in ("content", "style", "tv", "temporal")]
+    assert totals[2] == pytest.approx(sum(part[2] for part in parts), rel=1e-3)

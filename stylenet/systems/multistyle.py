@@ -40,5 +40,7 @@ class MultiStyleSystem(StyleTransferSystem):
     def training_step(self, content: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
         count = len(self.network.styles)
         style_ids = torch.randint(count, (content.shape[0],), device=content.device)  # a painting per photo
-        stylized = self.network(content, F.one_hot(style_ids, count).float())
-        return self.finish_step(self.criterion(stylized, content, style_ids))
+        mix = F.one_hot(style_ids, count).float()
+        stylized = self.network(content, mix)
+        terms = self.criterion(stylized, content, style_ids)
+        return self.finish_step(self.with_stability(terms, lambda images: self.network(images, mix), content, stylized))

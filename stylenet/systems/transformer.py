@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from stylenet.config import check_style_image, paintings, require, style_layer_w
 from stylenet.images import load_image, resize_long_side, to_tensor
 from stylenet.kinds.transformer import TransformerNet
 from stylenet.loss_network import GATYS_STYLE_LAYERS, LossNetwork, check_layers
-from stylenet.losses import PerceptualLoss
+from stylenet.losses import PerceptualLoss, stability_loss
 from stylenet.systems.base import StyleSystem, register_system
 
 
@@ -38,6 +39,7 @@ class StyleTransferSystem(StyleSystem):
         style_weight: float = 0.3,
         tv_weight: float = 1.0e3,
         relative: bool = False,
+        temporal_weight: float = 0.0,
         lr: float = 1e-3,
         on_nonfinite_loss: str = "stop",
         description: dict[str, Any] | None = None,
@@ -80,8 +82,9 @@ class StyleTransferSystem(StyleSystem):
             check_layers(network.arch, layers, f"loss_network.{key}")
         for layer, weight in style_layer_weights(cfg).items():
             require(math.isfinite(weight) and weight >= 0, f"loss_network.style_layer_weights.{layer}={weight}: must be a number >= 0")
-        for key in ("content_weight", "style_weight", "tv_weight"):
-            require(math.isfinite(cfg.loss[key]) and cfg.loss[key] >= 0, f"loss.{key}={cfg.loss[key]}: must be a number >= 0")
+        for key in ("content_weight", "style_weight", "tv_weight", "temporal_weight"):
+            value = cfg.loss.get(key, 0.0)
+            require(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0, f"loss.{key}={value}: must be a number >= 0")
         require(cfg.loss.content_weight + cfg.loss.style_weight > 0, "loss: content_weight and style_weight are both 0")
         require(isinstance(cfg.loss.get("relative", False), bool), f"loss.relative={cfg.loss.get('relative')}: true or false")
         require(cfg.style.size >= 16, f"style.size={cfg.style.size}: must be at least 16 (pixels, long side)")
@@ -108,7 +111,8 @@ class StyleTransferSystem(StyleSystem):
             style_images=list(chosen.values()), style_names=list(chosen), channels=cfg.model.channels,
             num_residual_blocks=cfg.model.num_residual_blocks, style_size=cfg.style.size, loss_network=loss_network,
             content_weight=float(cfg.loss.content_weight), style_weight=float(cfg.loss.style_weight),
-            tv_weight=float(cfg.loss.tv_weight), relative=cfg.loss.get("relative", False), lr=float(cfg.optimizer.lr), on_nonfinite_loss=cfg.on_nonfinite_loss,
+            tv_weight=float(cfg.loss.tv_weight), relative=cfg.loss.get("relative", False),
+            temporal_weight=float(cfg.loss.get("temporal_weight", 0.0)), lr=float(cfg.optimizer.lr), on_nonfinite_loss=cfg.on_nonfinite_loss,
             description=description,
         )
 
@@ -125,7 +129,17 @@ class StyleTransferSystem(StyleSystem):
 
     def training_step(self, content: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
         stylized = self.network(content)  # (B, 3, H, W) in [0, 1]
-        return self.finish_step(self.criterion(stylized, content))  # content, style, tv and total
+        terms = self.criterion(stylized, content)  # content, style, tv and total
+        return self.finish_step(self.with_stability(terms, self.network, content, stylized))
+
+    def with_stability(self, terms: dict[str, torch.Tensor], network: Callable[[torch.Tensor], torch.Tensor],
+                       content: torch.Tensor, stylized: torch.Tensor) -> dict[str, torch.Tensor]:
+        """terms plus loss.temporal_weight x the stability term (video without flicker), when that weight is set."""
+        weight = self.hparams.get("temporal_weight", 0.0)
+        if weight > 0:
+            terms["temporal"] = weight * stability_loss(network, content, stylized)
+            terms["total"] = terms["total"] + terms["temporal"]
+        return terms
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.with_schedule(torch.optim.Adam(self.network.parameters(), lr=self.hparams.lr))

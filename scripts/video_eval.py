@@ -6,7 +6,7 @@ frame-by-frame and for each --temporal strength, plus a side-by-side strip of fr
     python scripts/video_eval.py ../shared/data/video/vtest.avi --model starry_night --frames 60 --size 384 \
         --temporal 0 0.5 0.7 --strip docs/video_temporal.jpg
 
-Prints one Markdown table row per setting. Frames are taken from the start of the clip (after --start seconds).
+Prints one Markdown table row per model and setting (the first model's painting is the judge's). Frames are taken from the start of the clip (after --start seconds).
 """
 
 from __future__ import annotations
@@ -32,50 +32,63 @@ from stylenet.video import VideoOptions, frames_of, stylize_frames  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("clip", type=Path)
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", required=True, nargs="+", help="one or more models (files or ready-made names)")
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--size", type=int, default=384, help="long side of the frames (px)")
     parser.add_argument("--temporal", type=float, nargs="+", default=[0.0, 0.5, 0.7])
     parser.add_argument("--judged", type=int, default=6, help="frames scored by the judge (evenly spaced)")
     parser.add_argument("--strip", type=Path, help="write input | each setting for three frames, one above the other")
+    parser.add_argument("--animation", type=Path, help="write an animated WebP: the first setting | the last, every frame")
     args = parser.parse_args()
 
-    model = load_model(args.model, "cpu")
     raw = list(itertools.islice(frames_of(args.clip), args.frames))
     options = VideoOptions(size=args.size)
-    started = time.perf_counter()
-    stylized, inputs = [], []
-    for index in range(0, len(raw), 4):
-        out, source = stylize_frames(model, raw[index:index + 4], options)
-        stylized.extend(out)
-        inputs.extend(source)
-    network_seconds = (time.perf_counter() - started) / len(raw)
-    painting = Path(model.metadata["style"]["image"])
-    judge = Judge(Image.open(painting).convert("RGB"), args.size)
-    picks = np.linspace(0, len(raw) - 1, args.judged).round().astype(int)
-    print(f"{args.clip.name}, {len(raw)} frames at {inputs[0].shape[1]}x{inputs[0].shape[0]}, model {args.model}; "
-          f"network {network_seconds * 1000:.0f} ms/frame")
-    print("| setting | warping error | judged style | judged content | blend ms/frame |\n| --- | --- | --- | --- | --- |")
-    rows = {}
-    for strength in args.temporal:
+    judge = picks = None
+    rows: dict[tuple[str, float], list[np.ndarray]] = {}
+    for name in args.model:
+        model = load_model(name, "cpu")
         started = time.perf_counter()
-        if strength > 0:
-            blend = FlowBlend(strength)
-            outputs = [blend(frame, out) for frame, out in zip(inputs, stylized)]
-        else:
-            outputs = list(stylized)
-        blend_ms = (time.perf_counter() - started) / len(raw) * 1000
-        scores = [judge(Image.fromarray(outputs[i]), Image.fromarray(inputs[i])) for i in picks]
-        style = float(np.mean([s["style"] for s in scores]))
-        content = float(np.mean([s["content"] for s in scores]))
-        name = "frame by frame" if strength == 0 else f"--temporal {strength}"
-        print(f"| {name} | {warping_error(inputs, outputs):.2f} | {style:.3f} | {content:.3f} | {blend_ms:.0f} |", flush=True)
-        rows[strength] = outputs
+        stylized, inputs = [], []
+        for index in range(0, len(raw), 4):
+            out, source = stylize_frames(model, raw[index:index + 4], options)
+            stylized.extend(out)
+            inputs.extend(source)
+        network_seconds = (time.perf_counter() - started) / len(raw)
+        if judge is None:
+            painting = Path(model.metadata["style"]["image"])
+            judge = Judge(Image.open(painting).convert("RGB"), args.size)
+            picks = np.linspace(0, len(raw) - 1, args.judged).round().astype(int)
+            print(f"{args.clip.name}, {len(raw)} frames at {inputs[0].shape[1]}x{inputs[0].shape[0]}, judged against "
+                  f"{painting.name}\n\n| model | setting | warping error | judged style | judged content | blend ms/frame |"
+                  "\n| --- | --- | --- | --- | --- | --- |")
+        for strength in args.temporal:
+            started = time.perf_counter()
+            if strength > 0:
+                blend = FlowBlend(strength)
+                outputs = [blend(frame, out) for frame, out in zip(inputs, stylized)]
+            else:
+                outputs = list(stylized)
+            blend_ms = (time.perf_counter() - started) / len(raw) * 1000
+            scores = [judge(Image.fromarray(outputs[i]), Image.fromarray(inputs[i])) for i in picks]
+            style = float(np.mean([s["style"] for s in scores]))
+            content = float(np.mean([s["content"] for s in scores]))
+            setting = "frame by frame" if strength == 0 else f"--temporal {strength}"
+            print(f"| {name} | {setting} | {warping_error(inputs, outputs):.2f} | {style:.3f} | {content:.3f} | "
+                  f"{blend_ms:.0f} |", flush=True)
+            rows[name, strength] = outputs
+        print(f"({name}: network {network_seconds * 1000:.0f} ms/frame)", flush=True)
     if args.strip:
         picks = [len(raw) // 3, len(raw) // 3 + 1, len(raw) // 3 + 2]
-        lines = [np.concatenate([inputs[i]] + [rows[s][i] for s in args.temporal], axis=1) for i in picks]
+        lines = [np.concatenate([inputs[i]] + [rows[key][i] for key in rows], axis=1) for i in picks]
         Image.fromarray(np.concatenate(lines, axis=0)).save(args.strip, quality=90)
-        print(f"strip: {args.strip} (frames {picks}; columns: input, {', '.join(str(s) for s in args.temporal)})")
+        print(f"strip: {args.strip} (frames {picks}; columns: input, {', '.join(f'{m} {t}' for m, t in rows)})")
+
+
+    if args.animation:
+        first, last = list(rows)[0], list(rows)[-1]
+        pictures = [Image.fromarray(np.concatenate([a, b], axis=1)) for a, b in zip(rows[first], rows[last])]
+        pictures[0].save(args.animation, save_all=True, append_images=pictures[1:], duration=100, loop=0, quality=70)
+        print(f"animation: {args.animation} (left: {first[0]} {first[1]}, right: {last[0]} {last[1]})")
 
 
 if __name__ == "__main__":

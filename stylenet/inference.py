@@ -18,12 +18,12 @@ from typing import Any
 import torch
 from PIL import Image, ImageOps
 
-from stylenet import zoo
 from stylenet.errors import StylenetError
 from stylenet.formats import load_network
 from stylenet.images import preserve_color, resize_long_side, split_alpha, to_pil, to_tensor
 from stylenet.kinds import DEFAULT_KIND, get_kind
 from stylenet.tiling import Runner
+from stylenet.zoo import resolve as resolve_model
 
 STYLE_SIZE = 512  # AdaIN: long side of the style image (Huang & Belongie resized styles to 512)
 
@@ -205,5 +205,5 @@ def resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 def load_model(path: str | Path, device: str | torch.device = "auto", precision: str = "fp32") -> StyleModel:
     """Load any stylenet model file (.ckpt, .safetensors, TorchScript, ONNX, or a pytorch/examples state dict), or a
     ready-made model by name ("starry_night"; `stylenet models` lists them). A file path wins over a name."""
-    network, metadata = load_network(zoo.resolve(path))
+    network, metadata = load_network(resolve_model(path))
     return StyleModel(network, metadata, device, precision)

@@ -10,6 +10,7 @@ it for video style transfer): pixels that were occluded, or that left or entered
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,7 +28,14 @@ def import_cv2():  # noqa: ANN201 - the cv2 module
 
 
 def gray(frame: np.ndarray) -> np.ndarray:
-    return import_cv2().cvtColor(frame, import_cv2().COLOR_RGB2GRAY)
+    cv2 = import_cv2()
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+@functools.lru_cache(maxsize=4)
+def pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) float32 coordinates of every pixel; made once per frame size, not per warp."""
+    return np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
 
 
 def flow_between(estimator, source: np.ndarray, target: np.ndarray) -> np.ndarray:  # noqa: ANN001
@@ -38,8 +46,7 @@ def flow_between(estimator, source: np.ndarray, target: np.ndarray) -> np.ndarra
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """image (of the frame the flow points into) resampled at each pixel's position + flow."""
     cv2 = import_cv2()
-    height, width = flow.shape[:2]
-    x, y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    x, y = pixel_grid(*flow.shape[:2])
     return cv2.remap(image, x + flow[..., 0], y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -47,7 +54,7 @@ def reliable(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     """(H, W) bool: pixels of frame t whose backward flow (t -> t-1) the forward flow (t-1 -> t) undoes, and
     that stay inside frame t-1. Sundaram et al.'s check: |b + f(x + b)|^2 <= 0.01 (|b|^2 + |f(x + b)|^2) + 0.5."""
     height, width = backward.shape[:2]
-    x, y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    x, y = pixel_grid(height, width)
     there_x, there_y = x + backward[..., 0], y + backward[..., 1]
     inside = (there_x >= 0) & (there_x <= width - 1) & (there_y >= 0) & (there_y <= height - 1)
     forward_there = warp(forward, backward)

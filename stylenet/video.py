@@ -99,10 +99,10 @@ def check_options(options: VideoOptions) -> None:
         raise StylenetError(f"--codec {options.codec}: this FFmpeg has no such encoder (try libx264, libvpx-vp9 or mpeg4)")
 
 
-def upright(frame, rotation: int) -> np.ndarray:  # noqa: ANN001 - av.VideoFrame
+def upright(frame) -> np.ndarray:  # noqa: ANN001 - av.VideoFrame
     """The frame as an (H, W, 3) uint8 array, turned as its display matrix says (counter-clockwise degrees)."""
     array = frame.to_ndarray(format="rgb24")
-    turns = round(rotation / 90) % 4
+    turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
     return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
 
 
@@ -206,7 +206,7 @@ def transcode(av, model: StyleModel, container, tmp: Path, target: Path, options
                     if first_pts is None:
                         first_pts = frame.pts if frame.pts is not None else 0
                     pts = (frame.pts if frame.pts is not None else first_pts + frames_done + len(pending)) - first_pts
-                    pending.append((upright(frame, getattr(frame, "rotation", 0) or 0), pts))
+                    pending.append((upright(frame), pts))
                     if len(pending) >= options.batch:
                         flush()
         except _Done:
@@ -343,6 +343,6 @@ def frames_of(path: Path) -> Iterator[np.ndarray]:
     container = open_input(path)
     try:
         for frame in container.decode(video=0):
-            yield upright(frame, getattr(frame, "rotation", 0) or 0)
+            yield upright(frame)
     finally:
         container.close()

@@ -63,11 +63,11 @@ def table() -> list[dict[str, Any]]:
         metadata = metadata_of(name)
         judged = metadata.get("eval") or {}
         training = metadata.get("training") or {}
-        rows.append({
+        rows.append({  # names() came from these files: read them directly, not through path_of's lookup
             "name": name,
             "painting": (metadata.get("style") or {}).get("name", "?"),
             "kind": metadata.get("architecture", "?"),
-            "megabytes": round(path_of(name).stat().st_size / 1e6, 2),
+            "megabytes": round((PRETRAINED / (name + SUFFIX)).stat().st_size / 1e6, 2),
             "placement": judged.get("placement_label", "not evaluated"),
             "recipe": metadata.get("recipe", "?"),
             "minutes": round(training["seconds"] / 60, 1) if "seconds" in training else None,

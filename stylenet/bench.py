@@ -3,6 +3,7 @@
     stylenet bench train   [--size 256] [--batch 4] [--precision fp32|bf16] [--model transformer] [--baseline]
     stylenet bench infer   [--sizes 512,1024,2048,3840x2160] [--backends eager,torchscript,onnx] [--baseline]
     stylenet bench optimize [--size 512] [--baseline]
+    stylenet bench video   [--size 640x360,1280x720] [--model transformer,transformer_small|NAME] [--precisions fp32,bf16]
 
 Every figure is the median of N timed repeats after warm-up, on synthetic images (timing does not depend on
 pixel values), and carries the machine, torch version and thread count. --baseline runs our own code the way
@@ -15,17 +16,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import resource
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from stylenet.errors import StylenetError
 from stylenet.export import export_model
 from stylenet.formats import load_network
 from stylenet.hostmemory import keep_freed_memory
@@ -34,7 +38,7 @@ from stylenet.kinds.transformer import set_fast_ops
 from stylenet.loss_network import PRESETS, LossNetwork
 from stylenet.losses import PerceptualLoss
 from stylenet.modelfile import model_metadata
-from stylenet.tiling import PRECISIONS, machine_name, resolve_device
+from stylenet.tiling import PRECISIONS, machine_name, native_bf16, resolve_device
 
 # The single-style network sizes training builds (conf/model/transformer*.yaml); multistyle and adain are not
 # benchmarked yet.
@@ -126,7 +130,10 @@ def bench_train(args: argparse.Namespace) -> list[dict[str, Any]]:
 def parse_size(text: str) -> tuple[int, int]:
     """'1024' -> (1024, 1024); '3840x2160' -> (2160, 3840) as (height, width)."""
     width, _, height = text.partition("x")
-    return int(height or width), int(width)
+    try:
+        return int(height or width), int(width)
+    except ValueError:
+        raise StylenetError(f"size {text!r}: give N or WIDTHxHEIGHT, e.g. 512 or 1280x720") from None
 
 
 def bench_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -196,6 +203,77 @@ def bench_optimize(args: argparse.Namespace) -> list[dict[str, Any]]:
     }]
 
 
+def synthetic_clip(path: Path, width: int, height: int, frames: int) -> Path:
+    """An H.264 clip of a textured pattern panning a few pixels a frame: what a camera on a slow pan gives."""
+    import av
+    import numpy as np
+
+    rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
+    with av.open(str(path), "w") as output:
+        stream = output.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(frames):
+            x = columns + 3 * index
+            pattern = np.stack([np.sin(x / 9) * np.cos(rows / 13), np.sin((x + rows) / 17), np.cos(x / 23 - rows / 7)], -1)
+            array = ((pattern + 1) * 127.5).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                output.mux(packet)
+        for packet in stream.encode(None):
+            output.mux(packet)
+    return path
+
+
+def video_network(name: str) -> tuple[torch.nn.Module | Any, dict[str, Any]]:
+    """A network preset (random weights: the same speed) or a model file / ready-made model's name."""
+    if name in MODELS:
+        network = get_kind("transformer").network(**MODELS[name]).eval()
+        return network, model_metadata(network)
+    from stylenet.zoo import resolve
+
+    return load_network(resolve(name))
+
+
+def bench_video(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Frames per second of `stylenet stylize clip.mp4`: decode, network, encode (frames_per_s), and the network
+    alone on batches of decoded frames (network_frames_per_s), per model, backend, precision and frame size."""
+    from stylenet.inference import StyleModel
+    from stylenet.video import VideoOptions, frames_of, stylize_frames, stylize_video
+
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        clips = {size: synthetic_clip(Path(folder) / f"{size}.mp4", *parse_size(size)[::-1], args.frames)
+                 for size in args.size.split(",")}
+        for name in args.model.split(","):
+            network, metadata = video_network(name)
+            for backend in args.backends.split(","):
+                if backend == "eager":
+                    loaded = (network, {**metadata, "kind": "safetensors"})
+                else:
+                    path = Path(folder) / f"{name.replace('/', '_')}.{backend}"
+                    export_model(network, metadata, path, backend)
+                    loaded = load_network(path)
+                for precision in args.precisions.split(","):
+                    if backend == "onnx" and precision != "fp32":
+                        continue
+                    model = StyleModel(*loaded, device, precision)
+                    options = VideoOptions(tile=0, batch=args.batch, temporal=args.temporal)
+                    for size, clip in clips.items():
+                        frames = list(itertools.islice(frames_of(clip), args.batch))
+                        seconds = median_seconds(lambda: stylize_frames(model, frames, options), device, args.warmup, args.repeats)
+                        stylize_video(model, clip, Path(folder) / "warm.mp4", replace(options, end=0.2), progress=False)
+                        result = stylize_video(model, clip, Path(folder) / "out.mp4", options, progress=False)
+                        rows.append({
+                            "bench": "video", "mode": "stylenet", "model": name, "backend": backend, "size": size,
+                            "device": device.type, "precision": precision, "batch": args.batch, "temporal": args.temporal,
+                            "frames": result.frames, "frames_per_s": round(result.frames / result.seconds, 2),
+                            "network_frames_per_s": round(len(frames) / seconds, 2),
+                            "peak_memory_mb": round(peak_memory_mb(device)), **machine(device, args),
+                        })
+    return rows
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table, one column per key that any row has."""
     keys = list(dict.fromkeys(key for row in rows for key in row))
@@ -206,15 +284,20 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylenet bench", description="Time training, inference or optimization.")
-    parser.add_argument("what", choices=["train", "infer", "optimize"])
-    parser.add_argument("--size", type=int, help="image side (train: 256; optimize: 512)")
+    parser.add_argument("what", choices=["train", "infer", "optimize", "video"])
+    parser.add_argument("--size", help="image side (train: 256; optimize: 512); video: frame sizes WIDTHxHEIGHT, "
+                        "comma-separated (640x360,1280x720)")
     parser.add_argument("--sizes", default="512,1024,2048,3840x2160", help="infer: sizes, WIDTHxHEIGHT or N")
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=4, help="train: photos per step; video: frames per network call")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="train, optimize")
-    parser.add_argument("--precisions", default="fp32", help="infer: comma-separated")
-    parser.add_argument("--backends", default="eager,torchscript,onnx", help="infer: comma-separated")
-    parser.add_argument("--model", default="transformer", choices=list(MODELS))
+    parser.add_argument("--precisions", help="infer, video: comma-separated (infer: fp32; video: fp32, plus bf16 "
+                        "where the CPU has native bf16)")
+    parser.add_argument("--backends", help="infer, video: comma-separated (infer: eager,torchscript,onnx; video: eager)")
+    parser.add_argument("--model", help=f"a network: {', '.join(MODELS)} (default transformer); video: comma-separated, "
+                        "presets or model files / ready-made names (default transformer,transformer_small)")
+    parser.add_argument("--frames", type=int, default=48, help="video: frames in the synthetic clip")
+    parser.add_argument("--temporal", type=float, default=0.0, help="video: --temporal strength (flow blending)")
     parser.add_argument("--loss-network", default="vgg19_caffe", choices=sorted(PRESETS), help="train (torchvision weights replaced by random ones: same speed, no download)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False, help="train")
     parser.add_argument("--compile", action="store_true", help="train: torch.compile the transformer")
@@ -229,8 +312,17 @@ def main(argv: list[str]) -> None:
     args = parser().parse_args(argv)
     # the reference runs on glibc's defaults; ours keeps freed memory as `stylenet` and train.py do
     args.keep_freed_memory = not args.baseline and keep_freed_memory()
-    args.size = args.size or (512 if args.what == "optimize" else 256)
-    rows = {"train": bench_train, "infer": bench_infer, "optimize": bench_optimize}[args.what](args)
+    video = args.what == "video"
+    args.model = args.model or ("transformer,transformer_small" if video else "transformer")
+    if not video and args.model not in MODELS:
+        raise StylenetError(f"--model {args.model}: {args.what} benchmarks a network preset: {', '.join(MODELS)}")
+    args.backends = args.backends or ("eager" if video else "eager,torchscript,onnx")
+    args.precisions = args.precisions or ("fp32,bf16" if video and native_bf16(resolve_device(args.device)) else "fp32")
+    if video:
+        args.size = args.size or "640x360,1280x720"
+    else:
+        args.size = int(args.size or (512 if args.what == "optimize" else 256))
+    rows = {"train": bench_train, "infer": bench_infer, "optimize": bench_optimize, "video": bench_video}[args.what](args)
     for row in rows:
         print(json.dumps(row), flush=True)
     if args.markdown:

@@ -23,7 +23,8 @@ commands:
   eval MODEL... --photos DIR     judge models against Gatys et al. on the same objective (report, grid)
   info MODEL                     print a model's metadata
   models                         list the ready-made models (stylize photo.jpg --model NAME)
-  bench train|infer|optimize     time the hot paths (one JSON line per figure; see BENCHMARKS.md)
+  webcam --model M               stylize a camera live (window, --virtual camera, --record FILE)
+  bench train|infer|optimize|video  time the hot paths (one JSON line per figure; see BENCHMARKS.md)
 
 --debug shows full tracebacks instead of one-line errors (for training: HYDRA_FULL_ERROR=1).
 """
@@ -45,9 +46,72 @@ def train_command(overrides: list[str]) -> None:
     runpy.run_path(str(script), run_name="__main__")
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model and the style choices of multi-style and AdaIN models: what stylize and webcam share."""
+    from stylenet.inference import STYLE_SIZE
+
+    parser.add_argument("--model", required=True, type=Path,
+                        help="a ready-made model's name (`stylenet models`), or a .safetensors, training .ckpt, "
+                             "TorchScript, ONNX or pytorch/examples .pth file")
+    parser.add_argument("--style", help="multi-style models: NAME, or a blend NAME=W,NAME=W (see `stylenet info`)")
+    parser.add_argument("--style-image", action="append", metavar="PATH[=W]",
+                        help="AdaIN models: any painting; repeat to blend, with optional weights (a.jpg=0.7)")
+    parser.add_argument("--style-size", type=int, default=STYLE_SIZE, help="AdaIN: long side of the style image (px)")
+
+
+def model_from_arguments(args: argparse.Namespace):  # noqa: ANN201 - stylenet.inference.StyleModel
+    """The model of --model, --device and --precision, bound to --style or --style-image."""
+    from stylenet.images import load_image
+    from stylenet.inference import load_model
+
+    model = load_model(args.model, args.device, args.precision)
+    if args.style is not None:
+        model.use_style(args.style)
+    if args.style_image:
+        paths, weights = zip(*(split_weight(text) for text in args.style_image))
+        model.use_style_images([load_image(path, "--style-image") for path in paths], list(weights), args.style_size)
+    elif model.model_kind.style_input == "style_image":
+        raise StylenetError(f"{args.model} is an AdaIN model: give the painting with --style-image PATH (any image)")
+    return model
+
+
+def webcam_command(argv: list[str]) -> None:
+    from stylenet.tiling import PRECISIONS
+    from stylenet.webcam import WebcamOptions, run_webcam
+
+    parser = argparse.ArgumentParser(
+        prog="stylenet webcam", description="Stylize a camera live: a window, a virtual camera and/or a recording.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_model_arguments(parser)
+    parser.add_argument("--camera", default="0", help="camera index (0, 1, ...), or a video file or URL read as a camera")
+    parser.add_argument("--size", type=int, help="long side of the stylized frames in px (default: the camera's)")
+    parser.add_argument("--strength", type=float, default=1.0, help="0 = the camera's picture, 1 = full style")
+    parser.add_argument("--preserve-color", action="store_true", help="keep the camera's colours (luminance transfer)")
+    parser.add_argument("--temporal", type=float, default=0.0, metavar="STRENGTH",
+                        help="against flicker: blend with the previous output along the optical flow (0 off; 0.5-0.8)")
+    parser.add_argument("--no-window", dest="window", action="store_false", help="show no window")
+    parser.add_argument("--virtual", action="store_true", help="send the frames to a virtual camera (pyvirtualcam)")
+    parser.add_argument("--record", type=Path, metavar="FILE", help="also write the stylized frames to FILE (.mp4)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --record file")
+    parser.add_argument("--max-frames", type=int, help="stop after this many frames (default: until q, Esc or Ctrl-C)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
+                        help="bf16 is faster on GPUs and CPUs with AVX512-BF16 or AMX (BENCHMARKS.md)")
+    args = parser.parse_args(argv)
+    if args.record is not None and args.record.exists() and not args.overwrite:
+        raise StylenetError(f"{args.record} exists; pass --overwrite to replace it, or choose another --record")
+    options = WebcamOptions(args.camera, args.size, args.strength, args.preserve_color, args.temporal, args.window,
+                            args.virtual, args.record, args.max_frames)
+    model = model_from_arguments(args)
+    result = run_webcam(model, options)
+    width, height = result.size
+    print(f"{result.frames} frames of {width}x{height} in {result.seconds:.1f} s ({result.frames_per_s:.1f} frames/s)"
+          + (f" -> {args.record}" if args.record else ""))
+
+
 def stylize_parser() -> argparse.ArgumentParser:
     from stylenet.batch import QUALITY
-    from stylenet.inference import STYLE_SIZE
     from stylenet.tiling import PRECISIONS
     from stylenet.video import BATCH as VIDEO_BATCH, CRF as VIDEO_CRF
 
@@ -56,19 +120,13 @@ def stylize_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or quoted globs")
-    parser.add_argument("--model", required=True, type=Path,
-                        help="a ready-made model's name (`stylenet models`), or a .safetensors, training .ckpt, "
-                             "TorchScript, ONNX or pytorch/examples .pth file")
+    add_model_arguments(parser)
     parser.add_argument("-o", "--output", type=Path,
                         help="output file for one input, else a folder mirroring the inputs "
                              "(default: NAME_stylized.EXT, or ./stylized/)")
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--size", type=int, help="long side of the output in px (default: the input's size)")
     scale.add_argument("--scale", type=float, help="scale factor on the input's size")
-    parser.add_argument("--style", help="multi-style models: NAME, or a blend NAME=W,NAME=W (see `stylenet info`)")
-    parser.add_argument("--style-image", action="append", metavar="PATH[=W]",
-                        help="AdaIN models: any painting; repeat to blend, with optional weights (a.jpg=0.7)")
-    parser.add_argument("--style-size", type=int, default=STYLE_SIZE, help="AdaIN: long side of the style image (px)")
     parser.add_argument("--strength", type=float, default=1.0, help="0 = the photo, 1 = full style")
     parser.add_argument("--preserve-color", action="store_true", help="keep the photo's colours (luminance transfer)")
     parser.add_argument("--tile", type=int, help="process in N px tiles (default: only when the image would not fit; 0: never)")
@@ -93,20 +151,12 @@ def stylize_parser() -> argparse.ArgumentParser:
 
 def stylize_command(argv: list[str]) -> None:
     from stylenet import batch
-    from stylenet.images import load_image, set_max_image_pixels
-    from stylenet.inference import load_model
+    from stylenet.images import set_max_image_pixels
     from stylenet.video import VideoOptions
 
     args = stylize_parser().parse_args(argv)
     set_max_image_pixels(args.max_image_pixels)
-    model = load_model(args.model, args.device, args.precision)
-    if args.style is not None:
-        model.use_style(args.style)
-    if args.style_image:
-        paths, weights = zip(*(split_weight(text) for text in args.style_image))
-        model.use_style_images([load_image(path, "--style-image") for path in paths], list(weights), args.style_size)
-    elif model.model_kind.style_input == "style_image":
-        raise StylenetError(f"{args.model} is an AdaIN model: give the painting with --style-image PATH (any image)")
+    model = model_from_arguments(args)
     jobs = batch.plan(args.inputs, args.output, args.ext)
     single = batch.one_file(args.inputs)
     if single and jobs[0].target.exists() and not args.overwrite:
@@ -327,11 +377,11 @@ def dispatch(argv: list[str]) -> None:
     commands = {
         "train": train_command, "stylize": stylize_command, "export": export_command,
         "optimize": optimize_command, "eval": eval_command, "info": info_command, "models": models_command,
-        "bench": bench_command,
+        "bench": bench_command, "webcam": webcam_command,
     }
     if command not in commands:
         raise StylenetError(f"unknown command '{command}'; valid: {', '.join(commands)} (see stylenet --help)")
-    if command in ("stylize", "optimize", "eval"):  # many large same-size tensors; bench decides for itself
+    if command in ("stylize", "optimize", "eval", "webcam"):  # many large same-size tensors; bench decides for itself
         keep_freed_memory()
     commands[command](rest)
 

@@ -146,15 +146,24 @@ def native_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # /proc/cpuinfo's names
+
+
 def machine_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU's model and core count: what every measured figure names."""
+    """The GPU's name, or the CPU's model, core count and the vector flags that decide its speed (CPUs of one
+    model name differ: AVX2 only, or AVX-512 with native bf16): what every measured figure names."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = "CPU"
-    with contextlib.suppress(OSError, StopIteration):
+    cpu, flags = "CPU", set()
+    with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as cpuinfo:
-            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    return f"{cpu}, {os.cpu_count()} cores"
+            for line in cpuinfo:
+                if line.startswith("model name") and cpu == "CPU":
+                    cpu = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    named = " ".join(flag for flag in SPEED_FLAGS if flag in flags)
+    return f"{cpu}, {os.cpu_count()} cores" + (f" ({named})" if named else "")
 
 
 def memory_budget(device: torch.device) -> int:

@@ -42,3 +42,21 @@ def test_infer_figures_for_each_backend_and_size(capsys: pytest.CaptureFixture[s
 def test_optimize_figure(capsys: pytest.CaptureFixture[str]) -> None:
     row, = rows(capsys, "optimize", "--size", "32", "--device", "cpu", "--warmup", "0", "--repeats", "1")
     assert row["bench"] == "optimize" and row["s_per_step"] > 0 and MACHINE_KEYS <= set(row)
+
+
+def test_video_figures_per_model_precision_and_size(capsys: pytest.CaptureFixture[str]) -> None:
+    found = rows(capsys, "video", "--size", "64x48,40x32", "--frames", "6", "--model", "transformer_small,starry_night",
+                 "--precisions", "fp32", "--device", "cpu", "--warmup", "0", "--repeats", "1")
+    assert [(row["model"], row["size"]) for row in found] == [
+        (model, size) for model in ("transformer_small", "starry_night") for size in ("64x48", "40x32")
+    ]
+    for row in found:
+        assert MACHINE_KEYS <= set(row) and row["bench"] == "video" and row["frames"] == 6
+        assert row["frames_per_s"] > 0 and row["network_frames_per_s"] > 0
+
+
+def test_a_bad_network_preset_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from stylenet.errors import StylenetError
+
+    with pytest.raises(StylenetError, match="--model starry_night: infer benchmarks a network preset: transformer"):
+        main(["infer", "--model", "starry_night"])

@@ -192,3 +192,31 @@ def test_the_flow_blend_cuts_flicker_on_a_moving_camera(tmp_path: Path, data_dir
     assert errors[0.7] < errors[0.0] / 2, errors  # the blend halves the flicker at least
     with pytest.raises(StylenetError, match="--temporal 1.0: must be at least 0 .off. and below 1"):
         stylize_video(model, clip, tmp_path / "x.mkv", VideoOptions(temporal=1.0), progress=False)
+
+
+def display_rotation(path: Path, clockwise: bool = True) -> Path:
+    """Mark an MP4 as a phone does when held upright: its track header's matrix turns the picture 90 degrees."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    header = data.find(b"tkhd")
+    wide = data[header + 4] == 1  # version 1 holds 64-bit times
+    matrix = header + 8 + (16 if wide else 8) + 8 + (8 if wide else 4) + 16
+    assert struct.unpack(">9i", data[matrix:matrix + 36])[0] == 1 << 16  # the identity this clip was written with
+    sine = 1 << 16 if clockwise else -(1 << 16)
+    data[matrix:matrix + 36] = struct.pack(">9i", 0, sine, 0, -sine, 0, 0, 0, 0, 1 << 30)
+    path.write_bytes(data)
+    return path
+
+
+def test_a_phone_clip_comes_out_upright(tmp_path: Path, model) -> None:
+    clip = make_clip(tmp_path / "phone.mp4", size=(32, 16), frames=3, audio=None)
+    stored = next(frames_of(clip))
+    display_rotation(clip)
+    out = tmp_path / "out.mp4"
+    stylize_video(model, clip, out, VideoOptions(strength=0.0, crf=0), progress=False)  # strength 0: the input
+    frames = list(frames_of(out))
+    assert len(frames) == 3 and frames[0].shape == (32, 16, 3)  # as a player shows it: taller than wide
+    turned = np.rot90(stored, -1)  # stored sideways; shown turned 90 degrees clockwise
+    assert np.abs(frames[0].astype(int) - turned).mean() < 6
+    assert np.abs(frames[0].astype(int) - np.rot90(stored, 1)).mean() > 30  # not the other way round

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast train-quick zoo data bench clean
+.PHONY: help install install-browser test test-fast train-quick zoo serve data bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+install-browser:  ## Debian's chromium, for the web page's browser tests (needs root; they skip without it)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: $(STAMP)  ## run the whole test suite (what CI runs)
 	$(PY) -m pytest
@@ -30,6 +34,10 @@ train-quick: $(STAMP)  ## a few-minute CPU training run on starry_night
 zoo: $(STAMP)  ## retrain a ready-made model: STYLE=starry_night (experiment=cpu, ~45 min on 2 cores), eval, pack, MODELS.md
 	@test -n "$(STYLE)" || { echo "error: name the painting: make zoo STYLE=starry_night (any of conf/style/)" >&2; exit 2; }
 	$(PY) scripts/zoo.py build $(STYLE)
+
+serve: $(STAMP)  ## the web page on the ready-made models and your runs in outputs/: http://127.0.0.1:7860
+	@mkdir -p outputs
+	$(PY) -m stylenet serve --models outputs $(ARGS)
 
 data: $(STAMP)  ## fetch the paintings into ./data (ARGS="--coco" adds COCO train2014, 13 GB)
 	$(PY) scripts/fetch_data.py $(ARGS)
@@ -47,6 +55,7 @@ bench: $(STAMP)  ## time training, inference and optimization here, baseline bes
 	$(BENCH) infer --model transformer_small --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) optimize --baseline --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) optimize --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) video --model transformer,transformer_small,starry_night --markdown $(BENCH_OUT)
 
 clean:  ## remove caches and run outputs (keeps .venv)
 	rm -rf outputs multirun .pytest_cache

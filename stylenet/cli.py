@@ -23,6 +23,7 @@ commands:
   eval MODEL... --photos DIR     judge models against Gatys et al. on the same objective (report, grid)
   info MODEL                     print a model's metadata
   models                         list the ready-made models (stylize photo.jpg --model NAME)
+  serve [--models DIR ...]       a local web page: stylize photos in the browser (http://127.0.0.1:7860)
   webcam --model M               stylize a camera live (window, --virtual camera, --record FILE)
   bench train|infer|optimize|video  time the hot paths (one JSON line per figure; see BENCHMARKS.md)
 
@@ -335,6 +336,28 @@ def models_command(argv: list[str]) -> None:
     print("stylize with one: stylenet stylize PHOTO --model NAME (eval placement: as good as N L-BFGS iterations; MODELS.md)")
 
 
+def serve_command(argv: list[str]) -> None:
+    from stylenet.serve import HOST, MAX_PIXELS, MAX_UPLOAD_MB, PORT, QUEUE, Settings, serve
+    from stylenet.tiling import PRECISIONS
+
+    parser = argparse.ArgumentParser(
+        prog="stylenet serve", description="A local web page to stylize photos with the ready-made models and yours.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--models", type=Path, nargs="+", default=[], metavar="DIR",
+                        help="folders whose model files the page also offers (e.g. outputs/); searched recursively")
+    parser.add_argument("--host", default=HOST, help="address to listen on; anything but 127.0.0.1 lets other machines in")
+    parser.add_argument("--port", type=int, default=PORT)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32")
+    parser.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_MB, help="largest request (photo + painting)")
+    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="largest image decoded (decompression bombs)")
+    parser.add_argument("--queue", type=int, default=QUEUE, help="requests that may wait while one runs")
+    args = parser.parse_args(argv)
+    serve(Settings([folder.resolve() for folder in args.models], args.device, args.precision, args.max_upload_mb,
+                   args.max_pixels, args.queue), args.host, args.port)
+
+
 def bench_command(argv: list[str]) -> None:
     from stylenet.bench import main as bench_main
 
@@ -377,7 +400,7 @@ def dispatch(argv: list[str]) -> None:
     commands = {
         "train": train_command, "stylize": stylize_command, "export": export_command,
         "optimize": optimize_command, "eval": eval_command, "info": info_command, "models": models_command,
-        "bench": bench_command, "webcam": webcam_command,
+        "bench": bench_command, "webcam": webcam_command, "serve": serve_command,
     }
     if command not in commands:
         raise StylenetError(f"unknown command '{command}'; valid: {', '.join(commands)} (see stylenet --help)")

@@ -74,6 +74,8 @@ def check_outputs(options: WebcamOptions, cv2) -> None:  # noqa: ANN001
         raise StylenetError(f"--max-frames {options.max_frames}: must be at least 1")
     if not 0 <= options.temporal < 1:
         raise StylenetError(f"--temporal {options.temporal}: must be at least 0 (off) and below 1; 0.5-0.8 is typical")
+    if options.virtual:
+        import_pyvirtualcam()
     if options.window:
         if "GUI:                           NONE" in cv2.getBuildInformation():
             raise StylenetError("this OpenCV has no window support (opencv-python-headless): pip install opencv-python "
@@ -128,12 +130,17 @@ class Recorder:
         self.output.close()
 
 
-def virtual_camera(width: int, height: int, fps: float):  # noqa: ANN201 - pyvirtualcam.Camera
+def import_pyvirtualcam():  # noqa: ANN201 - the pyvirtualcam module
     try:
         import pyvirtualcam
     except ImportError:
         raise StylenetError("--virtual needs pyvirtualcam: pip install 'stylenet[webcam]' (and a virtual camera: "
                             "OBS on Windows/macOS, v4l2loopback on Linux)") from None
+    return pyvirtualcam
+
+
+def virtual_camera(width: int, height: int, fps: float):  # noqa: ANN201 - pyvirtualcam.Camera
+    pyvirtualcam = import_pyvirtualcam()
     try:
         return pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB)
     except RuntimeError as error:
@@ -168,7 +175,7 @@ def stream_frames(model: StyleModel, options: WebcamOptions, capture, cv2, live:
         blend = FlowBlend(options.temporal)
     recorder = camera = None
     frames, size, started = 0, (0, 0), time.perf_counter()
-    bar = tqdm(total=options.max_frames, desc="webcam", unit="frame", disable=not progress, dynamic_ncols=True)
+    bar = None  # made at the first frame, so an error before it is the only line printed
     try:
         while options.max_frames is None or frames < options.max_frames:
             ok, bgr = capture.read()
@@ -188,13 +195,15 @@ def stream_frames(model: StyleModel, options: WebcamOptions, capture, cv2, live:
                 camera = camera or virtual_camera(width, height, rate)
                 camera.send(out)
             frames += 1
+            bar = bar if bar is not None else tqdm(total=options.max_frames, desc="webcam", unit="frame", disable=not progress, dynamic_ncols=True)
             bar.update(1)
             if options.window and show(cv2, out, frames / max(time.perf_counter() - started, 1e-9)):
                 break
     except KeyboardInterrupt:  # Ctrl-C ends a live run the way q does: what was recorded is kept
         log.info("stopped after %d frames", frames)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         if camera is not None:
             camera.close()
     if recorder is not None:

@@ -64,3 +64,13 @@ def test_an_existing_recording_is_kept_without_overwrite(tiny_model: Path, tmp_p
     assert "mine.mp4 exists; pass --overwrite" in capsys.readouterr().err and record.read_bytes() == b"keep me"
     assert run("webcam", "--model", tiny_model, "--camera", clip, "--no-window", "--record", record, "--overwrite") == 0
     assert len(list(frames_of(record))) == 2
+
+
+def test_virtual_camera_without_its_driver_is_one_line(tiny_model: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    clip = make_clip(tmp_path / "camera.mp4", size=(32, 24), frames=2, audio=None)
+    assert run("webcam", "--model", tiny_model, "--camera", clip, "--no-window", "--virtual") == 2
+    err = capsys.readouterr().err.strip()
+    # without pyvirtualcam (as here) the first; with it but no v4l2loopback/OBS device, the second
+    assert err.startswith(("error: --virtual needs pyvirtualcam: pip install", "error: --virtual: no virtual camera"))
+    assert len(err.splitlines()) == 1

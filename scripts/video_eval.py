@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--temporal", type=float, nargs="+", default=[0.0, 0.5, 0.7])
     parser.add_argument("--judged", type=int, default=6, help="frames scored by the judge (evenly spaced)")
     parser.add_argument("--strip", type=Path, help="write input | each setting for three frames, one above the other")
-    parser.add_argument("--animation", type=Path, help="write an animated WebP: the first setting | the last, every frame")
+    parser.add_argument("--animation", type=Path, help="write an animated WebP of the first model: its first setting | its last, every frame")
     args = parser.parse_args()
 
     raw = list(itertools.islice(frames_of(args.clip), args.frames))
@@ -85,7 +85,7 @@ def main() -> None:
 
 
     if args.animation:
-        first, last = list(rows)[0], list(rows)[-1]
+        first, last = (args.model[0], args.temporal[0]), (args.model[0], args.temporal[-1])  # the first model's
         pictures = [Image.fromarray(np.concatenate([a, b], axis=1)) for a, b in zip(rows[first], rows[last])]
         pictures[0].save(args.animation, save_all=True, append_images=pictures[1:], duration=100, loop=0, quality=70)
         print(f"animation: {args.animation} (left: {first[0]} {first[1]}, right: {last[0]} {last[1]})")

@@ -22,7 +22,7 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -233,7 +233,7 @@ def video_network(name: str) -> tuple[torch.nn.Module | Any, dict[str, Any]]:
     return load_network(resolve(name))
 
 
-def bench_video(args: argparse.Namespace) -> list[dict[str, Any]]:
+def bench_video(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     """Frames per second of `stylenet stylize clip.mp4`: decode, network, encode (frames_per_s), and the network
     alone on batches of decoded frames (network_frames_per_s), per model, backend, precision and frame size."""
     from stylenet.inference import StyleModel
@@ -241,7 +241,6 @@ def bench_video(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    rows = []
     with tempfile.TemporaryDirectory() as folder:
         clips = {size: synthetic_clip(Path(folder) / f"{size}.mp4", *parse_size(size)[::-1], args.frames)
                  for size in args.size.split(",")}
@@ -264,14 +263,13 @@ def bench_video(args: argparse.Namespace) -> list[dict[str, Any]]:
                         seconds = median_seconds(lambda: stylize_frames(model, frames, options), device, args.warmup, args.repeats)
                         stylize_video(model, clip, Path(folder) / "warm.mp4", replace(options, end=0.2), progress=False)
                         result = stylize_video(model, clip, Path(folder) / "out.mp4", options, progress=False)
-                        rows.append({
+                        yield {  # as each is measured: a long run shows its figures as it goes
                             "bench": "video", "mode": "stylenet", "model": name, "backend": backend, "size": size,
                             "device": device.type, "precision": precision, "batch": args.batch, "temporal": args.temporal,
                             "frames": result.frames, "frames_per_s": round(result.frames / result.seconds, 2),
                             "network_frames_per_s": round(len(frames) / seconds, 2),
                             "peak_memory_mb": round(peak_memory_mb(device)), **machine(device, args),
-                        })
-    return rows
+                        }
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -322,9 +320,10 @@ def main(argv: list[str]) -> None:
         args.size = args.size or "640x360,1280x720"
     else:
         args.size = int(args.size or (512 if args.what == "optimize" else 256))
-    rows = {"train": bench_train, "infer": bench_infer, "optimize": bench_optimize, "video": bench_video}[args.what](args)
-    for row in rows:
+    rows = []
+    for row in {"train": bench_train, "infer": bench_infer, "optimize": bench_optimize, "video": bench_video}[args.what](args):
         print(json.dumps(row), flush=True)
+        rows.append(row)
     if args.markdown:
         with args.markdown.open("a") as file:
             file.write(markdown(rows) + "\n")

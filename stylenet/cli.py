@@ -114,7 +114,7 @@ def webcam_command(argv: list[str]) -> None:
 def stylize_parser() -> argparse.ArgumentParser:
     from stylenet.batch import QUALITY
     from stylenet.tiling import PRECISIONS
-    from stylenet.video import BATCH as VIDEO_BATCH, CRF as VIDEO_CRF
+    from stylenet.video import BATCH as VIDEO_BATCH, CRF as VIDEO_CRF, TEMPORAL as VIDEO_TEMPORAL
 
     parser = argparse.ArgumentParser(
         prog="stylenet stylize", description="Stylize images and videos with a trained model.",
@@ -142,9 +142,9 @@ def stylize_parser() -> argparse.ArgumentParser:
     video.add_argument("--codec", help="video encoder (default: libx264; libvpx-vp9 for .webm; mpeg4, ...)")
     video.add_argument("--crf", type=int, default=VIDEO_CRF, help="quality of libx264/libvpx-vp9: lower is better, 0 lossless")
     video.add_argument("--batch-size", type=int, default=VIDEO_BATCH, help="frames per network call")
-    video.add_argument("--temporal", type=float, default=0.0, metavar="STRENGTH",
+    video.add_argument("--temporal", type=float, default=VIDEO_TEMPORAL, metavar="STRENGTH",
                        help="against flicker: blend each frame with the previous output carried along the optical "
-                            "flow, where the flow is reliable (0 off; 0.5-0.8 typical)")
+                            "flow, where the flow is reliable (about 2x less flicker at 0.75; 0: frame by frame)")
     parser.add_argument("--max-image-pixels", type=int,
                         help="decode images up to this many pixels (default: Pillow's decompression-bomb limit, 89478485)")
     return parser

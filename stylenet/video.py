@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 WRITTEN_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm"}  # others (.avi) are written as .mp4
 CODEC, CRF, BATCH = "libx264", 18, 4  # H.264 at visually lossless quality; frames per network call
+# The flow blend's default strength: on vtest (24 frames at 384 px) it cut the warping error 2.1x for +8.4% judged
+# style with starry_night and 1.95x for -1.0% with the_scream (README, "Flicker"); 0 stylizes frame by frame.
+TEMPORAL = 0.75
 WEBM_CODEC = "libvpx-vp9"  # WebM holds VP8/VP9/AV1 only: its default
 # audio codecs each container holds as they are; anything else is re-encoded to the first codec listed
 AUDIO_COPY = {
@@ -64,7 +67,7 @@ class VideoOptions:
     codec: str | None = None  # None: libx264, or libvpx-vp9 for .webm
     crf: int = CRF
     batch: int = BATCH
-    temporal: float = 0.0  # blend with the previous output along the optical flow (stylenet/temporal.py); 0: off
+    temporal: float = TEMPORAL  # blend with the previous output along the optical flow (stylenet/temporal.py); 0: off
 
 
 @dataclass

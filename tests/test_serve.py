@@ -222,6 +222,7 @@ def result_pixels(page, card) -> np.ndarray:  # noqa: ANN001
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))))
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_the_page_stylizes_a_photo_shows_errors_and_keeps_serving(browser, server: str, photo: Path,  # noqa: ANN001
                                                                   tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ each row starting with its painting (a blend row shows its paintings side by sid
     python scripts/sample_grid.py standard.safetensors small.safetensors -o side_by_side.jpg  # a row each
     python scripts/sample_grid.py multistyle.safetensors --style great_wave --style great_wave=0.5,the_scream=0.5 -o grid.jpg
     python scripts/sample_grid.py adain.safetensors --style-image a.jpg --style-image b.jpg -o grid.jpg
+    python scripts/sample_grid.py starry_night great_wave ... --transpose -o grid.jpg  # a column per model
 """
 
 from __future__ import annotations
@@ -65,17 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256, help="side of each square tile (px)")
     parser.add_argument("--style", action="append", help="multi-style models: a row per NAME or blend (default: each style)")
     parser.add_argument("--style-image", action="append", type=Path, help="AdaIN models: a row per painting")
+    parser.add_argument("--transpose", action="store_true", help="a column per model, its painting on top; a row per photo")
     args = parser.parse_args(argv)
     try:
         models = [load_model(path) for path in args.models]
         photos = [p for p in find_images(args.photos) if not args.names or p.stem in args.names]
         tiles = [center_square(load_image(p), args.size) for p in photos]
         rows = [(model, *row) for model in models for row in style_rows(model, args)]
-        gap, columns = 4, len(tiles) + 1
-        grid = Image.new("RGB", (columns * (args.size + gap) - gap, (len(rows) + 1) * (args.size + gap) - gap), "white")
-        step = args.size + gap
-        for column, tile in enumerate(tiles, start=1):
-            grid.paste(tile, (column * step, 0))
+        cells: dict[tuple[int, int], Image.Image] = {(0, column): tile for column, tile in enumerate(tiles, start=1)}
         for row, (model, painting_files, selection) in enumerate(rows, start=1):
             if model.model_kind.style_input == "style_image":
                 model.use_style_images([load_image(selection, "--style-image")])
@@ -83,9 +81,16 @@ def main(argv: list[str] | None = None) -> int:
                 model.use_style(selection)
             paintings = [load_image(path) for path in painting_files if path.is_file()]
             if paintings:
-                grid.paste(side_by_side(paintings, args.size), (0, row * step))
+                cells[row, 0] = side_by_side(paintings, args.size)
             for column, tile in enumerate(tiles, start=1):
-                grid.paste(model.stylize(tile), (column * step, row * step))
+                cells[row, column] = model.stylize(tile)
+        if args.transpose:  # a column per model (its painting on top), a row per photo
+            cells = {(column, row): cell for (row, column), cell in cells.items()}
+        step = args.size + 4
+        height, width = (max(index) + 1 for index in zip(*cells))
+        grid = Image.new("RGB", (width * step - 4, height * step - 4), "white")
+        for (row, column), cell in cells.items():
+            grid.paste(cell, (column * step, row * step))
         save_image(grid, args.output, quality=88)
     except StylenetError as error:
         print(f"error: {error}", file=sys.stderr)

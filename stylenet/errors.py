@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 __version__ = "0.1.0"
 
 
@@ -13,3 +16,11 @@ def brief(error: BaseException, limit: int = 300, last: bool = False) -> str:
     """One line of a library's error message for ours: the first (or last) non-empty line, cut to limit."""
     lines = str(error).strip().splitlines()
     return (lines[-1] if last else lines[0])[:limit] if lines else ""
+
+
+def require(module: str, purpose: str, install: str) -> ModuleType:
+    """Import an optional library, or say in one line what needs it and how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise StylenetError(f"{purpose} needs {module}: {install}") from None

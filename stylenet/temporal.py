@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
 
-from stylenet.errors import StylenetError
+from stylenet.errors import StylenetError, require
 
 
-def import_cv2():  # noqa: ANN201 - the cv2 module
-    try:
-        import cv2
-    except ImportError:
-        raise StylenetError("temporal consistency needs OpenCV: pip install opencv-python-headless "
-                            "(make install includes it)") from None
-    return cv2
+def import_cv2() -> ModuleType:
+    return require("cv2", "optical flow and the webcam", "pip install opencv-python-headless (make install includes it)")
 
 
 def gray(frame: np.ndarray) -> np.ndarray:

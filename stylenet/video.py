@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from stylenet.errors import StylenetError, brief
+from stylenet.errors import StylenetError, brief, require
 from stylenet.files import atomic_write
 from stylenet.images import preserve_color
 from stylenet.inference import StyleModel, target_size
@@ -78,12 +79,8 @@ class VideoResult:
     warning: str | None = None  # the input was damaged: where decoding stopped
 
 
-def import_av():  # noqa: ANN201 - the av module
-    try:
-        import av
-    except ImportError:
-        raise StylenetError("video needs PyAV: pip install av (make install includes it)") from None
-    return av
+def import_av() -> ModuleType:
+    return require("av", "video", "pip install av (PyAV; make install includes it)")
 
 
 def check_options(options: VideoOptions) -> None:

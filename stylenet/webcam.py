@@ -16,13 +16,15 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from tqdm import tqdm
 
-from stylenet.errors import StylenetError, brief
+from stylenet.errors import StylenetError, brief, require
 from stylenet.files import atomic_write
 from stylenet.inference import StyleModel
+from stylenet.temporal import import_cv2 as import_opencv
 from stylenet.video import CODEC, CRF, VideoOptions, container_format, import_av, stylize_frames
 
 log = logging.getLogger(__name__)
@@ -55,11 +57,8 @@ class WebcamResult:
         return self.frames / self.seconds if self.seconds else 0.0
 
 
-def import_cv2():  # noqa: ANN201 - the cv2 module
-    try:
-        import cv2
-    except ImportError:
-        raise StylenetError("the webcam needs OpenCV: pip install opencv-python-headless (make install includes it)") from None
+def import_cv2() -> ModuleType:
+    cv2 = import_opencv()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # no V4L2 warnings for a missing camera
     return cv2
 
@@ -130,13 +129,9 @@ class Recorder:
         self.output.close()
 
 
-def import_pyvirtualcam():  # noqa: ANN201 - the pyvirtualcam module
-    try:
-        import pyvirtualcam
-    except ImportError:
-        raise StylenetError("--virtual needs pyvirtualcam: pip install 'stylenet[webcam]' (and a virtual camera: "
-                            "OBS on Windows/macOS, v4l2loopback on Linux)") from None
-    return pyvirtualcam
+def import_pyvirtualcam() -> ModuleType:
+    return require("pyvirtualcam", "--virtual", "pip install 'stylenet[webcam]' (and a virtual camera: OBS on "
+                   "Windows/macOS, v4l2loopback on Linux)")
 
 
 def virtual_camera(width: int, height: int, fps: float):  # noqa: ANN201 - pyvirtualcam.Camera

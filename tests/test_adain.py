@@ -116,6 +116,7 @@ def test_paired_dataset_serves_a_random_augmented_painting_with_each_photo(data_
     assert (crops - crops[0]).abs().amax(dim=(1, 2, 3)).gt(0).any()  # scale, crop and mirror vary
 
 
+@pytest.mark.slow  # seconds of end-to-end work: make test runs it, test-fast stays under 3 min
 def test_short_training_lowers_content_and_style_loss() -> None:
     """The module's own loss on a fixed batch of real photo/painting crops, through the real Caffe VGG-19."""
     from stylenet.systems.adain import AdaINSystem

@@ -27,6 +27,7 @@ def test_train_figures_for_stylenet_and_baseline(capsys: pytest.CaptureFixture[s
     assert ours["mode"] == "stylenet" and baseline["mode"] == "baseline" and baseline["loss_network"] == "vgg16"
 
 
+@pytest.mark.slow  # seconds of end-to-end work: make test runs it, test-fast stays under 3 min
 def test_infer_figures_for_each_backend_and_size(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     table = tmp_path / "bench.md"
     found = rows(capsys, "infer", "--sizes", "32,40x24", "--model", "transformer_small", "--device", "cpu",

@@ -78,6 +78,7 @@ def test_a_style_image_that_is_not_an_image(tmp_path: Path) -> None:
         check_config(compose_config(f"style.image={tmp_path / 'fake.jpg'}"))
 
 
+@pytest.mark.slow  # each composes and checks a whole run config (5 s): make test runs them
 @pytest.mark.parametrize(
     "overrides,message",
     [

@@ -107,6 +107,7 @@ def test_globs_output_names_and_errors(tiny_model: Path, photo_folder: Path, tmp
     assert "model not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # seconds of end-to-end work: make test runs it, test-fast stays under 3 min
 def test_export_writes_verified_files_and_refuses_to_overwrite(tiny_model: Path, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     for file_format, name in (("onnx", "m.onnx"), ("torchscript", "m.pt"), ("safetensors", "m.safetensors")):

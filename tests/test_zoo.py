@@ -58,6 +58,7 @@ def test_a_file_path_wins_over_a_name_and_unknown_names_list_the_shipped_ones(
         load_model(tmp_path, "cpu")
 
 
+@pytest.mark.slow  # seconds of end-to-end work: make test runs it, test-fast stays under 3 min
 def test_every_command_takes_a_name(tmp_path: Path, data_dir: Path) -> None:
     listing = subprocess.run([STYLENET, "models"], capture_output=True, text=True, env=run_env(), timeout=120)
     assert listing.returncode == 0 and all(name in listing.stdout for name in SHIPPED)
@@ -87,6 +88,7 @@ def test_torch_hub_has_an_entry_point_per_shipped_model() -> None:
         assert model.stylize(Image.new("RGB", (24, 16), (120, 80, 40))).size == (24, 16)
 
 
+@pytest.mark.slow  # seconds of end-to-end work: make test runs it, test-fast stays under 3 min
 def test_eval_finds_a_models_painting_in_this_machines_data_when_its_training_path_is_gone(
     tiny_model: Path, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -244,6 +244,7 @@ def bench_video(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as folder:
         clips = {size: synthetic_clip(Path(folder) / f"{size}.mp4", *parse_size(size)[::-1], args.frames)
                  for size in args.size.split(",")}
+        samples = {size: list(itertools.islice(frames_of(clip), args.batch)) for size, clip in clips.items()}
         for name in args.model.split(","):
             network, metadata = video_network(name)
             for backend in args.backends.split(","):
@@ -259,7 +260,7 @@ def bench_video(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                     model = StyleModel(*loaded, device, precision)
                     options = VideoOptions(tile=0, batch=args.batch, temporal=args.temporal)
                     for size, clip in clips.items():
-                        frames = list(itertools.islice(frames_of(clip), args.batch))
+                        frames = samples[size]
                         seconds = median_seconds(lambda: stylize_frames(model, frames, options), device, args.warmup, args.repeats)
                         stylize_video(model, clip, Path(folder) / "warm.mp4", replace(options, end=0.2), progress=False)
                         result = stylize_video(model, clip, Path(folder) / "out.mp4", options, progress=False)

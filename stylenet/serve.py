@@ -37,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from stylenet.errors import StylenetError, brief
 from stylenet.images import IMAGE_ERRORS, open_image
 from stylenet.inference import StyleModel, load_model
-from stylenet.zoo import metadata_of, names, path_of
+from stylenet.zoo import names, path_of
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class Catalog:
         """What the page needs to show the model's controls: its kind, styles and painting."""
         entry = self.entry(model_id)
         model = self.model(model_id)
-        metadata = metadata_of(entry.id) if entry.shipped else model.metadata
+        metadata = model.metadata
         style = (metadata.get("style") or {}).get("name")
         judged = (metadata.get("eval") or {}).get("placement_label")
         return {

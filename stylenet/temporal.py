@@ -69,13 +69,18 @@ def dis(preset: str = "fast"):  # noqa: ANN201 - cv2.DISOpticalFlow
 PHOTOMETRIC_LEVELS = 12  # largest |previous input warped - input| (0-255) where the previous output may be carried
 
 
+def check_strength(strength: float) -> None:
+    """--temporal's range, checked where a run starts (video, webcam) and where a blend is made."""
+    if not 0.0 <= strength < 1.0:
+        raise StylenetError(f"--temporal {strength}: must be at least 0 (off) and below 1 (1 would freeze the "
+                            f"first frame); 0.5-0.8 is typical")
+
+
 class FlowBlend:
     """Feed it (input frame, stylized frame) pairs in order; it returns the temporally blended output frames."""
 
     def __init__(self, strength: float, preset: str = "fast") -> None:
-        if not 0.0 <= strength < 1.0:
-            raise StylenetError(f"--temporal {strength}: must be at least 0 (off) and below 1 (1 would freeze the "
-                                f"first frame); 0.5-0.8 is typical")
+        check_strength(strength)
         self.strength = strength
         self.estimator = dis(preset)
         self.previous_gray: np.ndarray | None = None

@@ -30,6 +30,7 @@ from stylenet.errors import StylenetError, brief, require
 from stylenet.files import atomic_write
 from stylenet.images import preserve_color
 from stylenet.inference import StyleModel, target_size
+from stylenet.temporal import check_strength
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,7 @@ def check_options(options: VideoOptions) -> None:
         raise StylenetError(f"--end {options.end}: must be after --start ({options.start or 0} s)")
     if not 0 <= options.crf <= 63:
         raise StylenetError(f"--crf {options.crf}: must be between 0 (lossless) and 51 (H.264) or 63 (VP9/AV1)")
-    if not 0 <= options.temporal < 1:
-        raise StylenetError(f"--temporal {options.temporal}: must be at least 0 (off) and below 1; 0.5-0.8 is typical")
+    check_strength(options.temporal)
     if options.batch < 1:
         raise StylenetError(f"--batch-size {options.batch}: must be at least 1")
     av = import_av()
@@ -168,7 +168,8 @@ def transcode(av, model: StyleModel, container, tmp: Path, target: Path, options
         if blend is not None:
             stylized = np.stack([blend(frame, output) for frame, output in zip(inputs, stylized)])
         if out_video is None:  # sized by the first frames; the muxer starts only once every stream exists
-            out_video = add_video_stream(output, options, stylized.shape[2], stylized.shape[1], video, time_base)
+            rate = video.average_rate or video.guessed_rate or Fraction(25)
+            out_video = add_video_stream(output, options, stylized.shape[2], stylized.shape[1], rate, time_base)
             for waiting in backlog:
                 output.mux(waiting)
             backlog.clear()
@@ -266,8 +267,8 @@ def estimate_frames(container, video, start: float, end: float) -> int | None:  
     return max(0, round((min(duration, end) - start) * rate))
 
 
-def add_video_stream(output, options: VideoOptions, width: int, height: int, video, time_base: Fraction):  # noqa: ANN001, ANN201
-    rate = video.average_rate or video.guessed_rate or Fraction(25)
+def add_video_stream(output, options: VideoOptions, width: int, height: int, rate: Fraction, time_base: Fraction):  # noqa: ANN001, ANN201
+    """The encoder stream: options.codec (default H.264, VP9 for WebM) at options.crf, 4:2:0 where the size allows."""
     codec = options.codec or (WEBM_CODEC if output.format.name == "webm" else CODEC)
     try:
         stream = output.add_stream(codec, rate=rate)

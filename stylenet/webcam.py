@@ -24,8 +24,8 @@ from tqdm import tqdm
 from stylenet.errors import StylenetError, brief, require
 from stylenet.files import atomic_write
 from stylenet.inference import StyleModel
-from stylenet.temporal import import_cv2 as import_opencv
-from stylenet.video import CODEC, CRF, VideoOptions, container_format, import_av, stylize_frames
+from stylenet.temporal import check_strength, import_cv2 as import_opencv
+from stylenet.video import VideoOptions, add_video_stream, container_format, import_av, stylize_frames
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,7 @@ def check_outputs(options: WebcamOptions, cv2) -> None:  # noqa: ANN001
         raise StylenetError(f"--record {options.record}: give a .mp4, .mkv or .mov file")
     if options.max_frames is not None and options.max_frames < 1:
         raise StylenetError(f"--max-frames {options.max_frames}: must be at least 1")
-    if not 0 <= options.temporal < 1:
-        raise StylenetError(f"--temporal {options.temporal}: must be at least 0 (off) and below 1; 0.5-0.8 is typical")
+    check_strength(options.temporal)
     if options.virtual:
         import_pyvirtualcam()
     if options.window:
@@ -109,11 +108,7 @@ class Recorder:
         av = import_av()
         self.av = av
         self.output = av.open(str(tmp), "w", format=container_format(target))
-        self.stream = self.output.add_stream(CODEC, rate=30)
-        self.stream.width, self.stream.height = width, height
-        self.stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-        self.stream.time_base = self.stream.codec_context.time_base = MILLISECONDS
-        self.stream.options = {"crf": str(CRF)}
+        self.stream = add_video_stream(self.output, VideoOptions(), width, height, Fraction(30), MILLISECONDS)
         self.last = -1
 
     def write(self, array: np.ndarray, milliseconds: int) -> None:

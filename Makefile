@@ -44,18 +44,47 @@ data: $(STAMP)  ## fetch the paintings into ./data (ARGS="--coco" adds COCO trai
 
 BENCH := $(PY) -m stylenet bench
 BENCH_OUT ?= bench-results.md
+GPU := $(BENCH) --device cuda --warmup 3 --repeats 10
+BENCH_GPU_OUT ?= bench-gpu-results.md
 bench: $(STAMP)  ## time training, inference and optimization here, baseline beside ours (CPU: ~30 min) -> $(BENCH_OUT)
 	rm -f $(BENCH_OUT)
 	$(BENCH) train --loss-network vgg16 --baseline --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) train --loss-network vgg16 --precision fp32 --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) train --loss-network vgg16 --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) train --loss-network vgg19_caffe --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) train --loss-network vgg16 --model transformer_small --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) train --model multistyle --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) train --model adain --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) infer --baseline --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) infer --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
-	$(BENCH) infer --model transformer_small --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) infer --model transformer_small,starry_night --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) infer --model multistyle,adain --sizes 1024 --backends eager --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) optimize --baseline --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) optimize --precision fp32 --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) optimize --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) video --model transformer,transformer_small,starry_night --markdown $(BENCH_OUT)
+
+bench-gpu: $(STAMP)  ## the GPU checklist (BENCHMARKS.md): baseline beside ours, bf16/fp16/compile/channels-last, 4K latency -> $(BENCH_GPU_OUT)
+	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'error: make bench-gpu needs a CUDA GPU; torch sees none (make bench times the CPU)')"
+	rm -f $(BENCH_GPU_OUT)
+	$(GPU) train --loss-network vgg16 --baseline --markdown $(BENCH_GPU_OUT)
+	$(GPU) train --loss-network vgg16 --precision fp32 --markdown $(BENCH_GPU_OUT)
+	$(GPU) train --loss-network vgg16 --precision bf16 --markdown $(BENCH_GPU_OUT)
+	$(GPU) train --loss-network vgg16 --precision bf16 --channels-last --markdown $(BENCH_GPU_OUT)
+	$(GPU) train --loss-network vgg16 --precision bf16 --no-cudnn-benchmark --markdown $(BENCH_GPU_OUT)
+	$(GPU) train --loss-network vgg16 --precision bf16 --compile --markdown $(BENCH_GPU_OUT)
+	$(GPU) train --loss-network vgg19_caffe --markdown $(BENCH_GPU_OUT)
+	$(GPU) train --model multistyle --markdown $(BENCH_GPU_OUT)
+	$(GPU) train --model adain --markdown $(BENCH_GPU_OUT)
+	$(GPU) infer --baseline --sizes 1024,3840x2160 --backends eager --markdown $(BENCH_GPU_OUT)
+	$(GPU) infer --sizes 1024,3840x2160 --precisions fp32,bf16,fp16 --backends eager,torchscript --markdown $(BENCH_GPU_OUT)
+	$(GPU) infer --model transformer_small,multistyle,adain --sizes 1024,3840x2160 --precisions fp32,bf16 --backends eager --markdown $(BENCH_GPU_OUT)
+	$(GPU) optimize --baseline --markdown $(BENCH_GPU_OUT)
+	$(GPU) optimize --precision bf16 --markdown $(BENCH_GPU_OUT)
+	$(GPU) video --model transformer,transformer_small --size 640x360,1280x720,3840x2160 --precisions fp32,bf16 --markdown $(BENCH_GPU_OUT)
+
+gpu-train: $(STAMP)  ## the GPU checklist's 10-minute training run with eval: experiment=gpu (STYLE=starry_night)
+	$(PY) train.py style=$(or $(STYLE),starry_night) experiment=gpu
 
 clean:  ## remove caches and run outputs (keeps .venv)
 	rm -rf outputs multirun .pytest_cache

@@ -1,12 +1,14 @@
 """Benchmarks of the hot paths: one JSON line per figure, optionally a Markdown table.
 
-    stylenet bench train   [--size 256] [--batch 4] [--precision fp32|bf16] [--model transformer] [--baseline]
-    stylenet bench infer   [--sizes 512,1024,2048,3840x2160] [--backends eager,torchscript,onnx] [--baseline]
-    stylenet bench optimize [--size 512] [--baseline]
+    stylenet bench train   [--size 256] [--batch 4] [--precision auto|fp32|bf16] [--model transformer|multistyle|adain] [--baseline]
+    stylenet bench infer   [--sizes 512,1024,2048,3840x2160] [--model PRESETS|NAMES] [--backends eager,torchscript,onnx] [--baseline]
+    stylenet bench optimize [--size 512] [--precision auto|fp32|bf16] [--baseline]
     stylenet bench video   [--size 640x360,1280x720] [--model transformer,transformer_small|NAME] [--precisions fp32,bf16]
 
 Every figure is the median of N timed repeats after warm-up, on synthetic images (timing does not depend on
-pixel values), and carries the machine, torch version and thread count. --baseline runs our own code the way
+pixel values), and carries the machine, torch version and thread count. Every row has its own peak memory
+(the process's resident set, reset before the row; on CUDA torch's peak allocation). Rows in bf16 or fp16
+also give their output's difference from fp32 on the same input, in levels of 255. --baseline runs our own code the way
 pytorch/examples fast_neural_style does: fp32, channels-first, the photo through the whole loss network in a
 second pass, no inference_mode, no compile, the layers as written (set_fast_ops off: no upsample_conv, no
 fused Gram backward) and glibc's default allocator.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import itertools
 import json
 import resource
@@ -38,25 +41,40 @@ from stylenet.kinds.transformer import set_fast_ops
 from stylenet.loss_network import PRESETS, LossNetwork
 from stylenet.losses import PerceptualLoss
 from stylenet.modelfile import model_metadata
-from stylenet.tiling import PRECISIONS, machine_name, native_bf16, resolve_device
+from stylenet.tiling import AUTO, PRECISION_CHOICES, PRECISIONS, auto_precision, machine_name, native_bf16, resolve_device
 
-# The single-style network sizes training builds (conf/model/transformer*.yaml); multistyle and adain are not
-# benchmarked yet.
-MODELS = {name: arguments for name, (kind, arguments) in presets().items() if kind == "transformer"}
+# The networks training builds, by preset name: transformer, transformer_small, multistyle, adain (conf/model/)
+MODELS = presets()
 
 
 def machine(device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
+    cuda = {"cudnn_benchmark": torch.backends.cudnn.benchmark} if device.type == "cuda" else {}
     return {
         "machine": machine_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "keep_freed_memory": getattr(args, "keep_freed_memory", False),
+        "keep_freed_memory": getattr(args, "keep_freed_memory", False), **cuda,
     }
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a row's peak memory from what the process holds now: freed heap memory goes back to the kernel
+    (malloc_trim), then Linux restarts the peak resident set (clear_refs 5); on CUDA torch's peak statistics."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def peak_memory_mb(device: torch.device) -> float:
-    """Peak GPU memory allocated by torch, or the process's peak resident memory on CPU (MB)."""
+    """Peak GPU memory allocated by torch, or the process's peak resident memory since reset_peak_memory (MB)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    with contextlib.suppress(OSError, StopIteration, ValueError):
+        with open("/proc/self/status") as status:
+            return int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB; the whole run's peak
 
 
 def median_seconds(run: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
@@ -82,31 +100,61 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=PRECISIONS[precision])
 
 
+def preset_network(name: str) -> torch.nn.Module:
+    """A preset's network with random weights (speed does not depend on them); AdaIN's with its real encoder."""
+    kind, arguments = MODELS[name]
+    if kind == "adain":
+        from stylenet.kinds.adain import ENCODER_LAYERS
+
+        encoder = LossNetwork("vgg19", "caffe", list(ENCODER_LAYERS))
+        return get_kind(kind).network(**arguments, encoder_weights="caffe", encoder_state=encoder.conv_state())
+    return get_kind(kind).network(**arguments)
+
+
 def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
-    """One optimizer step of the training recipe (the LightningModule's training_step, without Lightning)."""
-    preset = PRESETS[args.loss_network]
-    content_layers, style_layers = list(preset.content_layers), list(preset.style_layers)
-    weights = "random" if preset.weights == "torchvision" else preset.weights  # same speed; no download
-    loss_network = LossNetwork(preset.arch, weights, [*content_layers, *style_layers])
-    style = torch.rand(3, 256, 256)
-    criterion = PerceptualLoss(loss_network, style, content_layers, dict.fromkeys(style_layers, 1.0), 1.0, 1.0, 1.0)
+    """One optimizer step of the model kind's training recipe (its LightningModule's training_step, without
+    Lightning): transformer and multistyle against the loss network, AdaIN's decoder against its encoder."""
+    kind, arguments = MODELS[args.model]
     fast = not args.baseline
-    network = set_fast_ops(get_kind("transformer").network(**MODELS[args.model]), fast).to(device)
-    criterion = set_fast_ops(criterion, fast).to(device)
     photos = torch.rand(args.batch, 3, args.size, args.size, device=device)
-    if fast and args.channels_last:
-        network = network.to(memory_format=torch.channels_last)
-        photos = photos.contiguous(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3, fused=device.type == "cuda" and fast)
-    model = torch.compile(network) if fast and args.compile else network
+    if kind == "adain":  # stylenet/systems/adain.py: (photo, painting) pairs, the decoder trained
+        from stylenet.systems.adain import AdaINSystem
+
+        system = AdaINSystem(**arguments).to(device)
+        network = set_fast_ops(system.network, fast)
+        paintings = torch.rand(args.batch, 3, args.size, args.size, device=device)
+        optimizer = torch.optim.Adam(network.decoder.parameters(), lr=1e-4, fused=device.type == "cuda" and fast)
+
+        def loss() -> torch.Tensor:
+            return system.losses(photos, paintings)["total"]
+    else:
+        network = set_fast_ops(preset_network(args.model), fast).to(device)
+        preset = PRESETS[args.loss_network]
+        content_layers, style_layers = list(preset.content_layers), list(preset.style_layers)
+        weights = "random" if preset.weights == "torchvision" else preset.weights  # same speed; no download
+        loss_network = LossNetwork(preset.arch, weights, [*content_layers, *style_layers])
+        styles = [torch.rand(3, 256, 256) for _ in getattr(network, "styles", [None])]
+        criterion = PerceptualLoss(loss_network, styles, content_layers, dict.fromkeys(style_layers, 1.0), 1.0, 1.0, 1.0,
+                                   separate_styles=kind == "multistyle")
+        criterion = set_fast_ops(criterion, fast).to(device)
+        if fast and args.channels_last:
+            network = network.to(memory_format=torch.channels_last)
+            photos = photos.contiguous(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(network.parameters(), lr=1e-3, fused=device.type == "cuda" and fast)
+        model = torch.compile(network) if fast and args.compile else network
+        style_ids = torch.arange(args.batch, device=device) % len(styles)  # multistyle: a painting per photo
+        mix = torch.nn.functional.one_hot(style_ids, len(styles)).float()
+
+        def loss() -> torch.Tensor:
+            stylized = model(photos, mix) if kind == "multistyle" else model(photos)
+            # baseline: the photo through the whole loss network too, as pytorch/examples does
+            content = criterion.loss_network(photos, criterion.layers) if args.baseline else photos
+            return criterion(stylized, content, style_ids if kind == "multistyle" else None)["total"]
 
     def step() -> None:
         with autocast(device, "fp32" if args.baseline else args.precision):
-            stylized = model(photos)
-            # baseline: the photo through the whole loss network too, as pytorch/examples does
-            content = criterion.loss_network(photos, criterion.layers) if args.baseline else photos
-            terms = criterion(stylized, content)
-        terms["total"].backward()
+            total = loss()
+        total.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -116,10 +164,13 @@ def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], N
 def bench_train(args: argparse.Namespace) -> list[dict[str, Any]]:
     device = resolve_device(args.device)
     step = train_step(args, device)
+    reset_peak_memory(device)
     seconds = median_seconds(step, device, args.warmup, args.repeats)
+    kind, _ = MODELS[args.model]
     return [{
         "bench": "train", "mode": "baseline" if args.baseline else "stylenet", "model": args.model,
-        "loss_network": args.loss_network, "size": args.size, "batch": args.batch, "device": device.type,
+        "loss_network": "vgg19_caffe (AdaIN encoder)" if kind == "adain" else args.loss_network, "size": args.size,
+        "batch": args.batch, "device": device.type,
         "precision": "fp32" if args.baseline else args.precision, "channels_last": args.channels_last and not args.baseline,
         "compile": args.compile and not args.baseline, "data": "synthetic", "s_per_step": round(seconds, 4),
         "images_per_s": round(args.batch / seconds, 3), "peak_memory_mb": round(peak_memory_mb(device)),
@@ -136,43 +187,91 @@ def parse_size(text: str) -> tuple[int, int]:
         raise StylenetError(f"size {text!r}: give N or WIDTHxHEIGHT, e.g. 512 or 1280x720") from None
 
 
-def bench_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
+def pattern_image(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(1, 3, H, W) in [0, 1]: smooth stripes and blobs, so precision differences are those of a picture, not of
+    noise (speed does not depend on the pixels)."""
+    rows = torch.arange(height, device=device, dtype=torch.float32)[:, None]
+    columns = torch.arange(width, device=device, dtype=torch.float32)[None, :]
+    channels = [torch.sin(columns / 9) * torch.cos(rows / 13), torch.sin((columns + rows) / 17), torch.cos(columns / 23 - rows / 7)]
+    return ((torch.stack(channels) + 1) / 2).unsqueeze(0)
+
+
+def bench_network(name: str) -> tuple[torch.nn.Module | Any, dict[str, Any]]:
+    """A network preset (random weights: the same speed) or a model file / ready-made model's name."""
+    if name in MODELS:
+        network = preset_network(name).eval()
+        return network, model_metadata(network)
+    from stylenet.zoo import resolve
+
+    return load_network(resolve(name))
+
+
+def bench_model(loaded: tuple[Any, dict[str, Any]], device: torch.device, precision: str) -> Any:  # StyleModel
+    """A StyleModel ready to stylize: multi-style models run their first style, AdaIN a synthetic 512-px painting."""
+    from PIL import Image
+
     from stylenet.inference import StyleModel
 
+    model = StyleModel(*loaded, device, precision)
+    if model.model_kind.style_input == "style_image":
+        painting = pattern_image(512, 512, torch.device("cpu"))[0].flip(0).mul(255).byte().permute(1, 2, 0).numpy()
+        model.use_style_images([Image.fromarray(painting)])
+    return model
+
+
+def levels_apart(result: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
+    """How far an output lies from the fp32 output, in 8-bit levels: the largest and the mean difference."""
+    difference = (result.float() - reference.float()).abs().mul_(255)
+    return {"max_levels_vs_fp32": round(difference.max().item(), 1), "mean_levels_vs_fp32": round(difference.mean().item(), 3)}
+
+
+def bench_infer(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """Seconds per image through `StyleModel.stylize_tensor` (the default tiling policy unless --tile), per model,
+    backend, precision and size; rows not in fp32 give their difference from fp32 on the same picture."""
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    network = set_fast_ops(get_kind("transformer").network(**MODELS[args.model]), not args.baseline).eval()
-    rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for backend in args.backends.split(","):
-            for precision in args.precisions.split(","):
-                if backend == "onnx" and precision != "fp32" or args.baseline and (backend, precision) != ("eager", "fp32"):
-                    continue
+        for name in args.model.split(","):
+            network, metadata = bench_network(name)
+            if isinstance(network, torch.nn.Module):
+                set_fast_ops(network, not args.baseline)
+            for backend in args.backends.split(","):
                 if backend == "eager":
-                    model = StyleModel(network, {"kind": "safetensors"}, device, precision)
+                    loaded = (network, {**metadata, "kind": "safetensors"})
                 else:
-                    path = Path(folder) / f"model.{backend}"
-                    if not path.exists():
-                        export_model(network, model_metadata(network), path, backend)
-                    model = StyleModel(*load_network(path), device, precision)
-                for size in args.sizes.split(","):
-                    height, width = parse_size(size)
-                    images = torch.rand(1, 3, height, width, device=device)
-                    if args.baseline:  # pytorch/examples: no_grad (not inference_mode), no clamp fusion, fp32
-                        def run() -> object:
-                            with torch.no_grad():
-                                return model.bound(images)
-                    else:
-                        def run() -> object:
-                            return model.stylize_tensor(images, tile=0)
-                    seconds = median_seconds(run, device, args.warmup, args.repeats)
-                    rows.append({
-                        "bench": "infer", "mode": "baseline" if args.baseline else "stylenet", "model": args.model,
-                        "backend": backend, "size": f"{width}x{height}", "device": device.type, "precision": precision,
-                        "s_per_image": round(seconds, 4), "megapixels_per_s": round(height * width / 1e6 / seconds, 3),
-                        "peak_memory_mb": round(peak_memory_mb(device)), **machine(device, args),
-                    })
-    return rows
+                    path = Path(folder) / f"{name.replace('/', '_')}.{backend}"
+                    export_model(network, metadata, path, backend)
+                    loaded = load_network(path)
+                for precision in args.precisions.split(","):
+                    if backend == "onnx" and precision != "fp32" or args.baseline and (backend, precision) != ("eager", "fp32"):
+                        continue
+                    model = bench_model(loaded, device, precision)
+                    for size in args.sizes.split(","):
+                        height, width = parse_size(size)
+                        images = pattern_image(height, width, device)
+                        quality = {}
+                        if precision != "fp32":  # the same picture in fp32 first, outside this row's memory
+                            reference = bench_model(loaded, device, "fp32").stylize_tensor(images, tile=args.tile)
+                            quality = levels_apart(model.stylize_tensor(images, tile=args.tile), reference)
+                            del reference
+                        if args.baseline:  # pytorch/examples: no_grad (not inference_mode), no clamp fusion, fp32
+                            def run() -> object:
+                                with torch.no_grad():
+                                    return model.bound(images)
+                        else:
+                            def run() -> object:
+                                return model.stylize_tensor(images, tile=args.tile)
+                        tileable = model.tileable()
+                        tile = model.runner.auto_tile(tileable, height, width) if args.tile is None else args.tile
+                        reset_peak_memory(device)
+                        seconds = median_seconds(run, device, args.warmup, args.repeats)
+                        yield {  # as each is measured
+                            "bench": "infer", "mode": "baseline" if args.baseline else "stylenet", "model": name,
+                            "backend": backend, "size": f"{width}x{height}", "device": device.type, "precision": model.precision,
+                            "tile": 0 if args.baseline else tile, "s_per_image": round(seconds, 4),
+                            "megapixels_per_s": round(height * width / 1e6 / seconds, 3),
+                            "peak_memory_mb": round(peak_memory_mb(device)), **quality, **machine(device, args),
+                        }
 
 
 def bench_optimize(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -188,6 +287,7 @@ def bench_optimize(args: argparse.Namespace) -> list[dict[str, Any]]:
     photo = torch.rand(1, 3, args.size, args.size, device=device)
     targets = criterion.content_features(photo)
     image = photo.clone().requires_grad_(True)
+    reset_peak_memory(device)
 
     def evaluation() -> None:
         image.grad = None
@@ -223,20 +323,9 @@ def synthetic_clip(path: Path, width: int, height: int, frames: int) -> Path:
     return path
 
 
-def video_network(name: str) -> tuple[torch.nn.Module | Any, dict[str, Any]]:
-    """A network preset (random weights: the same speed) or a model file / ready-made model's name."""
-    if name in MODELS:
-        network = get_kind("transformer").network(**MODELS[name]).eval()
-        return network, model_metadata(network)
-    from stylenet.zoo import resolve
-
-    return load_network(resolve(name))
-
-
 def bench_video(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     """Frames per second of `stylenet stylize clip.mp4`: decode, network, encode (frames_per_s), and the network
     alone on batches of decoded frames (network_frames_per_s), per model, backend, precision and frame size."""
-    from stylenet.inference import StyleModel
     from stylenet.video import VideoOptions, frames_of, stylize_frames, stylize_video
 
     device = resolve_device(args.device)
@@ -246,7 +335,7 @@ def bench_video(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                  for size in args.size.split(",")}
         samples = {size: list(itertools.islice(frames_of(clip), args.batch)) for size, clip in clips.items()}
         for name in args.model.split(","):
-            network, metadata = video_network(name)
+            network, metadata = bench_network(name)
             for backend in args.backends.split(","):
                 if backend == "eager":
                     loaded = (network, {**metadata, "kind": "safetensors"})
@@ -257,10 +346,11 @@ def bench_video(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                 for precision in args.precisions.split(","):
                     if backend == "onnx" and precision != "fp32":
                         continue
-                    model = StyleModel(*loaded, device, precision)
+                    model = bench_model(loaded, device, precision)
                     options = VideoOptions(tile=0, batch=args.batch, temporal=args.temporal)
                     for size, clip in clips.items():
                         frames = samples[size]
+                        reset_peak_memory(device)
                         seconds = median_seconds(lambda: stylize_frames(model, frames, options), device, args.warmup, args.repeats)
                         stylize_video(model, clip, Path(folder) / "warm.mp4", replace(options, end=0.2), progress=False)
                         result = stylize_video(model, clip, Path(folder) / "out.mp4", options, progress=False)
@@ -289,17 +379,23 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--sizes", default="512,1024,2048,3840x2160", help="infer: sizes, WIDTHxHEIGHT or N")
     parser.add_argument("--batch", type=int, default=4, help="train: photos per step; video: frames per network call")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="train, optimize")
-    parser.add_argument("--precisions", help="infer, video: comma-separated (infer: fp32; video: fp32, plus bf16 "
-                        "where the CPU has native bf16)")
+    parser.add_argument("--precision", default=AUTO, choices=PRECISION_CHOICES,
+                        help="train, optimize (auto: bf16 where the hardware computes it natively, else fp32)")
+    parser.add_argument("--precisions", help="infer, video: comma-separated (default fp32, plus bf16 where the "
+                        "hardware computes it natively)")
+    parser.add_argument("--tile", type=int, help="infer: tile side in px (default: tile only what would not fit in the "
+                        "memory budget, as `stylenet stylize` does; 0: never)")
     parser.add_argument("--backends", help="infer, video: comma-separated (infer: eager,torchscript,onnx; video: eager)")
-    parser.add_argument("--model", help=f"a network: {', '.join(MODELS)} (default transformer); video: comma-separated, "
-                        "presets or model files / ready-made names (default transformer,transformer_small)")
+    parser.add_argument("--model", help=f"train: a network preset: {', '.join(MODELS)} (default transformer); infer, "
+                        "video: comma-separated presets, model files or ready-made names (default infer: transformer; "
+                        "video: transformer,transformer_small)")
     parser.add_argument("--frames", type=int, default=48, help="video: frames in the synthetic clip")
     parser.add_argument("--temporal", type=float, default=0.0, help="video: --temporal strength (flow blending)")
     parser.add_argument("--loss-network", default="vgg19_caffe", choices=sorted(PRESETS), help="train (torchvision weights replaced by random ones: same speed, no download)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False, help="train")
     parser.add_argument("--compile", action="store_true", help="train: torch.compile the transformer")
+    parser.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
+                        help="CUDA: let cuDNN pick the fastest convolution algorithms per shape (not with --baseline)")
     parser.add_argument("--baseline", action="store_true", help="the reference implementation's way")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
@@ -313,10 +409,17 @@ def main(argv: list[str]) -> None:
     args.keep_freed_memory = not args.baseline and keep_freed_memory()
     video = args.what == "video"
     args.model = args.model or ("transformer,transformer_small" if video else "transformer")
-    if not video and args.model not in MODELS:
-        raise StylenetError(f"--model {args.model}: {args.what} benchmarks a network preset: {', '.join(MODELS)}")
+    if args.what in ("train", "optimize") and args.model not in MODELS:
+        raise StylenetError(f"--model {args.model}: {args.what} benchmarks a network preset: {', '.join(sorted(MODELS))}")
+    device = resolve_device(args.device)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark and not args.baseline
     args.backends = args.backends or ("eager" if video else "eager,torchscript,onnx")
-    args.precisions = args.precisions or ("fp32,bf16" if video and native_bf16(resolve_device(args.device)) else "fp32")
+    args.precision = auto_precision(device) if args.precision == AUTO else args.precision
+    native = "fp32,bf16" if native_bf16(device) else "fp32"
+    args.precisions = ",".join(dict.fromkeys(native if p == AUTO else p for p in (args.precisions or native).split(",")))
+    unknown = [p for p in args.precisions.split(",") if p not in PRECISIONS]
+    if unknown:
+        raise StylenetError(f"--precisions {unknown[0]}: valid are {', '.join(PRECISION_CHOICES)}")
     if video:
         args.size = args.size or "640x360,1280x720"
     else:

@@ -58,14 +58,41 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style-image", action="append", metavar="PATH[=W]",
                         help="AdaIN models: any painting; repeat to blend, with optional weights (a.jpg=0.7)")
     parser.add_argument("--style-size", type=int, default=STYLE_SIZE, help="AdaIN: long side of the style image (px)")
+    parser.add_argument("--backend", choices=["auto", "eager", "onnx"], default="auto",
+                        help="what runs the network: auto picks ONNX Runtime where it was measured faster on this "
+                             "machine (once per network shape; needs stylenet[onnx]), else eager PyTorch")
+
+
+PRECISION_HELP = ("auto: bf16 where the CPU (AVX512-BF16 or AMX) or GPU computes it natively, else fp32; "
+                  "fp16: CUDA only")
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    from stylenet.tiling import AUTO, PRECISION_CHOICES
+
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=AUTO, help=PRECISION_HELP)
+
+
+def note_precision(precision: str, device: str) -> None:
+    """--precision auto: say once, on stderr, what it chose on this machine."""
+    from stylenet.tiling import AUTO, auto_precision, precision_note, resolve_device
+
+    if precision == AUTO:
+        chosen = resolve_device(device)
+        print(precision_note(auto_precision(chosen), chosen), file=sys.stderr)
 
 
 def model_from_arguments(args: argparse.Namespace):  # noqa: ANN201 - stylenet.inference.StyleModel
     """The model of --model, --device and --precision, bound to --style or --style-image."""
+    from stylenet.backends import use_backend
     from stylenet.images import load_image
     from stylenet.inference import load_model
+    from stylenet.tiling import precision_note
 
     model = load_model(args.model, args.device, args.precision)
+    if model.runner.auto:
+        print(precision_note(model.precision, model.device) if model.eager or model.file_format != "onnx"
+              else "precision auto: fp32 (ONNX models run in fp32)", file=sys.stderr)
     if args.style is not None:
         model.use_style(args.style)
     if args.style_image:
@@ -73,11 +100,14 @@ def model_from_arguments(args: argparse.Namespace):  # noqa: ANN201 - stylenet.i
         model.use_style_images([load_image(path, "--style-image") for path in paths], list(weights), args.style_size)
     elif model.model_kind.style_input == "style_image":
         raise StylenetError(f"{args.model} is an AdaIN model: give the painting with --style-image PATH (any image)")
+    use_backend(model, args.backend)
+    if model.whole is not None:
+        print("backend: ONNX Runtime (fp32) for whole images" + (", measured faster here" if args.backend == "auto" else ""),
+              file=sys.stderr)
     return model
 
 
 def webcam_command(argv: list[str]) -> None:
-    from stylenet.tiling import PRECISIONS
     from stylenet.webcam import WebcamOptions, run_webcam
 
     parser = argparse.ArgumentParser(
@@ -97,8 +127,7 @@ def webcam_command(argv: list[str]) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --record file")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames (default: until q, Esc or Ctrl-C)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
-                        help="bf16 is faster on GPUs and CPUs with AVX512-BF16 or AMX (BENCHMARKS.md)")
+    add_precision_argument(parser)
     args = parser.parse_args(argv)
     if args.record is not None and args.record.exists() and not args.overwrite:
         raise StylenetError(f"{args.record} exists; pass --overwrite to replace it, or choose another --record")
@@ -113,7 +142,6 @@ def webcam_command(argv: list[str]) -> None:
 
 def stylize_parser() -> argparse.ArgumentParser:
     from stylenet.batch import QUALITY
-    from stylenet.tiling import PRECISIONS
     from stylenet.video import BATCH as VIDEO_BATCH, CRF as VIDEO_CRF, TEMPORAL as VIDEO_TEMPORAL
 
     parser = argparse.ArgumentParser(
@@ -132,7 +160,7 @@ def stylize_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preserve-color", action="store_true", help="keep the photo's colours (luminance transfer)")
     parser.add_argument("--tile", type=int, help="process in N px tiles (default: only when the image would not fit; 0: never)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32")
+    add_precision_argument(parser)
     parser.add_argument("--ext", choices=["png", "jpg", "webp"], help="output format in folder mode (default: the input's)")
     parser.add_argument("--quality", type=int, default=QUALITY, help="JPEG/WebP quality")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -195,7 +223,7 @@ def export_command(argv: list[str]) -> None:
     parser.add_argument("-o", "--output", type=Path, help="output file (default: beside the source, new extension)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
-    model = load_model(args.source, "cpu")
+    model = load_model(args.source, "cpu", "fp32")
     if not model.eager:  # TorchScript and ONNX files hold a compiled graph, not the network's weights
         raise StylenetError(f"{args.source} is a {model.file_format} file: export from the .safetensors or .ckpt it came from")
     output = args.output or args.source.with_name(args.source.name.split(".")[0] + EXTENSIONS[args.format])
@@ -247,7 +275,8 @@ def optimize_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-every", type=int, default=0, help="also write OUT_stepNNNN every N steps")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: CUDA only")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=defaults.precision,
+                        help="bf16 autocast for the loss network (Gram matrices stay fp32); " + PRECISION_HELP.split(";")[0])
     return parser
 
 
@@ -257,6 +286,7 @@ def optimize_command(argv: list[str]) -> None:
 
     args = optimize_parser().parse_args(argv)
     output_format(args.output)  # fail now, not after minutes of optimizing
+    note_precision(args.precision, args.device)
     content = load_image(args.content, "content image")
     styles = [load_image(path, "style image") for path in args.styles]
     settings = OptimizeSettings(
@@ -279,6 +309,7 @@ def optimize_command(argv: list[str]) -> None:
 
 def eval_command(argv: list[str]) -> None:
     from stylenet.judge import CURVE_ITERATIONS, JUDGE_VERSION, evaluate, placement_phrase
+    from stylenet.tiling import AUTO, PRECISION_CHOICES
 
     parser = argparse.ArgumentParser(
         prog="stylenet eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -295,9 +326,12 @@ def eval_command(argv: list[str]) -> None:
     parser.add_argument("--cache-dir", type=Path,
                         help="where reference curves are kept (default: $STYLENET_CACHE, else $XDG_CACHE_HOME/stylenet or ~/.cache/stylenet)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (the models; the judge runs on the CPU)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=AUTO,
+                        help=f"the models' precision ({PRECISION_HELP}); the judge always scores in fp32")
     args = parser.parse_args(argv)
+    note_precision(args.precision, args.device)
     report = evaluate(args.models, args.photos, style=args.style, style_image=args.style_image, size=args.size,
-                      output=args.output, cache=args.cache_dir, device=args.device)
+                      output=args.output, cache=args.cache_dir, device=args.device, precision=args.precision)
     for model in report["models"]:
         median = model["median"]
         count = len(model["photos"])
@@ -312,7 +346,7 @@ def info_command(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(prog="stylenet info", description="Print a model's metadata as JSON.")
     parser.add_argument("model", type=Path, help="a model file, or a ready-made model's name")
-    print(json.dumps(load_model(parser.parse_args(argv).model, "cpu").metadata, indent=2, sort_keys=True))
+    print(json.dumps(load_model(parser.parse_args(argv).model, "cpu", "fp32").metadata, indent=2, sort_keys=True))
 
 
 def models_command(argv: list[str]) -> None:
@@ -338,7 +372,6 @@ def models_command(argv: list[str]) -> None:
 
 def serve_command(argv: list[str]) -> None:
     from stylenet.serve import HOST, MAX_PIXELS, MAX_UPLOAD_MB, PORT, QUEUE, Settings, serve
-    from stylenet.tiling import PRECISIONS
 
     parser = argparse.ArgumentParser(
         prog="stylenet serve", description="A local web page to stylize photos with the ready-made models and yours.",
@@ -349,11 +382,12 @@ def serve_command(argv: list[str]) -> None:
     parser.add_argument("--host", default=HOST, help="address to listen on; anything but 127.0.0.1 lets other machines in")
     parser.add_argument("--port", type=int, default=PORT)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32")
+    add_precision_argument(parser)
     parser.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_MB, help="largest request (photo + painting)")
     parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="largest image decoded (decompression bombs)")
     parser.add_argument("--queue", type=int, default=QUEUE, help="requests that may wait while one runs")
     args = parser.parse_args(argv)
+    note_precision(args.precision, args.device)
     serve(Settings([folder.resolve() for folder in args.models], args.device, args.precision, args.max_upload_mb,
                    args.max_pixels, args.queue), args.host, args.port)
 

@@ -10,6 +10,7 @@ import math
 import os
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from stylenet.errors import StylenetError
@@ -88,6 +89,10 @@ def validate(cfg: DictConfig) -> None:
     require(isinstance(warmup, int) and warmup >= 0, f"optimizer.warmup_steps={warmup}: must be an integer >= 0")
     require(cfg.on_nonfinite_loss in ("stop", "skip"), f"on_nonfinite_loss={cfg.on_nonfinite_loss}: valid are stop, skip")
     require(cfg.trainer.max_steps >= 1, f"trainer.max_steps={cfg.trainer.max_steps}: must be >= 1")
+    accelerator = str(cfg.trainer.accelerator)
+    require(accelerator not in ("gpu", "cuda") or torch.cuda.is_available(),
+            f"trainer.accelerator={accelerator} (trainer=gpu or experiment=gpu): torch sees no CUDA GPU here; "
+            "train on the CPU with the default trainer (experiment=cpu is the CPU recipe)")
     require(cfg.checkpoint.every_n_steps >= 1, f"checkpoint.every_n_steps={cfg.checkpoint.every_n_steps}: must be >= 1")
     require(cfg.checkpoint.every_n_minutes > 0, f"checkpoint.every_n_minutes={cfg.checkpoint.every_n_minutes}: must be > 0")
     check_eval(cfg)

@@ -1,4 +1,5 @@
-"""Atomic file writes: a temp file beside the target, renamed into place only once it is complete."""
+"""Atomic file writes (a temp file beside the target, renamed into place only once it is complete), and where
+stylenet keeps what it computes once and reuses (cache_root)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,11 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def cache_root() -> Path:
+    """$STYLENET_CACHE, else $XDG_CACHE_HOME/stylenet, else ~/.cache/stylenet: eval's reference curves, the
+    inference backend measured per machine, ONNX exports."""
+    if os.environ.get("STYLENET_CACHE"):
+        return Path(os.environ["STYLENET_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stylenet"

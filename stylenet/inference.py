@@ -37,12 +37,12 @@ class StyleModel:
 
     def __init__(
         self, network: Callable[..., torch.Tensor], metadata: dict[str, Any],
-        device: str | torch.device = "cpu", precision: str = "fp32",
+        device: str | torch.device = "cpu", precision: str = "auto",
     ) -> None:
         self.metadata = metadata
         self.file_format: str = metadata.get("kind", "unknown")  # safetensors, checkpoint, torchscript, onnx, ...
         self.model_kind = get_kind(metadata.get("architecture", DEFAULT_KIND))
-        if precision != "fp32" and self.file_format == "onnx":
+        if precision not in ("fp32", "auto") and self.file_format == "onnx":
             raise StylenetError("ONNX models run in fp32 only (use --precision fp32, or the .safetensors model)")
         self.runner = Runner(device, precision, autocast=self.file_format != "onnx")
         if isinstance(network, torch.nn.Module):
@@ -53,6 +53,8 @@ class StyleModel:
         self.feature_strength = self.model_kind.feature_strength and self.eager
         self.styles: list[str] = list(metadata.get("styles") or [])  # a multi-style model's paintings
         self.bound: Callable[..., torch.Tensor] | None = network  # images -> images: loaded with its style bound
+        # whole images on another backend (ONNX Runtime: stylenet.backends.use_backend); tiles stay eager
+        self.whole: Callable[[torch.Tensor], torch.Tensor] | None = None
         if self.model_kind.style_input == "style_weights":
             if not self.styles:
                 raise StylenetError("this multi-style model's metadata lists no styles; re-export it from its .ckpt")
@@ -68,6 +70,7 @@ class StyleModel:
                 f"--style picks a painting of a multi-style model; this {name} model "
                 + ("takes --style-image PAINTING" if self.model_kind.style_input == "style_image" else "holds one style")
             )
+        self.whole = None  # a new style: eager again until use_backend
         weights = parse_style_mix(spec, self.styles) if isinstance(spec, str) else dict(spec)
         unknown = [name for name in weights if name not in self.styles]
         if unknown:
@@ -86,6 +89,7 @@ class StyleModel:
                 f"--style-image needs an AdaIN model (model=adain); this is a {self.model_kind.name} model"
                 + (f": pick one of its styles with --style ({', '.join(self.styles)})" if self.styles else "")
             )
+        self.whole = None
         weights = list(weights) if weights is not None else [1.0] * len(images)
         message = "give one or more style images, each with a weight >= 0 (positive sum)"
         if not images or len(weights) != len(images):
@@ -105,6 +109,13 @@ class StyleModel:
     def precision(self) -> str:
         return self.runner.precision
 
+    @property
+    def backend(self) -> str:
+        """What runs whole images: "onnx" (ONNX Runtime, a file or --backend), "torchscript" or "eager"."""
+        if self.whole is not None:
+            return "onnx"
+        return "eager" if self.eager else self.file_format
+
     def tileable(self) -> torch.nn.Module | None:
         """The bound network when it can run in tiles: an eager network of a kind that tiles."""
         eager = self.eager and self.model_kind.tileable and isinstance(self.bound, torch.nn.Module)
@@ -113,7 +124,7 @@ class StyleModel:
     def __repr__(self) -> str:
         style = (self.metadata.get("style") or {}).get("name")
         return (f"StyleModel(kind={self.model_kind.name!r}, format={self.file_format!r}, style={style!r}, "
-                f"device='{self.device}', precision={self.precision!r})")
+                f"device='{self.device}', precision={self.precision!r}, backend={self.backend!r})")
 
     @torch.inference_mode()
     def stylize_tensor(self, images: torch.Tensor, tile: int | None = None, strength: float = 1.0) -> torch.Tensor:
@@ -126,7 +137,7 @@ class StyleModel:
         if self.bound is None:
             raise StylenetError("an AdaIN model stylizes with a painting you give it: pass --style-image PAINTING.jpg "
                                 "(Python: model.use_style_images([Image.open(...)]))")
-        network = self.bound
+        network = self.whole or self.bound
         if self.feature_strength and strength != 1.0:
             network = functools.partial(self.bound, alpha=strength)
         stylized = self.runner(network, images, tile, self.tileable())
@@ -202,8 +213,11 @@ def resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
 
 
-def load_model(path: str | Path, device: str | torch.device = "auto", precision: str = "fp32") -> StyleModel:
+def load_model(path: str | Path, device: str | torch.device = "auto", precision: str = "auto") -> StyleModel:
     """Load any stylenet model file (.ckpt, .safetensors, TorchScript, ONNX, or a pytorch/examples state dict), or a
-    ready-made model by name ("starry_night"; `stylenet models` lists them). A file path wins over a name."""
+    ready-made model by name ("starry_night"; `stylenet models` lists them). A file path wins over a name.
+
+    precision: "auto" (bf16 where the hardware computes it natively, else fp32), "fp32", "bf16" or "fp16" (CUDA).
+    """
     network, metadata = load_network(resolve_model(path))
     return StyleModel(network, metadata, device, precision)

@@ -18,7 +18,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ from tqdm import tqdm
 
 from stylenet.config import data_root
 from stylenet.errors import StylenetError
-from stylenet.files import atomic_write
+from stylenet.files import atomic_write, cache_root
 from stylenet.images import find_images, load_image, resize_long_side, save_image, to_tensor
 from stylenet.inference import load_model
 from stylenet.optimize import OptimizeSettings, loss_builder, optimize
@@ -106,13 +105,6 @@ def placement_phrase(label: str) -> str:
 
 def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def cache_root() -> Path:
-    """$STYLENET_CACHE, else $XDG_CACHE_HOME/stylenet, else ~/.cache/stylenet: where reference curves are kept."""
-    if os.environ.get("STYLENET_CACHE"):
-        return Path(os.environ["STYLENET_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stylenet"
 
 
 def reference_curve(
@@ -253,11 +245,12 @@ def collect_photos(photos: str | Path | Sequence[str | Path], leave_out: Path | 
 def evaluate(
     models: list[str | Path], photos: str | Path | Sequence[str | Path], style: str | None = None,
     style_image: str | Path | None = None, size: int = 256, output: str | Path | None = None,
-    cache: str | Path | None = None, device: str = "auto",
+    cache: str | Path | None = None, device: str = "auto", precision: str = "auto",
 ) -> dict[str, Any]:
     """Judge each model on photos (folders and/or image files); returns the report (and writes report.md/.json
     and grid.jpg into `output` when given). style: a multi-style model's style; style_image: the painting (AdaIN
-    needs one)."""
+    needs one). precision: the models' (auto: bf16 where native, as `stylenet stylize` runs them); the judge
+    itself always scores in fp32, so judge figures stay comparable between machines."""
     started = time.perf_counter()
     if size < 32:
         raise StylenetError(f"--size {size}: must be at least 32 px (the judge's VGG pools 4 times)")
@@ -267,7 +260,7 @@ def evaluate(
     if folder is not None and folder.exists() and not folder.is_dir():
         raise StylenetError(f"-o {folder} is a file; give a folder for report.md, report.json and grid.jpg")
     photo_paths = collect_photos(photos, folder)
-    loaded, painting = load_for_judging(models, style, Path(style_image) if style_image else None, device)
+    loaded, painting = load_for_judging(models, style, Path(style_image) if style_image else None, device, precision)
     painting_image = load_image(painting, "painting")
     judge = Judge(painting_image, size)  # the judge and the curves run on the CPU
     curves, rows, reference = {}, [[] for _ in loaded], []  # reference: the last Gatys image's figures
@@ -290,7 +283,8 @@ def evaluate(
         "judge": JUDGE_VERSION, "judge_definition": {**JUDGE, "relative_terms": True, "curve_iterations": list(CURVE_ITERATIONS)},
         "size": size, "painting": str(painting),
         "photos": str(photos) if isinstance(photos, (str, Path)) else [str(p) for p in photos], "style": style,
-        "machine": machine_name(torch.device("cpu")), "model_device": str(loaded[0].device), "torch": torch.__version__,
+        "machine": machine_name(torch.device("cpu")), "model_device": str(loaded[0].device),
+        "model_precision": loaded[0].precision, "torch": torch.__version__,
         "curves": curves, "models": [summarize(str(path), model, model_rows) for path, model, model_rows in zip(models, loaded, rows)],
         "reference": {"median": medians(reference), "photos": reference},  # Gatys@200 itself: its artifact figures
         "seconds": round(time.perf_counter() - started, 1),
@@ -300,9 +294,11 @@ def evaluate(
     return report
 
 
-def load_for_judging(models: list[str | Path], style: str | None, style_image: Path | None, device: str) -> tuple[list[Any], Path]:
+def load_for_judging(
+    models: list[str | Path], style: str | None, style_image: Path | None, device: str, precision: str = "auto",
+) -> tuple[list[Any], Path]:
     """The models with their style bound, and the one painting they are all judged against."""
-    loaded = [load_model(path, device) for path in models]
+    loaded = [load_model(path, device, precision) for path in models]
     paintings = {painting_for(model, style, style_image) for model in loaded}
     if len(paintings) > 1:
         raise StylenetError(f"the models name different paintings ({', '.join(sorted(map(str, paintings)))}): "

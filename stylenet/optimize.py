@@ -20,6 +20,7 @@ from stylenet.errors import StylenetError
 from stylenet.images import preserve_color, resize_long_side, to_pil, to_tensor
 from stylenet.loss_network import PRESETS, LossNetwork
 from stylenet.losses import PerceptualLoss
+from stylenet.tiling import auto_precision, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,11 @@ class OptimizeSettings:
     preserve_color: bool = False
     seed: int = 0
     device: str = "cpu"
-    precision: str = "fp32"            # bf16 autocast on CUDA only: on this CPU it measured far slower than fp32
+    precision: str = "auto"            # auto: bf16 autocast where the hardware computes it natively, else fp32
+
+    def resolved_precision(self) -> str:
+        """fp32 or bf16: what "auto" means on this device (Gram matrices and losses stay fp32 either way)."""
+        return auto_precision(resolve_device(self.device)) if self.precision == "auto" else self.precision
 
     def scale_list(self) -> list[int]:
         if self.scales:
@@ -63,7 +68,7 @@ class OptimizeSettings:
             (self.content_weight + self.style_weight > 0, "--content-weight and --style-weight are both 0: nothing to optimize"),
             (len(blend) == num_styles, f"--style-blend has {len(blend)} weights for {num_styles} style image(s)"),
             (min(blend) >= 0 and sum(blend) > 0, f"--style-blend {blend}: weights must be >= 0, not all 0"),
-            (self.precision in ("fp32", "bf16"), f"--precision {self.precision}: valid are fp32, bf16"),
+            (self.precision in ("auto", "fp32", "bf16"), f"--precision {self.precision}: valid are auto, fp32, bf16"),
         ]
         for ok, message in checks:
             if not ok:
@@ -126,7 +131,7 @@ def optimize(
     result = to_pil(image.detach().clamp(0, 1))
     if settings.preserve_color:
         result = preserve_color(result, content)
-    return result, {"steps": done, "seconds": time.perf_counter() - started, **terms}
+    return result, {"steps": done, "seconds": time.perf_counter() - started, "precision": settings.resolved_precision(), **terms}
 
 
 def run_optimizer(
@@ -134,7 +139,7 @@ def run_optimizer(
     steps: int, bar: tqdm, on_image: Callable[[Image.Image, int], None] | None, save_every: int, offset: int,
 ) -> dict[str, float]:
     """Run `steps` loss evaluations of L-BFGS or Adam on `image` in place; returns the last loss terms."""
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=settings.precision == "bf16" and image.is_cuda)
+    autocast = torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=settings.resolved_precision() == "bf16")
     last: dict[str, float] = {}
     count = 0
 

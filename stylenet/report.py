@@ -62,7 +62,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# stylenet eval (judge {report['judge']})", "",
         f"Painting `{report['painting']}`, photos `{photos}` at {report['size']} px; {report['machine']}, "
-        f"torch {report['torch']}; {report['seconds']:.0f} s. Placement: the L-BFGS iterations of Gatys et al. on "
+        f"torch {report['torch']}; models in {report.get('model_precision', 'fp32')} on {report['model_device']}; "
+        f"{report['seconds']:.0f} s. Placement: the L-BFGS iterations of Gatys et al. on "
         "the judge's objective that score as well as the model's output (median over photos; higher is better). "
         "Photo lost: outputs whose content term is above halfway from the Gatys curve's highest to 1 (a blank image). Checkerboard: the output's "
         "energy at periods 2 and 4 px over the photo's (1 = the photo's own). Border: the edge band's contrast "

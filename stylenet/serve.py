@@ -66,7 +66,7 @@ class RequestError(Exception):
 class Settings:
     folders: list[Path] = field(default_factory=list)
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"  # bf16 where the hardware computes it natively
     max_upload_mb: float = MAX_UPLOAD_MB
     max_pixels: int = MAX_PIXELS
     queue: int = QUEUE

@@ -1,7 +1,10 @@
 """Stylize images too large for memory in tiles that do not show.
 
 A transformer net normalizes every feature map by its own mean and variance (instance norm), so a tile
-stylized alone gets other statistics than the whole image and its seams show. We use Thumbnail Instance
+stylized alone gets other statistics than the whole image and its seams show. TransformerNet (single- and
+multi-style models) runs staged (staged_forward below): only its full-resolution layers go in tiles, with the
+whole image's statistics summed over them, so the result is exactly the whole-image one. Where even its
+half-resolution maps would not fit, and for other networks, we use Thumbnail Instance
 Normalization (Chen et al. 2022, "Towards Ultra-Resolution Neural Style Transfer via Thumbnail Instance
 Normalization"): the statistics of every norm layer are recorded once on a thumbnail of the whole image and
 then used for every tile. The thumbnail is the largest copy that fits in memory, so whenever the whole image
@@ -28,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylenet.errors import StylenetError
+from stylenet.kinds.transformer import TransformerNet, upsample_conv
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +123,117 @@ def tiled_forward(
     return result
 
 
+# Exact statistics at bounded memory, for TransformerNet (the single- and multi-style networks): only its two
+# full-resolution layers need tiles. The first conv layer's statistics are summed over tiles of its output, then
+# the first two layers run tile by tile into the whole half-resolution map; everything at 1/2 and 1/4 of the
+# resolution runs whole (a quarter and a sixteenth of the pixels: exact statistics for free); the last
+# upsampling layer's statistics are summed over tiles again before the final pass writes the output tile by
+# tile. Each tile's halo covers the receptive radius of the layers it runs (5 px of the first two layers at full
+# resolution, 3 px of the last two at half), so the result is the whole-image result: the statistics are the
+# full image's, not a thumbnail's. It costs the first and the last upsampling conv a second pass (~15% more
+# multiply-adds) and needs the half-resolution maps in memory (STAGED_PER_PIXEL).
+STAGED_HALO = 8  # px at the resolution of each stage's input; a multiple of 4 keeps the stride-2 grid aligned
+
+
+def conv_part(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A ConvLayer up to its convolution (upsample, pad, conv), without its norm and ReLU."""
+    if getattr(layer, "upsample", False) and getattr(layer, "fast_ops", False):
+        conv = layer[2]
+        return upsample_conv(x, conv.weight, conv.bias)
+    for sublayer in layer:
+        x = sublayer(x)
+        if isinstance(sublayer, nn.Conv2d):
+            return x
+    raise TypeError("not a ConvLayer: no convolution")
+
+
+def norm_relu(layer: nn.Module, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """A ConvLayer's instance norm and ReLU on its conv output; with stats, (mean, var) given instead of x's own."""
+    norm = layer[-2]
+    if stats is None:
+        return layer[-1](norm(x))
+    mean, var = stats
+    normalized = (x.float() - mean) * torch.rsqrt(var + norm.eps)
+    if norm.affine:
+        normalized = normalized * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)
+    return F.relu(normalized)
+
+
+def tiles(height: int, width: int, tile: int, halo: int) -> Iterator[tuple[slice, slice, slice, slice]]:
+    """(core rows, core columns, crop rows, crop columns) covering a height x width map in tile x tile cores."""
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            bottom, right = min(top + tile, height), min(left + tile, width)
+            crop_top, crop_left = max(0, top - halo), max(0, left - halo)
+            yield (slice(top, bottom), slice(left, right),
+                   slice(crop_top, min(height, bottom + halo)), slice(crop_left, min(width, right + halo)))
+
+
+def tile_map(
+    run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, scale: float,
+    into: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """run() on every tile of x (with STAGED_HALO) where run maps a crop to a map `scale` times its size. With
+    `into`, the tiles' cores are written there; without, the per-(image, channel) mean and variance of run's
+    output over the whole map are returned (summed in float64 over the cores)."""
+    height, width = x.shape[-2:]
+    sums = squares = None
+    count = 0
+    for rows, columns, crop_rows, crop_columns in tiles(height, width, tile, STAGED_HALO):
+        out = run(x[..., crop_rows, crop_columns])
+        core = out[..., int((rows.start - crop_rows.start) * scale):int((rows.stop - crop_rows.start) * scale),
+                   int((columns.start - crop_columns.start) * scale):int((columns.stop - crop_columns.start) * scale)]
+        if into is not None:
+            into[..., int(rows.start * scale):int(rows.stop * scale), int(columns.start * scale):int(columns.stop * scale)] = core
+            continue
+        core = core.double()
+        sums = core.sum((2, 3)) if sums is None else sums + core.sum((2, 3))
+        squares = core.square().sum((2, 3)) if squares is None else squares + core.square().sum((2, 3))
+        count += core.shape[-2] * core.shape[-1]
+    if into is not None:
+        return None
+    mean = sums / count
+    variance = (squares / count - mean.square()).clamp_min(0)
+    return mean.float()[..., None, None], variance.float()[..., None, None]
+
+
+def staged_forward(network: nn.Module, images: torch.Tensor, tile: int) -> torch.Tensor:
+    """TransformerNet(images) with exact statistics, its two full-resolution layers in tile x tile px tiles."""
+    tile = max(ALIGN, tile // ALIGN * ALIGN)
+    height, width = images.shape[-2:]
+    x = F.pad(images, (0, -width % 4, 0, -height % 4), mode="reflect")  # as TransformerNet.forward
+    first, down = network.encoder[0], network.encoder[1]
+    stats = tile_map(lambda crop: conv_part(first, crop), x, tile, 1)
+    half = None
+    for rows, columns, crop_rows, crop_columns in tiles(*x.shape[-2:], tile, STAGED_HALO):
+        out = conv_part(down, norm_relu(first, conv_part(first, x[..., crop_rows, crop_columns]), stats))
+        if half is None:
+            half = out.new_empty((*x.shape[:-3], out.shape[-3], x.shape[-2] // 2, x.shape[-1] // 2))
+        half[..., rows.start // 2:rows.stop // 2, columns.start // 2:columns.stop // 2] = out[
+            ..., (rows.start - crop_rows.start) // 2:(rows.stop - crop_rows.start) // 2,
+            (columns.start - crop_columns.start) // 2:(columns.stop - crop_columns.start) // 2]
+    h = network.decoder[0](network.residuals(network.encoder[2](norm_relu(down, half))))  # 1/4 and 1/2: whole
+    del half
+    up, last = network.decoder[1], network.decoder[2]
+    stats = tile_map(lambda crop: conv_part(up, crop), h, tile // 2, 2)
+    result = x.new_empty((*x.shape[:-3], 3, *x.shape[-2:]))
+    tile_map(lambda crop: last(norm_relu(up, conv_part(up, crop), stats)), h, tile // 2, 2, into=result)
+    result = result[..., :height, :width]
+    return result.clamp(0.0, 1.0) if network.output == "clamp" else torch.sigmoid(result)
+
+
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+AUTO = "auto"  # bf16 where the hardware computes it natively, else fp32: the default everywhere
+PRECISION_CHOICES = [AUTO, *PRECISIONS]  # what --precision takes
 MIN_SIDE = 16  # smaller images are edge-padded to this, stylized, and cropped back (reflect padding needs room)
 # Peak activation memory of TransformerNet per output pixel, in units of `channels` elements: the second
 # upsampling layer holds 2c channels upsampled, their padded copy, and c-channel conv and norm outputs (~6c);
 # 8c leaves headroom for the allocator.
 ACTIVATIONS_PER_PIXEL = 8
+# staged_forward's whole maps per full-resolution pixel, in the same units: a 2c-channel map at half resolution is
+# c/2 elements per pixel, and about four of them (conv output, norm, the next layer's input and output) are alive.
+STAGED_PER_PIXEL = 2
+STAGED_TILE_ELEMENTS = 2**24  # pixels x channels of one staged tile: 1024x1024 px for 16 channels
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -144,6 +253,19 @@ def native_bf16(device: torch.device) -> bool:
         return torch.cuda.is_bf16_supported()
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's own CPUID checks
     return device.type == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def auto_precision(device: torch.device) -> str:
+    """What precision "auto" means on this device: bf16 where it is native (measured 1.4-1.8x faster than fp32
+    for inference and training on such CPUs, BENCHMARKS.md), else fp32 (on AVX2-only CPUs bf16 is emulated)."""
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+def precision_note(precision: str, device: torch.device) -> str:
+    """The one line that says what --precision auto chose, and why: printed once by the commands."""
+    if precision == "bf16":
+        return f"precision auto: bf16 ({machine_name(device)} computes bf16 natively; --precision fp32 for full precision)"
+    return f"precision auto: fp32 ({machine_name(device)} has no native bf16)"
 
 
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # /proc/cpuinfo's names
@@ -166,27 +288,39 @@ def machine_name(device: torch.device) -> str:
     return f"{cpu}, {os.cpu_count()} cores" + (f" ({named})" if named else "")
 
 
+# On CPU one forward pass's activations stay under this many bytes: a 3840x2160 frame through the standard
+# network untiled took 7.5 GB of RSS; with this budget it is tiled and `stylenet stylize` peaks under 3 GB
+# (BENCHMARKS.md). Larger images then take their norm statistics from a thumbnail (see above); --tile 0
+# runs any image whole, with exact statistics, for whoever has the memory.
+CPU_ACTIVATION_BYTES = 2 * 2**30
+
+
 def memory_budget(device: torch.device) -> int:
-    """Bytes one image's activations may take: 70% of the GPU's free memory, or half of available RAM."""
+    """Bytes one image's activations may take: 70% of the GPU's free memory, or on CPU the smaller of
+    CPU_ACTIVATION_BYTES and half of the available RAM."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * 0.7)
     try:
         with open("/proc/meminfo") as meminfo:
             available_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
-        return available_kib * 1024 // 2
+        available = available_kib * 1024 // 2
     except (OSError, StopIteration, ValueError):
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    return min(available, CPU_ACTIVATION_BYTES)
 
 
 class Runner:
     """Runs images -> images networks on one device in one precision: whole when they fit in memory, else in
     tiles with shared norm statistics; after an out-of-memory error, again in smaller tiles."""
 
-    def __init__(self, device: str | torch.device = "cpu", precision: str = "fp32", autocast: bool = True) -> None:
+    def __init__(self, device: str | torch.device = "cpu", precision: str = AUTO, autocast: bool = True) -> None:
         self.device = resolve_device(device)
-        if precision not in PRECISIONS:
-            raise StylenetError(f"precision '{precision}' unknown; valid: {', '.join(PRECISIONS)}")
+        if precision not in PRECISION_CHOICES:
+            raise StylenetError(f"precision '{precision}' unknown; valid: {', '.join(PRECISION_CHOICES)}")
+        self.auto = precision == AUTO  # chosen for this machine, not asked for
+        if self.auto:
+            precision = auto_precision(self.device) if autocast else "fp32"
         if precision == "fp16" and self.device.type != "cuda":
             raise StylenetError("fp16 needs a CUDA GPU; on CPU use --precision bf16 or fp32")
         self.precision, self.use_autocast = precision, autocast  # autocast False: the network runs as it is (ONNX)
@@ -237,6 +371,11 @@ class Runner:
                     "tiling needs the model's weights and a single- or multi-style network; this model runs whole "
                     "images (use the .safetensors or .ckpt model, or --tile 0)"
                 )
+            if isinstance(tileable, TransformerNet) and self.staged_fits(tileable, images):
+                # exact statistics; tiles of at most STAGED_TILE_ELEMENTS / channels pixels keep its tile passes
+                # small beside the whole half-resolution maps (a 3840x2160 frame: 2.2 GB of RSS, 1920-px tiles 2.7)
+                side = int(math.sqrt(STAGED_TILE_ELEMENTS / getattr(tileable, "channels", 32))) // 64 * 64
+                return staged_forward(tileable, images, min(tile, side))
             # norm statistics from the largest copy of the image that fits: exact when the whole image does
             return tiled_forward(tileable, images, tile, self.fitting_pixels(tileable) // images.shape[0])
 
@@ -256,6 +395,11 @@ class Runner:
         return min(fitting, self.pixel_limit) if self.pixel_limit else fitting
 
     def bytes_per_pixel(self, tileable: nn.Module) -> int:
-        """Estimated peak activation memory of the eager network per image pixel."""
-        channels = getattr(tileable, "channels", 32)
-        return ACTIVATIONS_PER_PIXEL * channels * (4 if self.precision == "fp32" else 2)
+        """Estimated peak activation memory of the eager network per image pixel. Not less in bf16: autocast
+        keeps the norms in fp32 and adds bf16 copies (a 3840x2160 frame took more memory in bf16 than in fp32)."""
+        return ACTIVATIONS_PER_PIXEL * getattr(tileable, "channels", 32) * 4
+
+    def staged_fits(self, tileable: nn.Module, images: torch.Tensor) -> bool:
+        """Whether staged_forward's whole half- and quarter-resolution maps fit the memory budget."""
+        pixels = images.shape[0] * images.shape[-2] * images.shape[-1]
+        return pixels * STAGED_PER_PIXEL * getattr(tileable, "channels", 32) * 4 <= memory_budget(self.device)

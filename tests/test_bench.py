@@ -31,7 +31,7 @@ def test_train_figures_for_stylenet_and_baseline(capsys: pytest.CaptureFixture[s
 def test_infer_figures_for_each_backend_and_size(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     table = tmp_path / "bench.md"
     found = rows(capsys, "infer", "--sizes", "32,40x24", "--model", "transformer_small", "--device", "cpu",
-                 "--warmup", "0", "--repeats", "1", "--markdown", str(table))
+                 "--precisions", "fp32", "--warmup", "0", "--repeats", "1", "--markdown", str(table))
     assert [(row["backend"], row["size"]) for row in found] == [
         (backend, size) for backend in ("eager", "torchscript", "onnx") for size in ("32x32", "40x24")
     ]
@@ -56,8 +56,35 @@ def test_video_figures_per_model_precision_and_size(capsys: pytest.CaptureFixtur
         assert row["frames_per_s"] > 0 and row["network_frames_per_s"] > 0
 
 
+def test_every_model_kind_has_train_and_infer_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    tiny = ["--device", "cpu", "--warmup", "0", "--repeats", "1"]
+    for model in ("multistyle", "adain"):
+        row, = rows(capsys, "train", "--model", model, "--size", "32", "--batch", "2", *tiny)
+        assert row["model"] == model and row["s_per_step"] > 0 and MACHINE_KEYS <= set(row)
+    found = rows(capsys, "infer", "--model", "multistyle,adain", "--sizes", "48x32", "--backends", "eager",
+                 "--precisions", "fp32,bf16", *tiny)
+    assert [(row["model"], row["precision"]) for row in found] == [
+        (model, precision) for model in ("multistyle", "adain") for precision in ("fp32", "bf16")
+    ]
+    for row in found:
+        assert row["s_per_image"] > 0 and row["peak_memory_mb"] > 0 and row["size"] == "48x32"
+    # a bf16 row says how far its picture lies from fp32's: near, but not the same picture
+    for row in found[1::2]:
+        assert 0 < row["mean_levels_vs_fp32"] < 10 and row["mean_levels_vs_fp32"] <= row["max_levels_vs_fp32"]
+
+
+def test_each_row_has_its_own_peak_memory(capsys: pytest.CaptureFixture[str]) -> None:
+    """A large image's row must not lend its peak to the small one measured after it."""
+    found = rows(capsys, "infer", "--model", "transformer_small", "--sizes", "1536,64", "--backends", "eager",
+                 "--precisions", "fp32", "--tile", "0", "--device", "cpu", "--warmup", "0", "--repeats", "1")
+    large, small = (row["peak_memory_mb"] for row in found)
+    assert large > small + 100  # 1536 px: ~0.3 GB of activations in fp32 that 64 px does not have
+
+
 def test_a_bad_network_preset_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     from stylenet.errors import StylenetError
 
-    with pytest.raises(StylenetError, match="--model starry_night: infer benchmarks a network preset: transformer"):
-        main(["infer", "--model", "starry_night"])
+    with pytest.raises(StylenetError, match="--model starry_night: train benchmarks a network preset: adain, multistyle, transformer"):
+        main(["train", "--model", "starry_night"])
+    with pytest.raises(StylenetError, match="--precisions fp64: valid are auto, fp32, bf16, fp16"):
+        main(["infer", "--precisions", "fp64"])

@@ -2,6 +2,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from stylenet import StylenetError
 from stylenet.config import paintings
@@ -26,8 +27,13 @@ def test_every_option_composes_and_validates(group: str, option: str, data_dir: 
         assert cfg.style.name == option and Path(paintings(cfg)[option]).is_file()
     if group == "loss_network":
         assert cfg.loss_network.name == option and cfg.loss.style_weight > 0
-    if option != "coco2014":  # COCO is not on this machine
-        check_config(cfg)
+    if option == "coco2014":  # COCO is not on this machine
+        return
+    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():  # trainer=gpu, experiment=gpu
+        with pytest.raises(StylenetError, match=r"trainer.accelerator=gpu \(trainer=gpu or experiment=gpu\): torch sees no CUDA GPU"):
+            check_config(cfg)
+        return
+    check_config(cfg)
 
 
 def test_defaults_follow_the_papers() -> None:

@@ -37,9 +37,9 @@ def test_exported_files_load_and_stylize_like_the_module(tiny_model: Path, tmp_p
     module, metadata = load_safetensors(tiny_model)
     path = tmp_path / f"model.{file_format}"
     assert export_model(module, metadata, path, file_format) < 1e-4
-    model = load_model(path, "cpu")
+    model = load_model(path, "cpu", "fp32")
     assert model.file_format == file_format and model.metadata["style"] == {"name": "tiny"}
-    expected = load_model(tiny_model, "cpu").stylize(photo)
+    expected = load_model(tiny_model, "cpu", "fp32").stylize(photo)  # exports run in fp32
     assert model.stylize(photo).size == photo.size
     assert max_difference(model.stylize(photo), expected) <= 1  # one 8-bit level of rounding
 
@@ -68,7 +68,7 @@ def test_pytorch_examples_state_dict_gives_their_pixels(tmp_path: Path, legacy: 
         state[f"{name}.running_mean"], state[f"{name}.running_var"] = torch.zeros(1), torch.ones(1)
     path = tmp_path / "candy.pth"
     torch.save(state, path, _use_new_zipfile_serialization=not legacy)
-    model = load_model(path, "cpu")
+    model = load_model(path, "cpu", "fp32")  # their reference runs in fp32
     assert model.file_format == "state_dict" and model.loaded.output == "clamp"
     images = torch.rand(1, 3, 64, 80)
     expected = reference.stylize(theirs, images)
@@ -77,7 +77,7 @@ def test_pytorch_examples_state_dict_gives_their_pixels(tmp_path: Path, legacy: 
     # and it converts to a stylenet model file that keeps the same pixels
     safetensors = tmp_path / "candy.safetensors"
     export_model(model.loaded, model.metadata, safetensors, "safetensors")
-    assert (load_model(safetensors, "cpu").stylize_tensor(images) - expected).abs().max() < 1e-4
+    assert (load_model(safetensors, "cpu", "fp32").stylize_tensor(images) - expected).abs().max() < 1e-4
 
 
 def test_unknown_and_damaged_files_fail_with_one_clear_error(tiny_model: Path, tmp_path: Path) -> None:
@@ -203,6 +203,31 @@ def test_large_image_tiles_within_the_memory_budget(tiny_model: Path, photo: Ima
     assert seam(result) < 1.5 * seam(whole) and seam(independent) > 3 * seam(whole), (seam(result), seam(independent))
 
 
+@pytest.mark.parametrize("fast_ops", [True, False])
+def test_an_image_too_large_to_run_whole_is_tiled_with_exact_statistics(
+    tiny_model: Path, photo: Image.Image, monkeypatch: pytest.MonkeyPatch, fast_ops: bool,
+) -> None:
+    """When the half-resolution maps fit but the full-resolution ones do not: the full-resolution layers run in
+    tiles, with the whole image's statistics, so the picture is the whole-image one (not a thumbnail's)."""
+    from stylenet.kinds.transformer import set_fast_ops
+
+    model = load_model(tiny_model, "cpu", "fp32")
+    set_fast_ops(model.loaded, fast_ops)
+    image = to_tensor(photo.resize((900, 620), Image.Resampling.BILINEAR)).unsqueeze(0)
+    channels = model.loaded.channels
+    budget = 900 * 620 * 4 * channels * 2  # the staged maps' estimate (STAGED_PER_PIXEL) fits; a whole pass (8) does not
+    monkeypatch.setattr("stylenet.tiling.memory_budget", lambda device: budget)
+    monkeypatch.setattr("stylenet.tiling.STAGED_TILE_ELEMENTS", 256 * 256 * channels)  # 256-px tiles
+    first_conv = model.loaded.encoder[0][1]
+    seen: list[tuple[int, int]] = []
+    first_conv.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
+    result = model.stylize_tensor(image)
+    assert seen and max(h * w for h, w in seen) < 500 * 500  # the first layer never saw the whole image
+    with torch.no_grad():
+        whole = model.loaded(image)
+    assert (result - whole).abs().max() < 1e-4  # exact, up to float rounding
+
+
 def test_tiling_needs_an_eager_model(tiny_model: Path, tmp_path: Path) -> None:
     module, metadata = load_safetensors(tiny_model)
     export_model(module, metadata, tmp_path / "model.pt", "torchscript")
@@ -267,7 +292,7 @@ def test_out_of_memory_falls_back_to_tiles(tiny_model: Path, photo: Image.Image)
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
         model = load_model(tiny_model, "cpu")
-        model.loaded.register_forward_pre_hook(fail_when_large)
+        model.loaded.encoder[0][1].register_forward_pre_hook(fail_when_large)  # the full-resolution conv, whole or tiled
         return model
 
     image = photo.resize((600, 460), Image.Resampling.BILINEAR)

@@ -244,4 +244,5 @@ register_kind(ModelKind(
     scriptable=ScriptableAdaIN,
     example_style=lambda network, generator: torch.rand(1, 3, *STYLE_CHECK_SIZE, generator=generator),
     onnx_style_dims={2: "style_height", 3: "style_width"},
+    presets={"adain": {"channels": 64}},  # conf/model/adain.yaml (Huang & Belongie's decoder); `stylenet bench` times it
 ))

@@ -156,4 +156,8 @@ register_kind(ModelKind(
     bind=bind_styles,
     example_style=lambda network, generator: torch.rand(1, len(network.styles), generator=generator).softmax(-1),
     metadata=lambda network: {"styles": list(network.styles)},  # what `stylenet stylize --style NAME` accepts
+    presets={  # conf/model/multistyle.yaml's network, for the seven paintings of conf/style/; `stylenet bench` times it
+        "multistyle": {"styles": ["composition_vii", "great_wave", "mondrian", "starry_night", "the_scream", "udnie",
+                                       "woman_in_peasant_dress"], "channels": 32, "num_residual_blocks": 5},
+    },
 ))

@@ -1,0 +1,165 @@
+"""--backend auto: eager PyTorch or ONNX Runtime, whichever runs this network shape faster on this machine.
+
+ONNX Runtime was faster than eager PyTorch on one CPU and slower on another (BENCHMARKS.md), so stylenet
+measures instead of guessing. The first time a network shape (kind, channels, residual blocks) runs with
+--backend auto on a machine, both backends stylize one 512x512 picture with random weights of that shape
+(speed does not depend on the weights), after a warm-up; the verdict is kept in the cache (backends.json under
+`stylenet.files.cache_root()`), keyed by the machine (CPU model and vector flags), torch and onnxruntime
+versions, the shape and the precision, so later runs pay nothing. ONNX Runtime is chosen only when it is at
+least MARGIN faster. Eager is the fallback wherever ONNX cannot serve: onnxruntime not installed (it is the
+optional extra `stylenet[onnx]`), a GPU, AdaIN models (their strength blends features inside the network),
+TorchScript or ONNX files, and images so large that they run in tiles (tiles need the eager network).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stylenet.errors import StylenetError
+from stylenet.files import atomic_write, cache_root
+from stylenet.inference import StyleModel
+from stylenet.tiling import machine_name
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "eager", "onnx")
+MEASURE_SIZE = 512  # px, square: the picture both backends stylize when a verdict is measured
+MARGIN = 1.1  # ONNX Runtime must be this many times faster to be chosen: within noise, eager (tiles, bf16) wins
+REPEATS = 3
+
+
+def onnx_unavailable(model: StyleModel) -> str | None:
+    """Why this model cannot run on ONNX Runtime here, or None when it can."""
+    if model.tileable() is None:
+        return (f"--backend onnx runs single- and multi-style models; this is a {model.model_kind.name} model "
+                "(use --backend eager)")
+    if model.device.type != "cpu":
+        return f"--backend onnx runs on the CPU; this model runs on {model.device} (use --backend eager there)"
+    missing = [name for name in ("onnxruntime", "onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"--backend onnx needs {', '.join(missing)}: pip install 'stylenet[onnx]' (or use --backend eager)"
+    return None
+
+
+def use_backend(model: StyleModel, backend: str, cache: Path | None = None) -> str:
+    """Make `model` run whole images on `backend` ("auto", "eager" or "onnx"); returns the backend it now uses.
+
+    Call it after choosing the style (use_style and use_style_images go back to eager)."""
+    if backend not in BACKENDS:
+        raise StylenetError(f"--backend {backend}: valid are {', '.join(BACKENDS)}")
+    if not model.eager:  # a TorchScript or ONNX file runs as it is
+        if backend == "onnx" and model.file_format != "onnx":
+            raise StylenetError(f"--backend onnx runs a model's weights; {model.file_format} files run as they are "
+                                "(use the .safetensors model, or --backend auto)")
+        return model.backend
+    if backend == "eager":
+        return "eager"
+    reason = onnx_unavailable(model)
+    if reason is not None:
+        if backend == "onnx":
+            raise StylenetError(reason)
+        return "eager"
+    if backend == "onnx" and model.precision != "fp32" and not model.runner.auto:
+        raise StylenetError(f"--backend onnx runs in fp32; drop --precision {model.precision} (or use --backend eager)")
+    cache = cache or cache_root()
+    network = model.tileable()
+    assert network is not None  # onnx_unavailable checked it
+    if backend == "auto" and verdict(network, model.precision, cache)["backend"] != "onnx":
+        return "eager"
+    model.whole = onnx_network(network, cache)
+    return "onnx"
+
+
+def verdict(network: torch.nn.Module, precision: str, cache: Path) -> dict[str, Any]:
+    """The faster backend for this network's shape and precision on this machine: from backends.json, or measured
+    now (a few seconds, once) and added to it."""
+    import onnxruntime
+
+    from stylenet.modelfile import model_metadata
+
+    shape = model_metadata(network)
+    key = " | ".join([machine_name(torch.device("cpu")), f"torch {torch.__version__}", f"onnxruntime {onnxruntime.__version__}",
+                      f"{shape['architecture']} {json.dumps(shape['arguments'], sort_keys=True)}", precision])
+    path = cache / "backends.json"
+    known = read_verdicts(path)
+    if key in known:
+        return known[key]
+    print(f"backend auto: timing eager PyTorch ({precision}) against ONNX Runtime (fp32) on this machine, once "
+          f"for this network shape ({MEASURE_SIZE}x{MEASURE_SIZE} px)...", file=sys.stderr, flush=True)
+    found = measure(network, precision, cache)
+    print(f"backend auto: eager {found['eager_s']:.3f} s, ONNX Runtime {found['onnx_s']:.3f} s per image: "
+          f"{found['backend']} (kept in {path}; --backend eager|onnx to choose)", file=sys.stderr)
+    known = read_verdicts(path)  # another process may have added some meanwhile
+    known[key] = found
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
+    return found
+
+
+def read_verdicts(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # none yet, or unreadable: measure again (and rewrite it)
+    return known if isinstance(known, dict) else {}
+
+
+def measure(network: torch.nn.Module, precision: str, cache: Path) -> dict[str, Any]:
+    """Seconds per 512x512 image for eager PyTorch (in `precision`) and ONNX Runtime, with random weights of the
+    network's shape; the backend that wins by MARGIN (else eager)."""
+    from stylenet.kinds import kind_of
+
+    generator = torch.Generator().manual_seed(0)
+    shaped = kind_of(network).network(**network.config()).eval()
+    with torch.no_grad():
+        for parameter in shaped.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    images = torch.rand(1, 3, MEASURE_SIZE, MEASURE_SIZE, generator=generator)
+    eager = StyleModel(shaped, {"kind": "safetensors"}, "cpu", precision)
+    onnx = onnx_network(shaped, cache)
+    seconds = {
+        "eager_s": median_seconds(lambda: eager.stylize_tensor(images, tile=0)),
+        "onnx_s": median_seconds(lambda: onnx(images)),
+    }
+    faster = "onnx" if seconds["onnx_s"] * MARGIN < seconds["eager_s"] else "eager"
+    return {"backend": faster, **{name: round(value, 4) for name, value in seconds.items()},
+            "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def median_seconds(run: Any) -> float:
+    run()  # warm-up: first-call allocations, oneDNN primitive creation, ONNX Runtime's graph setup
+    times = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def onnx_network(network: torch.nn.Module, cache: Path) -> Any:  # stylenet.formats.OnnxNetwork
+    """The network exported to ONNX (verified against it, kept in the cache by a hash of its weights), loaded in
+    ONNX Runtime: images -> images, like the network."""
+    from stylenet.export import export_model
+    from stylenet.formats import load_network
+    from stylenet.modelfile import model_metadata
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    path = cache / "onnx" / f"{digest.hexdigest()[:24]}.onnx"
+    if not path.is_file():
+        log.info("exporting the network to %s for ONNX Runtime", path)
+        export_model(network, model_metadata(network), path, "onnx")
+    loaded, _ = load_network(path)
+    return loaded

@@ -1,0 +1,98 @@
+"""The fast path by default: --precision auto picks bf16 where the hardware computes it natively, --backend auto
+picks ONNX Runtime where it was measured faster; both say what they chose and stay near the fp32 eager result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stylenet.tiling import native_bf16
+from tests.test_stylize_cli import run
+
+
+def levels(a: Path, b: Path) -> float:
+    """Mean difference of two images in 8-bit levels."""
+    with Image.open(a) as first, Image.open(b) as second:
+        return float(np.abs(np.asarray(first, dtype=np.int16) - np.asarray(second, dtype=np.int16)).mean())
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("STYLENET_CACHE", str(folder))
+    return folder
+
+
+@pytest.fixture
+def photo(tmp_path: Path, data_dir: Path) -> Path:
+    path = tmp_path / "fruits.png"
+    with Image.open(data_dir / "content_test" / "fruits.jpg") as image:
+        image.convert("RGB").resize((96, 72)).save(path)
+    return path
+
+
+def test_precision_auto_says_what_it_chose_and_stays_near_fp32(
+    tiny_model: Path, photo: Path, tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    auto, fp32 = tmp_path / "auto.png", tmp_path / "fp32.png"
+    assert run("stylize", photo, "--model", tiny_model, "-o", auto, "--backend", "eager") == 0
+    chosen = "bf16" if native_bf16(torch.device("cpu")) else "fp32"
+    assert f"precision auto: {chosen} (" in capsys.readouterr().err
+    assert run("stylize", photo, "--model", tiny_model, "-o", fp32, "--backend", "eager", "--precision", "fp32") == 0
+    assert "precision auto" not in capsys.readouterr().err  # asked for, so nothing to explain
+    assert levels(auto, fp32) < 2
+
+
+@pytest.mark.slow  # exports to ONNX: make test runs it, test-fast stays under 3 min
+def test_backend_onnx_gives_the_eager_picture(
+    tiny_model: Path, photo: Path, tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    onnx, eager = tmp_path / "onnx.png", tmp_path / "eager.png"
+    assert run("stylize", photo, "--model", tiny_model, "-o", onnx, "--backend", "onnx") == 0
+    assert "backend: ONNX Runtime (fp32) for whole images" in capsys.readouterr().err
+    assert list((cache / "onnx").glob("*.onnx"))  # exported once, reused by the next run
+    assert run("stylize", photo, "--model", tiny_model, "-o", eager, "--backend", "eager", "--precision", "fp32") == 0
+    assert levels(onnx, eager) < 0.5
+    # an explicit bf16 cannot run on ONNX Runtime: said, not ignored
+    assert run("stylize", photo, "--model", tiny_model, "-o", onnx, "--overwrite", "--backend", "onnx",
+               "--precision", "bf16") == 2
+    assert "--backend onnx runs in fp32; drop --precision bf16" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_backend_auto_measures_once_and_follows_the_verdict(
+    tiny_model: Path, photo: Path, tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out.png"
+    assert run("stylize", photo, "--model", tiny_model, "-o", out) == 0
+    assert "backend auto: timing eager PyTorch" in capsys.readouterr().err
+    verdicts = json.loads((cache / "backends.json").read_text())
+    (key, found), = verdicts.items()
+    assert "transformer" in key and found["backend"] in ("eager", "onnx") and found["eager_s"] > 0 and found["onnx_s"] > 0
+    assert run("stylize", photo, "--model", tiny_model, "-o", out, "--overwrite") == 0
+    assert "timing" not in capsys.readouterr().err  # kept: no second measurement
+    for backend, says_onnx in (("onnx", True), ("eager", False)):
+        (cache / "backends.json").write_text(json.dumps({key: {**found, "backend": backend}}))
+        assert run("stylize", photo, "--model", tiny_model, "-o", out, "--overwrite") == 0
+        assert ("ONNX Runtime (fp32) for whole images, measured faster here" in capsys.readouterr().err) == says_onnx
+
+
+def test_backend_onnx_without_onnxruntime_is_one_line_and_auto_falls_back(
+    tiny_model: Path, photo: Path, tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    out = tmp_path / "out.png"
+    assert run("stylize", photo, "--model", tiny_model, "-o", out, "--backend", "onnx") == 2
+    assert "--backend onnx needs onnxruntime: pip install 'stylenet[onnx]'" in capsys.readouterr().err
+    assert not out.exists()
+    assert run("stylize", photo, "--model", tiny_model, "-o", out) == 0  # auto: eager, silently
+    assert "backend" not in capsys.readouterr().err and out.is_file()

@@ -153,10 +153,10 @@ def norm_relu(layer: nn.Module, x: torch.Tensor, stats: tuple[torch.Tensor, torc
     if stats is None:
         return layer[-1](norm(x))
     mean, var = stats
-    normalized = (x.float() - mean) * torch.rsqrt(var + norm.eps)
+    normalized = x.float().sub_(mean).mul_(torch.rsqrt(var + norm.eps))  # in place: x is a conv's fresh output
     if norm.affine:
-        normalized = normalized * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)
-    return F.relu(normalized)
+        normalized.mul_(norm.weight.view(1, -1, 1, 1)).add_(norm.bias.view(1, -1, 1, 1))
+    return normalized.relu_()
 
 
 def tiles(height: int, width: int, tile: int, halo: int) -> Iterator[tuple[slice, slice, slice, slice]]:
@@ -197,27 +197,50 @@ def tile_map(
     return mean.float()[..., None, None], variance.float()[..., None, None]
 
 
+def conv_map(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, scale: float,
+             channels: int) -> torch.Tensor:
+    """The whole map run(x) computed tile by tile: run is convolutions only (no norm), channels its output's."""
+    out = x.new_empty((*x.shape[:-3], channels, int(x.shape[-2] * scale), int(x.shape[-1] * scale)), dtype=torch.float32)
+    tile_map(run, x, max(ALIGN, tile), scale, into=out)
+    return out
+
+
+def normalize_(norm: nn.Module, x: torch.Tensor, relu: bool) -> torch.Tensor:
+    """Instance norm (and ReLU) of a whole map in place, with its own statistics."""
+    var, mean = torch.var_mean(x, (2, 3), unbiased=False, keepdim=True)
+    x.sub_(mean).mul_(torch.rsqrt(var + norm.eps))
+    if norm.affine:
+        x.mul_(norm.weight.view(1, -1, 1, 1)).add_(norm.bias.view(1, -1, 1, 1))
+    return x.relu_() if relu else x
+
+
 def staged_forward(network: nn.Module, images: torch.Tensor, tile: int) -> torch.Tensor:
-    """TransformerNet(images) with exact statistics, its two full-resolution layers in tile x tile px tiles."""
+    """TransformerNet(images) with exact statistics: every conv runs in tiles (tile x tile px at full resolution,
+    proportionally smaller below) into whole maps at 1/2 and 1/4 resolution, normalized in place; the two
+    full-resolution maps are never whole (their statistics are summed over the tiles in a first pass)."""
     tile = max(ALIGN, tile // ALIGN * ALIGN)
     height, width = images.shape[-2:]
     x = F.pad(images, (0, -width % 4, 0, -height % 4), mode="reflect")  # as TransformerNet.forward
-    first, down = network.encoder[0], network.encoder[1]
+    first, down, down2 = network.encoder
     stats = tile_map(lambda crop: conv_part(first, crop), x, tile, 1)
-    half = None
-    for rows, columns, crop_rows, crop_columns in tiles(*x.shape[-2:], tile, STAGED_HALO):
-        out = conv_part(down, norm_relu(first, conv_part(first, x[..., crop_rows, crop_columns]), stats))
-        if half is None:
-            half = out.new_empty((*x.shape[:-3], out.shape[-3], x.shape[-2] // 2, x.shape[-1] // 2))
-        half[..., rows.start // 2:rows.stop // 2, columns.start // 2:columns.stop // 2] = out[
-            ..., (rows.start - crop_rows.start) // 2:(rows.stop - crop_rows.start) // 2,
-            (columns.start - crop_columns.start) // 2:(columns.stop - crop_columns.start) // 2]
-    h = network.decoder[0](network.residuals(network.encoder[2](norm_relu(down, half))))  # 1/4 and 1/2: whole
-    del half
-    up, last = network.decoder[1], network.decoder[2]
-    stats = tile_map(lambda crop: conv_part(up, crop), h, tile // 2, 2)
+    h = conv_map(lambda crop: conv_part(down, norm_relu(first, conv_part(first, crop), stats)), x, tile, 0.5,
+                 down[-2].num_features)
+    normalize_(down[-2], h, relu=True)  # 1/2 resolution
+    h = conv_map(lambda crop: conv_part(down2, crop), h, tile // 2, 0.5, down2[-2].num_features)
+    normalize_(down2[-2], h, relu=True)  # 1/4 resolution
+    for block in network.residuals:
+        inner, pad, conv, norm = block.body
+        t = conv_map(lambda crop: conv_part(inner, crop), h, tile // 4, 1, inner[-2].num_features)
+        normalize_(inner[-2], t, relu=True)
+        t = conv_map(lambda crop: conv(pad(crop)), t, tile // 4, 1, norm.num_features)
+        h.add_(normalize_(norm, t, relu=False))
+        del t
+    rise, up, last = network.decoder
+    h = conv_map(lambda crop: conv_part(rise, crop), h, tile // 4, 2, rise[-2].num_features)
+    normalize_(rise[-2], h, relu=True)  # 1/2 resolution
+    stats = tile_map(lambda crop: conv_part(up, crop), h, max(ALIGN, tile // 2), 2)
     result = x.new_empty((*x.shape[:-3], 3, *x.shape[-2:]))
-    tile_map(lambda crop: last(norm_relu(up, conv_part(up, crop), stats)), h, tile // 2, 2, into=result)
+    tile_map(lambda crop: last(norm_relu(up, conv_part(up, crop), stats)), h, max(ALIGN, tile // 2), 2, into=result)
     result = result[..., :height, :width]
     return result.clamp(0.0, 1.0) if network.output == "clamp" else torch.sigmoid(result)
 

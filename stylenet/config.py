@@ -76,6 +76,23 @@ def paintings(cfg: DictConfig) -> dict[str, str]:
     return chosen
 
 
+def painting_crops(cfg: DictConfig) -> dict[str, list[float]]:
+    """{name: [left, top, right, bottom]} for the chosen paintings that `style.crop` names: the part of the
+    painting's image to learn from, as fractions of its width and height (drop a mount, frame or wall). Not for
+    a painting of your own given by style.image."""
+    crops = cfg.style.get("crop") or {}
+    chosen = list(paintings(cfg))
+    own = chosen[-1] if cfg.style.get("image") and chosen else None
+    return {name: [float(v) for v in crops[name]] for name in chosen if name in crops and name != own}
+
+
+def check_crop(name: str, crop: list[float]) -> None:
+    left, top, right, bottom = crop if len(crop) == 4 else (0, 0, 0, 0)
+    require(len(crop) == 4 and 0 <= left < right <= 1 and 0 <= top < bottom <= 1,
+            f"style.crop.{name}={crop}: give [left, top, right, bottom] as fractions of the painting, 0 <= left < right <= 1 "
+            "and 0 <= top < bottom <= 1")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check the values every model kind reads; each failure is one line naming the key, the value and what is valid."""
     require(cfg.loss_network.arch in VGG_BLOCKS, f"loss_network.arch={cfg.loss_network.arch}: valid are {', '.join(VGG_BLOCKS)}")

@@ -70,6 +70,7 @@ def test_a_users_own_painting(data_dir: Path) -> None:
         ("style.image=/nonexistent/painting.jpg", r"style.image=/nonexistent/painting.jpg: file not found; run `make data`"),
         ("loss_network.style_layer_weights.relu1_1=-2", r"style_layer_weights.relu1_1=-2.0: must be a number >= 0"),
         ("ckpt_path=/nonexistent.ckpt", r"ckpt_path=/nonexistent.ckpt: no such checkpoint file"),
+        ("+style.crop.starry_night=[0.5,0,0.4,1]", r"style.crop.starry_night=\[0.5, 0.0, 0.4, 1.0\]: give \[left, top, right, bottom\]"),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_key(override: str, message: str) -> None:

@@ -11,8 +11,9 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 
-from stylenet.config import check_style_image, paintings, require, style_layer_weights
+from stylenet.config import check_crop, check_style_image, painting_crops, paintings, require, style_layer_weights
 from stylenet.images import load_image, resize_long_side, to_tensor
 from stylenet.kinds.transformer import TransformerNet
 from stylenet.loss_network import GATYS_STYLE_LAYERS, LossNetwork, check_layers
@@ -43,11 +44,14 @@ class StyleTransferSystem(StyleSystem):
         lr: float = 1e-3,
         on_nonfinite_loss: str = "stop",
         description: dict[str, Any] | None = None,
+        style_crops: list[list[float] | None] | None = None,  # per painting: [left, top, right, bottom] fractions
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.network = self.build_network()
-        styles = [to_tensor(resize_long_side(load_image(path, "style.image"), style_size)) for path in style_images]
+        crops = style_crops or [None] * len(style_images)
+        styles = [to_tensor(resize_long_side(crop_painting(load_image(path, "style.image"), crop), style_size))
+                  for path, crop in zip(style_images, crops)]
         spec = loss_network or {"arch": "vgg19", "weights": "caffe", "content_layers": ["relu4_2"]}
         layer_weights = dict(spec.get("style_layer_weights") or dict.fromkeys(GATYS_STYLE_LAYERS, 1.0))
         content_layers = list(spec["content_layers"])
@@ -90,6 +94,8 @@ class StyleTransferSystem(StyleSystem):
         require(cfg.style.size >= 16, f"style.size={cfg.style.size}: must be at least 16 (pixels, long side)")
         for image in paintings(cfg).values():
             check_style_image(image)
+        for name, crop in painting_crops(cfg).items():
+            check_crop(name, crop)
 
     @classmethod
     def from_config(cls, cfg: DictConfig, sample_styles: list[str]) -> StyleTransferSystem:
@@ -99,8 +105,12 @@ class StyleTransferSystem(StyleSystem):
             "content_layers": list(cfg.loss_network.content_layers), "style_layer_weights": style_layer_weights(cfg),
         }
         sha256 = [hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in chosen.values()]
+        crops = painting_crops(cfg)
+        style = cls.describe_style(list(chosen), list(chosen.values()), sha256, cfg.style.size)
+        if crops:
+            style["crop"] = crops  # {painting: [left, top, right, bottom]}: the part its Gram targets came from
         description = {
-            "style": cls.describe_style(list(chosen), list(chosen.values()), sha256, cfg.style.size),
+            "style": style,
             "loss_network": {"name": cfg.loss_network.name, "content_layers": loss_network["content_layers"],
                              "style_layer_weights": loss_network["style_layer_weights"]},
             "loss": OmegaConf.to_container(cfg.loss),
@@ -113,7 +123,7 @@ class StyleTransferSystem(StyleSystem):
             content_weight=float(cfg.loss.content_weight), style_weight=float(cfg.loss.style_weight),
             tv_weight=float(cfg.loss.tv_weight), relative=cfg.loss.get("relative", False),
             temporal_weight=float(cfg.loss.get("temporal_weight", 0.0)), lr=float(cfg.optimizer.lr), on_nonfinite_loss=cfg.on_nonfinite_loss,
-            description=description,
+            description=description, style_crops=[crops.get(name) for name in chosen],
         )
 
     @staticmethod
@@ -143,3 +153,12 @@ class StyleTransferSystem(StyleSystem):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.with_schedule(torch.optim.Adam(self.network.parameters(), lr=self.hparams.lr))
+
+
+def crop_painting(image: Image.Image, crop: list[float] | None) -> Image.Image:
+    """The [left, top, right, bottom] part of the painting (fractions of its size); None: all of it."""
+    if crop is None:
+        return image
+    width, height = image.size
+    left, top, right, bottom = crop
+    return image.crop((round(left * width), round(top * height), round(right * width), round(bottom * height)))

@@ -87,12 +87,8 @@ def model_from_arguments(args: argparse.Namespace):  # noqa: ANN201 - stylenet.i
     from stylenet.backends import use_backend
     from stylenet.images import load_image
     from stylenet.inference import load_model
-    from stylenet.tiling import precision_note
 
     model = load_model(args.model, args.device, args.precision)
-    if model.runner.auto:
-        print(precision_note(model.precision, model.device) if model.eager or model.file_format != "onnx"
-              else "precision auto: fp32 (ONNX models run in fp32)", file=sys.stderr)
     if args.style is not None:
         model.use_style(args.style)
     if args.style_image:
@@ -101,10 +97,19 @@ def model_from_arguments(args: argparse.Namespace):  # noqa: ANN201 - stylenet.i
     elif model.model_kind.style_input == "style_image":
         raise StylenetError(f"{args.model} is an AdaIN model: give the painting with --style-image PATH (any image)")
     use_backend(model, args.backend)
-    if model.whole is not None:
-        print("backend: ONNX Runtime (fp32) for whole images" + (", measured faster here" if args.backend == "auto" else ""),
-              file=sys.stderr)
     return model
+
+
+def note_choices(model, backend: str) -> None:  # noqa: ANN001 - stylenet.inference.StyleModel
+    """Once the work is about to start, say on stderr what --precision auto and --backend chose here."""
+    from stylenet.tiling import precision_note
+
+    if model.runner.auto:
+        print(precision_note(model.precision, model.device) if model.file_format != "onnx"
+              else "precision auto: fp32 (ONNX models run in fp32)", file=sys.stderr)
+    if model.whole is not None:
+        print("backend: ONNX Runtime (fp32) for whole images" + (", measured faster here" if backend == "auto" else ""),
+              file=sys.stderr)
 
 
 def webcam_command(argv: list[str]) -> None:
@@ -135,6 +140,7 @@ def webcam_command(argv: list[str]) -> None:
                             args.virtual, args.record, args.max_frames)
     model = model_from_arguments(args)
     result = run_webcam(model, options)
+    note_choices(model, args.backend)
     width, height = result.size
     print(f"{result.frames} frames of {width}x{height} in {result.seconds:.1f} s ({result.frames_per_s:.1f} frames/s)"
           + (f" -> {args.record}" if args.record else ""))
@@ -196,6 +202,7 @@ def stylize_command(argv: list[str]) -> None:
     summary = batch.stylize_jobs(model, jobs, options, overwrite=args.overwrite)
     if single and summary.failed:
         raise StylenetError(summary.failed[0][1])
+    note_choices(model, args.backend)  # after the work: an error stays the only line
     for source, reason in summary.failed:
         print(f"failed: {source}: {reason}", file=sys.stderr)
     where = jobs[0].target if single else (args.output or Path("stylized"))
@@ -286,7 +293,6 @@ def optimize_command(argv: list[str]) -> None:
 
     args = optimize_parser().parse_args(argv)
     output_format(args.output)  # fail now, not after minutes of optimizing
-    note_precision(args.precision, args.device)
     content = load_image(args.content, "content image")
     styles = [load_image(path, "style image") for path in args.styles]
     settings = OptimizeSettings(
@@ -295,6 +301,8 @@ def optimize_command(argv: list[str]) -> None:
         loss_network=args.loss_network, preserve_color=args.preserve_color, seed=args.seed,
         device=args.device, precision=args.precision,
     )
+    settings.validate(len(styles), args.style_blend if args.style_blend is not None else [1.0] * len(styles))
+    note_precision(args.precision, args.device)
     output = args.output
     image, summary = optimize(
         content, styles, args.style_blend, settings, save_every=args.save_every,
@@ -329,7 +337,6 @@ def eval_command(argv: list[str]) -> None:
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=AUTO,
                         help=f"the models' precision ({PRECISION_HELP}); the judge always scores in fp32")
     args = parser.parse_args(argv)
-    note_precision(args.precision, args.device)
     report = evaluate(args.models, args.photos, style=args.style, style_image=args.style_image, size=args.size,
                       output=args.output, cache=args.cache_dir, device=args.device, precision=args.precision)
     for model in report["models"]:
@@ -339,6 +346,7 @@ def eval_command(argv: list[str]) -> None:
               f"content {median['content']:.3g}, style {median['style']:.3g}; photo lost {model['photo_lost']}/{count}; "
               f"checkerboard {median['checkerboard']:.2f}, border {median['border']:.1f}")
     print(f"report: {args.output / 'report.md'} ({report['seconds']:.0f} s)")
+    note_precision(args.precision, args.device)
 
 
 def info_command(argv: list[str]) -> None:
@@ -387,7 +395,6 @@ def serve_command(argv: list[str]) -> None:
     parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="largest image decoded (decompression bombs)")
     parser.add_argument("--queue", type=int, default=QUEUE, help="requests that may wait while one runs")
     args = parser.parse_args(argv)
-    note_precision(args.precision, args.device)
     serve(Settings([folder.resolve() for folder in args.models], args.device, args.precision, args.max_upload_mb,
                    args.max_pixels, args.queue), args.host, args.port)
 

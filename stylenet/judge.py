@@ -321,5 +321,5 @@ def summarize(path: str, model: Any, rows: list[dict[str, Any]]) -> dict[str, An
     middle = sorted(rows, key=lambda row: row["placement"])[(len(rows) - 1) // 2]
     median["placement"], median["placement_label"] = middle["placement"], middle["placement_label"]
     metadata = {key: value for key, value in model.metadata.items() if key in ("architecture", "arguments", "style", "steps", "loss", "image_size", "training")}
-    return {"path": path, "metadata": metadata, "median": median,
+    return {"path": path, "metadata": metadata, "precision": model.precision, "median": median,
             "photo_lost": sum(row["photo_lost"] for row in rows), "photos": rows}

@@ -159,7 +159,7 @@ def test_eval_judges_every_kind_and_format_and_writes_its_report(models: dict[st
     common = ["--size", "32", "--cache-dir", str(tmp_path / "cache")]
     stylenet = str(Path(PYTHON).parent / "stylenet")
     runs = {  # --photos takes folders or image files
-        "single": [str(models["single"]), str(models["onnx"]), "--photos", str(photos)],
+        "single": [str(models["single"]), str(models["onnx"]), "--photos", str(photos), "--precision", "fp32"],  # as ONNX runs
         "multi": [str(models["multi"]), "--style", "starry_night", "--photos", str(photos / "fruits.jpg")],
         "adain": [str(models["adain"]), "--style-image", str(data_dir / "styles" / "starry_night.jpg"), "--photos", str(photos)],
     }

@@ -59,7 +59,7 @@ def test_each_image_of_a_batch_takes_its_own_style(network: MultiStyleTransforme
 
 
 def test_interpolation_weights_one_zero_equal_the_pure_style(network: MultiStyleTransformerNet) -> None:
-    model = StyleModel(network, model_metadata(network), "cpu")
+    model = StyleModel(network, model_metadata(network), "cpu", "fp32")
     images = torch.rand(1, 3, 40, 36)
     model.use_style("great_wave")
     pure = model.stylize_tensor(images)
@@ -93,7 +93,7 @@ def test_exports_hold_every_style_and_match_the_module(
     assert export_model(network, model_metadata(network, steps=1), path, file_format) <= 1e-4
     loaded, metadata = load_network(path)
     assert metadata["styles"] == STYLES and metadata["architecture"] == "multistyle"
-    model = StyleModel(loaded, metadata, "cpu")
+    model = StyleModel(loaded, metadata, "cpu", "fp32")
     model.use_style("the_scream=0.3,great_wave=0.7")
     images = torch.rand(1, 3, 50, 70)
     with torch.no_grad():

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,10 @@ from stylenet.hostmemory import keep_freed_memory
 REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout the tests run in
 CONF_DIR = REPO_ROOT / "conf"
 keep_freed_memory()  # as train.py and the CLI do, for the tests that train in this process
+# what stylenet computes once and keeps (backend verdicts, ONNX exports, reference curves) goes to a fresh folder
+# for this test session, inherited by the commands the tests run: never the user's ~/.cache/stylenet
+os.environ["STYLENET_CACHE"] = tempfile.mkdtemp(prefix="stylenet-tests-cache-")
+atexit.register(shutil.rmtree, os.environ["STYLENET_CACHE"], True)
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,9 @@
 
 A transformer net normalizes every feature map by its own mean and variance (instance norm), so a tile
 stylized alone gets other statistics than the whole image and its seams show. TransformerNet (single- and
-multi-style models) runs staged (staged_forward below): only its full-resolution layers go in tiles, with the
-whole image's statistics summed over them, so the result is exactly the whole-image one. Where even its
-half-resolution maps would not fit, and for other networks, we use Thumbnail Instance
+multi-style models) runs staged (staged_forward below): every conv in tiles, the lower-resolution maps whole
+and the full-resolution ones' statistics summed over their tiles, so the result is exactly the whole-image one.
+Where even its lower-resolution maps would not fit, and for other networks, we use Thumbnail Instance
 Normalization (Chen et al. 2022, "Towards Ultra-Resolution Neural Style Transfer via Thumbnail Instance
 Normalization"): the statistics of every norm layer are recorded once on a thumbnail of the whole image and
 then used for every tile. The thumbnail is the largest copy that fits in memory, so whenever the whole image
@@ -70,11 +70,7 @@ def frozen_norm_stats(network: nn.Module, stats: NormStats) -> Iterator[None]:
 
     def normalize(module: nn.InstanceNorm2d, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
         features = inputs[0]
-        mean, var = stats[module]
-        normalized = (features.float() - mean) * torch.rsqrt(var + module.eps)
-        if module.affine:
-            normalized = normalized * module.weight.view(1, -1, 1, 1) + module.bias.view(1, -1, 1, 1)
-        return normalized.to(features.dtype)
+        return normalize_(module, features.to(torch.float32, copy=True), stats[module]).to(features.dtype)
 
     handles = [layer.register_forward_hook(normalize) for layer in norm_layers(network)]
     try:
@@ -107,31 +103,20 @@ def tiled_forward(
     that pass and one tile.
     """
     tile = max(ALIGN, tile // ALIGN * ALIGN)
-    height, width = images.shape[-2:]
     stats = thumbnail_stats(network, images, thumbnail_pixels)
     result = torch.empty_like(images)
     with frozen_norm_stats(network, stats):
-        for top in range(0, height, tile):
-            for left in range(0, width, tile):
-                bottom, right = min(top + tile, height), min(left + tile, width)
-                crop_top, crop_left = max(0, top - HALO), max(0, left - HALO)
-                crop = images[..., crop_top:min(height, bottom + HALO), crop_left:min(width, right + HALO)]
-                stylized = network(crop)
-                result[..., top:bottom, left:right] = stylized[
-                    ..., top - crop_top:bottom - crop_top, left - crop_left:right - crop_left
-                ].to(result.dtype)
+        tile_map(network, images, tile, 1, into=result, halo=HALO)
     return result
 
 
-# Exact statistics at bounded memory, for TransformerNet (the single- and multi-style networks): only its two
-# full-resolution layers need tiles. The first conv layer's statistics are summed over tiles of its output, then
-# the first two layers run tile by tile into the whole half-resolution map; everything at 1/2 and 1/4 of the
-# resolution runs whole (a quarter and a sixteenth of the pixels: exact statistics for free); the last
-# upsampling layer's statistics are summed over tiles again before the final pass writes the output tile by
-# tile. Each tile's halo covers the receptive radius of the layers it runs (5 px of the first two layers at full
-# resolution, 3 px of the last two at half), so the result is the whole-image result: the statistics are the
-# full image's, not a thumbnail's. It costs the first and the last upsampling conv a second pass (~15% more
-# multiply-adds) and needs the half-resolution maps in memory (STAGED_PER_PIXEL).
+# Exact statistics at bounded memory, for TransformerNet (the single- and multi-style networks): every conv runs
+# in tiles, each tile with a halo wider than the conv's receptive radius. At 1/2 and 1/4 of the resolution each
+# conv's output is assembled whole (a quarter and a sixteenth of the pixels) and normalized in place with its own,
+# exact statistics. The two full-resolution maps are never whole: their statistics are summed over the tiles in
+# a first pass, and a second pass normalizes each tile with them and runs it on through the next conv. So the
+# result is the whole-image result, not a thumbnail's approximation; it costs the two full-resolution convs a
+# second pass and needs the whole lower-resolution maps in memory (STAGED_PER_PIXEL).
 STAGED_HALO = 8  # px at the resolution of each stage's input; a multiple of 4 keeps the stride-2 grid aligned
 
 
@@ -147,18 +132,6 @@ def conv_part(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     raise TypeError("not a ConvLayer: no convolution")
 
 
-def norm_relu(layer: nn.Module, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """A ConvLayer's instance norm and ReLU on its conv output; with stats, (mean, var) given instead of x's own."""
-    norm = layer[-2]
-    if stats is None:
-        return layer[-1](norm(x))
-    mean, var = stats
-    normalized = x.float().sub_(mean).mul_(torch.rsqrt(var + norm.eps))  # in place: x is a conv's fresh output
-    if norm.affine:
-        normalized.mul_(norm.weight.view(1, -1, 1, 1)).add_(norm.bias.view(1, -1, 1, 1))
-    return normalized.relu_()
-
-
 def tiles(height: int, width: int, tile: int, halo: int) -> Iterator[tuple[slice, slice, slice, slice]]:
     """(core rows, core columns, crop rows, crop columns) covering a height x width map in tile x tile cores."""
     for top in range(0, height, tile):
@@ -171,15 +144,16 @@ def tiles(height: int, width: int, tile: int, halo: int) -> Iterator[tuple[slice
 
 def tile_map(
     run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, scale: float,
-    into: torch.Tensor | None = None,
+    into: torch.Tensor | None = None, halo: int = STAGED_HALO,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """run() on every tile of x (with STAGED_HALO) where run maps a crop to a map `scale` times its size. With
-    `into`, the tiles' cores are written there; without, the per-(image, channel) mean and variance of run's
-    output over the whole map are returned (summed in float64 over the cores)."""
+    """run() on every tile of x (tile px cores, at least ALIGN, with `halo` px around) where run maps a crop to a
+    map `scale` times its size. With `into`, the tiles' cores are written there; without, the per-(image,
+    channel) mean and variance of run's output over the whole map are returned (summed in float64 over the
+    cores)."""
     height, width = x.shape[-2:]
     sums = squares = None
     count = 0
-    for rows, columns, crop_rows, crop_columns in tiles(height, width, tile, STAGED_HALO):
+    for rows, columns, crop_rows, crop_columns in tiles(height, width, max(ALIGN, tile), halo):
         out = run(x[..., crop_rows, crop_columns])
         core = out[..., int((rows.start - crop_rows.start) * scale):int((rows.stop - crop_rows.start) * scale),
                    int((columns.start - crop_columns.start) * scale):int((columns.stop - crop_columns.start) * scale)]
@@ -201,13 +175,15 @@ def conv_map(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile:
              channels: int) -> torch.Tensor:
     """The whole map run(x) computed tile by tile: run is convolutions only (no norm), channels its output's."""
     out = x.new_empty((*x.shape[:-3], channels, int(x.shape[-2] * scale), int(x.shape[-1] * scale)), dtype=torch.float32)
-    tile_map(run, x, max(ALIGN, tile), scale, into=out)
+    tile_map(run, x, tile, scale, into=out)
     return out
 
 
-def normalize_(norm: nn.Module, x: torch.Tensor, relu: bool) -> torch.Tensor:
-    """Instance norm (and ReLU) of a whole map in place, with its own statistics."""
-    var, mean = torch.var_mean(x, (2, 3), unbiased=False, keepdim=True)
+def normalize_(
+    norm: nn.Module, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None, relu: bool = False,
+) -> torch.Tensor:
+    """Instance norm (then ReLU) of x in place: with its own statistics, or with stats = (mean, var) given."""
+    mean, var = stats if stats is not None else reversed(torch.var_mean(x, (2, 3), unbiased=False, keepdim=True))
     x.sub_(mean).mul_(torch.rsqrt(var + norm.eps))
     if norm.affine:
         x.mul_(norm.weight.view(1, -1, 1, 1)).add_(norm.bias.view(1, -1, 1, 1))
@@ -223,8 +199,8 @@ def staged_forward(network: nn.Module, images: torch.Tensor, tile: int) -> torch
     x = F.pad(images, (0, -width % 4, 0, -height % 4), mode="reflect")  # as TransformerNet.forward
     first, down, down2 = network.encoder
     stats = tile_map(lambda crop: conv_part(first, crop), x, tile, 1)
-    h = conv_map(lambda crop: conv_part(down, norm_relu(first, conv_part(first, crop), stats)), x, tile, 0.5,
-                 down[-2].num_features)
+    h = conv_map(lambda crop: conv_part(down, normalize_(first[-2], conv_part(first, crop).float(), stats, relu=True)),
+                 x, tile, 0.5, down[-2].num_features)
     normalize_(down[-2], h, relu=True)  # 1/2 resolution
     h = conv_map(lambda crop: conv_part(down2, crop), h, tile // 2, 0.5, down2[-2].num_features)
     normalize_(down2[-2], h, relu=True)  # 1/4 resolution
@@ -233,14 +209,15 @@ def staged_forward(network: nn.Module, images: torch.Tensor, tile: int) -> torch
         t = conv_map(lambda crop: conv_part(inner, crop), h, tile // 4, 1, inner[-2].num_features)
         normalize_(inner[-2], t, relu=True)
         t = conv_map(lambda crop: conv(pad(crop)), t, tile // 4, 1, norm.num_features)
-        h.add_(normalize_(norm, t, relu=False))
+        h.add_(normalize_(norm, t))
         del t
     rise, up, last = network.decoder
     h = conv_map(lambda crop: conv_part(rise, crop), h, tile // 4, 2, rise[-2].num_features)
     normalize_(rise[-2], h, relu=True)  # 1/2 resolution
-    stats = tile_map(lambda crop: conv_part(up, crop), h, max(ALIGN, tile // 2), 2)
+    stats = tile_map(lambda crop: conv_part(up, crop), h, tile // 2, 2)
     result = x.new_empty((*x.shape[:-3], 3, *x.shape[-2:]))
-    tile_map(lambda crop: last(norm_relu(up, conv_part(up, crop), stats)), h, max(ALIGN, tile // 2), 2, into=result)
+    tile_map(lambda crop: last(normalize_(up[-2], conv_part(up, crop).float(), stats, relu=True)), h, tile // 2, 2,
+             into=result)
     result = result[..., :height, :width]
     return result.clamp(0.0, 1.0) if network.output == "clamp" else torch.sigmoid(result)
 
@@ -313,8 +290,8 @@ def machine_name(device: torch.device) -> str:
 
 # On CPU one forward pass's activations stay under this many bytes: a 3840x2160 frame through the standard
 # network untiled took 7.5 GB of RSS; with this budget it is tiled and `stylenet stylize` peaks under 3 GB
-# (BENCHMARKS.md). Larger images then take their norm statistics from a thumbnail (see above); --tile 0
-# runs any image whole, with exact statistics, for whoever has the memory.
+# (BENCHMARKS.md). Larger images run staged (exact statistics), and beyond that take their statistics from a
+# thumbnail (see above); --tile 0 runs any image whole, for whoever has the memory.
 CPU_ACTIVATION_BYTES = 2 * 2**30
 
 

@@ -17,7 +17,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -117,6 +116,7 @@ def read_verdicts(path: Path) -> dict[str, dict[str, Any]]:
 def measure(network: torch.nn.Module, precision: str, cache: Path) -> dict[str, Any]:
     """Seconds per 512x512 image for eager PyTorch (in `precision`) and ONNX Runtime, with random weights of the
     network's shape; the backend that wins by MARGIN (else eager)."""
+    from stylenet.bench import median_seconds
     from stylenet.kinds import kind_of
 
     generator = torch.Generator().manual_seed(0)
@@ -127,23 +127,14 @@ def measure(network: torch.nn.Module, precision: str, cache: Path) -> dict[str, 
     images = torch.rand(1, 3, MEASURE_SIZE, MEASURE_SIZE, generator=generator)
     eager = StyleModel(shaped, {"kind": "safetensors"}, "cpu", precision)
     onnx = onnx_network(shaped, cache)
-    seconds = {
-        "eager_s": median_seconds(lambda: eager.stylize_tensor(images, tile=0)),
-        "onnx_s": median_seconds(lambda: onnx(images)),
+    cpu = torch.device("cpu")
+    seconds = {  # after a warm-up: first-call allocations, oneDNN primitive creation, ONNX Runtime's graph setup
+        "eager_s": median_seconds(lambda: eager.stylize_tensor(images, tile=0), cpu, 1, REPEATS),
+        "onnx_s": median_seconds(lambda: onnx(images), cpu, 1, REPEATS),
     }
     faster = "onnx" if seconds["onnx_s"] * MARGIN < seconds["eager_s"] else "eager"
     return {"backend": faster, **{name: round(value, 4) for name, value in seconds.items()},
             "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
-
-
-def median_seconds(run: Any) -> float:
-    run()  # warm-up: first-call allocations, oneDNN primitive creation, ONNX Runtime's graph setup
-    times = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def onnx_network(network: torch.nn.Module, cache: Path) -> Any:  # stylenet.formats.OnnxNetwork

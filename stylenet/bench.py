@@ -187,11 +187,11 @@ def parse_size(text: str) -> tuple[int, int]:
         raise StylenetError(f"size {text!r}: give N or WIDTHxHEIGHT, e.g. 512 or 1280x720") from None
 
 
-def pattern_image(height: int, width: int, device: torch.device) -> torch.Tensor:
+def pattern_image(height: int, width: int, device: torch.device, shift: int = 0) -> torch.Tensor:
     """(1, 3, H, W) in [0, 1]: smooth stripes and blobs, so precision differences are those of a picture, not of
-    noise (speed does not depend on the pixels)."""
+    noise (speed does not depend on the pixels); shift pans it that many pixels left (synthetic_clip's frames)."""
     rows = torch.arange(height, device=device, dtype=torch.float32)[:, None]
-    columns = torch.arange(width, device=device, dtype=torch.float32)[None, :]
+    columns = torch.arange(width, device=device, dtype=torch.float32)[None, :] + shift
     channels = [torch.sin(columns / 9) * torch.cos(rows / 13), torch.sin((columns + rows) / 17), torch.cos(columns / 23 - rows / 7)]
     return ((torch.stack(channels) + 1) / 2).unsqueeze(0)
 
@@ -246,12 +246,13 @@ def bench_infer(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                     if backend == "onnx" and precision != "fp32" or args.baseline and (backend, precision) != ("eager", "fp32"):
                         continue
                     model = bench_model(loaded, device, precision)
+                    fp32 = bench_model(loaded, device, "fp32") if precision != "fp32" else None
                     for size in args.sizes.split(","):
                         height, width = parse_size(size)
                         images = pattern_image(height, width, device)
                         quality = {}
-                        if precision != "fp32":  # the same picture in fp32 first, outside this row's memory
-                            reference = bench_model(loaded, device, "fp32").stylize_tensor(images, tile=args.tile)
+                        if fp32 is not None:  # the same picture in fp32 first, outside this row's memory
+                            reference = fp32.stylize_tensor(images, tile=args.tile)
                             quality = levels_apart(model.stylize_tensor(images, tile=args.tile), reference)
                             del reference
                         if args.baseline:  # pytorch/examples: no_grad (not inference_mode), no clamp fusion, fp32
@@ -306,16 +307,13 @@ def bench_optimize(args: argparse.Namespace) -> list[dict[str, Any]]:
 def synthetic_clip(path: Path, width: int, height: int, frames: int) -> Path:
     """An H.264 clip of a textured pattern panning a few pixels a frame: what a camera on a slow pan gives."""
     import av
-    import numpy as np
 
-    rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
     with av.open(str(path), "w") as output:
         stream = output.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for index in range(frames):
-            x = columns + 3 * index
-            pattern = np.stack([np.sin(x / 9) * np.cos(rows / 13), np.sin((x + rows) / 17), np.cos(x / 23 - rows / 7)], -1)
-            array = ((pattern + 1) * 127.5).astype(np.uint8)
+            pattern = pattern_image(height, width, torch.device("cpu"), shift=3 * index)[0]
+            array = pattern.mul(255).byte().permute(1, 2, 0).numpy()
             for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
                 output.mux(packet)
         for packet in stream.encode(None):

@@ -75,11 +75,10 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
 
 def note_precision(precision: str, device: str) -> None:
     """--precision auto: say once, on stderr, what it chose on this machine."""
-    from stylenet.tiling import AUTO, auto_precision, precision_note, resolve_device
+    from stylenet.tiling import AUTO, auto_precision_note
 
     if precision == AUTO:
-        chosen = resolve_device(device)
-        print(precision_note(auto_precision(chosen), chosen), file=sys.stderr)
+        print(auto_precision_note(device), file=sys.stderr)
 
 
 def model_from_arguments(args: argparse.Namespace):  # noqa: ANN201 - stylenet.inference.StyleModel

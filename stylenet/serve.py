@@ -379,10 +379,9 @@ def serve(settings: Settings, host: str = HOST, port: int = PORT) -> None:
         log.warning("warning: serving on %s: anyone who can reach this machine on port %d can use the page and "
                     "its CPU/GPU (the default, 127.0.0.1, is this machine only)", host, port)
     if settings.precision == "auto":
-        from stylenet.tiling import auto_precision, precision_note, resolve_device
+        from stylenet.tiling import auto_precision_note
 
-        device = resolve_device(settings.device)
-        log.info("%s", precision_note(auto_precision(device), device))
+        log.info("%s", auto_precision_note(settings.device))
     shown = f"[{host}]" if ":" in host else host
     log.info("stylenet page: http://%s:%d (Ctrl-C stops it)", "127.0.0.1" if host in ("0.0.0.0", "::") else shown, port)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -268,6 +268,12 @@ def precision_note(precision: str, device: torch.device) -> str:
     return f"precision auto: fp32 ({machine_name(device)} has no native bf16)"
 
 
+def auto_precision_note(device: str | torch.device) -> str:
+    """precision_note for what --precision auto picks on this device ("auto", "cpu", "cuda")."""
+    chosen = resolve_device(device)
+    return precision_note(auto_precision(chosen), chosen)
+
+
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # /proc/cpuinfo's names
 
 

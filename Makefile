@@ -63,6 +63,8 @@ bench: $(STAMP)  ## time training, inference and optimization here, baseline bes
 	$(BENCH) optimize --precision fp32 --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) optimize --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) video --model transformer,transformer_small,starry_night --markdown $(BENCH_OUT)
+	$(BENCH) infer --model transformer_small,starry_night --sizes 1024 --backends compile --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
+	$(BENCH) video --model transformer_small,starry_night --size 640x360 --backends compile --markdown $(BENCH_OUT)
 
 bench-gpu: $(STAMP)  ## the GPU checklist (BENCHMARKS.md): baseline beside ours, bf16/fp16/compile/channels-last, 4K latency -> $(BENCH_GPU_OUT)
 	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'error: make bench-gpu needs a CUDA GPU; torch sees none (make bench times the CPU)')"
@@ -78,6 +80,7 @@ bench-gpu: $(STAMP)  ## the GPU checklist (BENCHMARKS.md): baseline beside ours,
 	$(GPU) train --model adain --markdown $(BENCH_GPU_OUT)
 	$(GPU) infer --baseline --sizes 1024,3840x2160 --backends eager --markdown $(BENCH_GPU_OUT)
 	$(GPU) infer --sizes 1024,3840x2160 --precisions fp32,bf16,fp16 --backends eager,torchscript --markdown $(BENCH_GPU_OUT)
+	$(GPU) infer --sizes 3840x2160 --precisions bf16 --backends compile --markdown $(BENCH_GPU_OUT)
 	$(GPU) infer --model transformer_small,multistyle,adain --sizes 1024,3840x2160 --precisions fp32,bf16 --backends eager --markdown $(BENCH_GPU_OUT)
 	$(GPU) optimize --baseline --markdown $(BENCH_GPU_OUT)
 	$(GPU) optimize --precision bf16 --markdown $(BENCH_GPU_OUT)

@@ -41,7 +41,7 @@ from stylenet.kinds.transformer import set_fast_ops
 from stylenet.loss_network import PRESETS, LossNetwork
 from stylenet.losses import PerceptualLoss
 from stylenet.modelfile import model_metadata
-from stylenet.tiling import AUTO, PRECISION_CHOICES, PRECISIONS, auto_precision, machine_name, native_bf16, resolve_device
+from stylenet.tiling import AUTO, PRECISION_CHOICES, PRECISIONS, auto_precision, machine_name, resolve_device
 
 # The networks training builds, by preset name: transformer, transformer_small, multistyle, adain (conf/model/)
 MODELS = presets()
@@ -225,6 +225,22 @@ def levels_apart(result: torch.Tensor, reference: torch.Tensor) -> dict[str, flo
     return {"max_levels_vs_fp32": round(difference.max().item(), 1), "mean_levels_vs_fp32": round(difference.mean().item(), 3)}
 
 
+def eager_variant(network: Any, args: argparse.Namespace) -> Any:
+    """The network in NHWC memory order where --channels-last asks (not for --baseline)."""
+    if args.baseline or not args.channels_last or not isinstance(network, torch.nn.Module):
+        return network
+    return network.to(memory_format=torch.channels_last)
+
+
+def torch_backend(model: Any, backend: str) -> Any:  # StyleModel
+    """backend "compile": the model's whole images through torch.compile, as `stylenet stylize --backend compile`."""
+    if backend == "compile":
+        from stylenet.backends import use_backend
+
+        use_backend(model, "compile")
+    return model
+
+
 def bench_infer(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     """Seconds per image through `StyleModel.stylize_tensor` (the default tiling policy unless --tile), per model,
     backend, precision and size; rows not in fp32 give their difference from fp32 on the same picture."""
@@ -236,8 +252,8 @@ def bench_infer(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             if isinstance(network, torch.nn.Module):
                 set_fast_ops(network, not args.baseline)
             for backend in args.backends.split(","):
-                if backend == "eager":
-                    loaded = (network, {**metadata, "kind": "safetensors"})
+                if backend in ("eager", "compile"):
+                    loaded = (eager_variant(network, args), {**metadata, "kind": "safetensors"})
                 else:
                     path = Path(folder) / f"{name.replace('/', '_')}.{backend}"
                     export_model(network, metadata, path, backend)
@@ -245,11 +261,13 @@ def bench_infer(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                 for precision in args.precisions.split(","):
                     if backend == "onnx" and precision != "fp32" or args.baseline and (backend, precision) != ("eager", "fp32"):
                         continue
-                    model = bench_model(loaded, device, precision)
+                    model = torch_backend(bench_model(loaded, device, precision), backend)
                     fp32 = bench_model(loaded, device, "fp32") if precision != "fp32" else None
                     for size in args.sizes.split(","):
                         height, width = parse_size(size)
                         images = pattern_image(height, width, device)
+                        if backend in ("eager", "compile") and args.channels_last and not args.baseline:
+                            images = images.contiguous(memory_format=torch.channels_last)
                         quality = {}
                         if fp32 is not None:  # the same picture in fp32 first, outside this row's memory
                             reference = fp32.stylize_tensor(images, tile=args.tile)
@@ -269,7 +287,8 @@ def bench_infer(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                         yield {  # as each is measured
                             "bench": "infer", "mode": "baseline" if args.baseline else "stylenet", "model": name,
                             "backend": backend, "size": f"{width}x{height}", "device": device.type, "precision": model.precision,
-                            "tile": 0 if args.baseline else tile, "s_per_image": round(seconds, 4),
+                            "tile": 0 if args.baseline else tile, "channels_last": args.channels_last and not args.baseline,
+                            "s_per_image": round(seconds, 4),
                             "megapixels_per_s": round(height * width / 1e6 / seconds, 3),
                             "peak_memory_mb": round(peak_memory_mb(device)), **quality, **machine(device, args),
                         }
@@ -288,18 +307,19 @@ def bench_optimize(args: argparse.Namespace) -> list[dict[str, Any]]:
     photo = torch.rand(1, 3, args.size, args.size, device=device)
     targets = criterion.content_features(photo)
     image = photo.clone().requires_grad_(True)
+    precision = "fp32" if args.baseline else args.precision  # the reference has no mixed precision
     reset_peak_memory(device)
 
     def evaluation() -> None:
         image.grad = None
-        with autocast(device, args.precision):
+        with autocast(device, precision):
             terms = criterion(image, targets)
         terms["total"].backward()
 
     seconds = median_seconds(evaluation, device, args.warmup, args.repeats)
     return [{
         "bench": "optimize", "mode": "baseline" if args.baseline else "stylenet", "model": "vgg19", "size": args.size, "device": device.type,
-        "precision": args.precision, "s_per_step": round(seconds, 4), "peak_memory_mb": round(peak_memory_mb(device)),
+        "precision": precision, "s_per_step": round(seconds, 4), "peak_memory_mb": round(peak_memory_mb(device)),
         **machine(device, args),
     }]
 
@@ -335,7 +355,7 @@ def bench_video(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         for name in args.model.split(","):
             network, metadata = bench_network(name)
             for backend in args.backends.split(","):
-                if backend == "eager":
+                if backend in ("eager", "compile"):
                     loaded = (network, {**metadata, "kind": "safetensors"})
                 else:
                     path = Path(folder) / f"{name.replace('/', '_')}.{backend}"
@@ -344,7 +364,7 @@ def bench_video(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                 for precision in args.precisions.split(","):
                     if backend == "onnx" and precision != "fp32":
                         continue
-                    model = bench_model(loaded, device, precision)
+                    model = torch_backend(bench_model(loaded, device, precision), backend)
                     options = VideoOptions(tile=0, batch=args.batch, temporal=args.temporal)
                     for size, clip in clips.items():
                         frames = samples[size]
@@ -379,19 +399,22 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default=AUTO, choices=PRECISION_CHOICES,
                         help="train, optimize (auto: bf16 where the hardware computes it natively, else fp32)")
-    parser.add_argument("--precisions", help="infer, video: comma-separated (default fp32, plus bf16 where the "
-                        "hardware computes it natively)")
+    parser.add_argument("--precisions", help="infer, video: comma-separated (default fp32, plus what --precision "
+                        "auto stylizes in here: bf16 on CPUs that compute it natively, fp16 on CUDA GPUs)")
     parser.add_argument("--tile", type=int, help="infer: tile side in px (default: tile only what would not fit in the "
                         "memory budget, as `stylenet stylize` does; 0: never)")
-    parser.add_argument("--backends", help="infer, video: comma-separated (infer: eager,torchscript,onnx; video: eager)")
+    parser.add_argument("--backends", help="infer, video: comma-separated of eager, compile (torch.compile, timed after "
+                        "its compile), torchscript, onnx (default infer: eager,torchscript,onnx; video: eager)")
     parser.add_argument("--model", help=f"train: a network preset: {', '.join(MODELS)} (default transformer); infer, "
                         "video: comma-separated presets, model files or ready-made names (default infer: transformer; "
                         "video: transformer,transformer_small)")
     parser.add_argument("--frames", type=int, default=48, help="video: frames in the synthetic clip")
     parser.add_argument("--temporal", type=float, default=0.0, help="video: --temporal strength (flow blending)")
     parser.add_argument("--loss-network", default="vgg19_caffe", choices=sorted(PRESETS), help="train (torchvision weights replaced by random ones: same speed, no download)")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False, help="train")
-    parser.add_argument("--compile", action="store_true", help="train: torch.compile the transformer")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
+                        help="train, infer: the network and pictures in NHWC memory order")
+    parser.add_argument("--compile", action="store_true", help="train: torch.compile the transformer (infer, video: "
+                        "--backends compile)")
     parser.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
                         help="CUDA: let cuDNN pick the fastest convolution algorithms per shape (not with --baseline)")
     parser.add_argument("--baseline", action="store_true", help="the reference implementation's way")
@@ -413,7 +436,7 @@ def main(argv: list[str]) -> None:
     torch.backends.cudnn.benchmark = args.cudnn_benchmark and not args.baseline
     args.backends = args.backends or ("eager" if video else "eager,torchscript,onnx")
     args.precision = auto_precision(device) if args.precision == AUTO else args.precision
-    native = "fp32,bf16" if native_bf16(device) else "fp32"
+    native = ",".join(dict.fromkeys(["fp32", auto_precision(device, inference=True)]))  # fp32 and what stylize picks
     args.precisions = ",".join(dict.fromkeys(native if p == AUTO else p for p in (args.precisions or native).split(",")))
     unknown = [p for p in args.precisions.split(",") if p not in PRECISIONS]
     if unknown:

@@ -40,9 +40,12 @@ def test_infer_figures_for_each_backend_and_size(capsys: pytest.CaptureFixture[s
     assert lines[0].startswith("| bench | mode | model | backend") and len(lines) == 2 + len(found)
 
 
-def test_optimize_figure(capsys: pytest.CaptureFixture[str]) -> None:
-    row, = rows(capsys, "optimize", "--size", "32", "--device", "cpu", "--warmup", "0", "--repeats", "1")
-    assert row["bench"] == "optimize" and row["s_per_step"] > 0 and MACHINE_KEYS <= set(row)
+def test_optimize_figures_for_stylenet_and_baseline(capsys: pytest.CaptureFixture[str]) -> None:
+    tiny = ["--size", "32", "--device", "cpu", "--warmup", "0", "--repeats", "1", "--precision", "bf16"]
+    row, = rows(capsys, "optimize", *tiny)
+    assert row["bench"] == "optimize" and row["s_per_step"] > 0 and MACHINE_KEYS <= set(row) and row["precision"] == "bf16"
+    baseline, = rows(capsys, "optimize", *tiny, "--baseline")  # the reference has no mixed precision
+    assert baseline["mode"] == "baseline" and baseline["precision"] == "fp32"
 
 
 def test_video_figures_per_model_precision_and_size(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,5 @@
-"""--backend auto: eager PyTorch or ONNX Runtime, whichever runs this network shape faster on this machine.
+"""--backend auto: eager PyTorch or ONNX Runtime, whichever runs this network shape faster on this machine;
+--backend compile: torch.compile (TorchInductor), chosen by hand because its first image compiles.
 
 ONNX Runtime was faster than eager PyTorch on one CPU and slower on another (BENCHMARKS.md), so stylenet
 measures instead of guessing. The first time a network shape (kind, channels, residual blocks) runs with
@@ -9,6 +10,12 @@ versions, the shape and the precision, so later runs pay nothing. ONNX Runtime i
 least MARGIN faster. Eager is the fallback wherever ONNX cannot serve: onnxruntime not installed (it is the
 optional extra `stylenet[onnx]`), a GPU, AdaIN models (their strength blends features inside the network),
 TorchScript or ONNX files, and images so large that they run in tiles (tiles need the eager network).
+
+--backend compile compiles the eager network for whole images (any model kind, CPU or GPU, any precision). The
+first image of each size compiles (tens of seconds on a 2-core CPU, less when TorchInductor's cache has it),
+then each runs faster: 1.6-1.9x eager bf16 at 1024x1024 on a 2-core Xeon, 4x at 3840x2160 on an H200
+(BENCHMARKS.md). It pays for videos, the webcam and folders of same-sized photos, not for one photo, so auto
+never picks it.
 """
 
 from __future__ import annotations
@@ -17,21 +24,23 @@ import hashlib
 import importlib.util
 import json
 import logging
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from stylenet.errors import StylenetError
+from stylenet.errors import StylenetError, brief
 from stylenet.files import atomic_write, cache_root
 from stylenet.inference import StyleModel
 from stylenet.tiling import machine_name
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "eager", "onnx")
+BACKENDS = ("auto", "eager", "onnx", "compile")
 MEASURE_SIZE = 512  # px, square: the picture both backends stylize when a verdict is measured
 MARGIN = 1.1  # ONNX Runtime must be this many times faster to be chosen: within noise, eager (tiles, bf16) wins
 REPEATS = 3
@@ -51,7 +60,8 @@ def onnx_unavailable(model: StyleModel) -> str | None:
 
 
 def use_backend(model: StyleModel, backend: str, cache: Path | None = None) -> str:
-    """Make `model` run whole images on `backend` ("auto", "eager" or "onnx"); returns the backend it now uses.
+    """Make `model` run whole images on `backend` ("auto", "eager", "onnx" or "compile"); returns the backend it
+    now uses.
 
     Call it after choosing the style (use_style and use_style_images go back to eager)."""
     if backend not in BACKENDS:
@@ -60,9 +70,17 @@ def use_backend(model: StyleModel, backend: str, cache: Path | None = None) -> s
         if backend == "onnx" and model.file_format != "onnx":
             raise StylenetError(f"--backend onnx runs a model's weights; {model.file_format} files run as they are "
                                 "(use the .safetensors model, or --backend auto)")
+        if backend == "compile":
+            raise StylenetError(f"--backend compile compiles a model's weights; {model.file_format} files run as they "
+                                "are (use the .safetensors model, or --backend auto)")
         return model.backend
     if backend == "eager":
         return "eager"
+    if backend == "compile":
+        if model.bound is None:
+            raise StylenetError("--backend compile: choose the AdaIN model's painting first (use_style_images)")
+        model.whole, model.whole_backend = compiled_network(model.bound), "compile"
+        return "compile"
     reason = onnx_unavailable(model)
     if reason is not None:
         if backend == "onnx":
@@ -75,8 +93,25 @@ def use_backend(model: StyleModel, backend: str, cache: Path | None = None) -> s
     assert network is not None  # onnx_unavailable checked it
     if backend == "auto" and verdict(network, model.precision, cache)["backend"] != "onnx":
         return "eager"
-    model.whole = onnx_network(network, cache)
+    model.whole, model.whole_backend = onnx_network(network, cache), "onnx"
     return "onnx"
+
+
+def compiled_network(network: Callable[..., torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """torch.compile of the network, compiled at its first image of each size; a failure to compile (no C++
+    compiler for TorchInductor on a CPU, say) is one line that names the way out."""
+    # TorchInductor imports torch.utils.cpp_extension, which warns on every CPU-only machine that it found no CUDA
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    compiled = torch.compile(network)
+
+    def run(images: torch.Tensor) -> torch.Tensor:
+        try:
+            return compiled(images)
+        except torch._dynamo.exc.BackendCompilerFailed as error:  # raised by torch.compile's backend: public enough
+            raise StylenetError(f"--backend compile could not compile the network here ({brief(error.inner_exception)}); "
+                                "use --backend eager") from None
+
+    return run
 
 
 def verdict(network: torch.nn.Module, precision: str, cache: Path) -> dict[str, Any]:
@@ -128,10 +163,16 @@ def measure(network: torch.nn.Module, precision: str, cache: Path) -> dict[str, 
     eager = StyleModel(shaped, {"kind": "safetensors"}, "cpu", precision)
     onnx = onnx_network(shaped, cache)
     cpu = torch.device("cpu")
-    seconds = {  # after a warm-up: first-call allocations, oneDNN primitive creation, ONNX Runtime's graph setup
-        "eager_s": median_seconds(lambda: eager.stylize_tensor(images, tile=0), cpu, 1, REPEATS),
-        "onnx_s": median_seconds(lambda: onnx(images), cpu, 1, REPEATS),
-    }
+    runs = {"eager_s": lambda: eager.stylize_tensor(images, tile=0), "onnx_s": lambda: onnx(images)}
+    # after a warm-up each (first-call allocations, oneDNN primitives, ONNX Runtime's graph setup), in turns, so
+    # that other work on the machine slows both alike instead of deciding the verdict
+    for run in runs.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(REPEATS):
+        for name, run in runs.items():
+            times[name].append(median_seconds(run, cpu, 0, 1))
+    seconds = {name: statistics.median(values) for name, values in times.items()}
     faster = "onnx" if seconds["onnx_s"] * MARGIN < seconds["eager_s"] else "eager"
     return {"backend": faster, **{name: round(value, 4) for name, value in seconds.items()},
             "measured": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -58,13 +58,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style-image", action="append", metavar="PATH[=W]",
                         help="AdaIN models: any painting; repeat to blend, with optional weights (a.jpg=0.7)")
     parser.add_argument("--style-size", type=int, default=STYLE_SIZE, help="AdaIN: long side of the style image (px)")
-    parser.add_argument("--backend", choices=["auto", "eager", "onnx"], default="auto",
+    parser.add_argument("--backend", choices=["auto", "eager", "onnx", "compile"], default="auto",
                         help="what runs the network: auto picks ONNX Runtime where it was measured faster on this "
-                             "machine (once per network shape; needs stylenet[onnx]), else eager PyTorch")
+                             "machine (once per network shape; needs stylenet[onnx]), else eager PyTorch; compile: "
+                             "torch.compile, faster per image after compiling at the first (videos, many photos)")
 
 
-PRECISION_HELP = ("auto: bf16 where the CPU (AVX512-BF16 or AMX) or GPU computes it natively, else fp32; "
-                  "fp16: CUDA only")
+PRECISION_HELP = ("auto: bf16 where the CPU (AVX512-BF16 or AMX) computes it natively, fp16 on CUDA GPUs (bf16 "
+                  "for training and optimize), else fp32; fp16: CUDA only")
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
@@ -73,12 +74,12 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=AUTO, help=PRECISION_HELP)
 
 
-def note_precision(precision: str, device: str) -> None:
+def note_precision(precision: str, device: str, inference: bool = False) -> None:
     """--precision auto: say once, on stderr, what it chose on this machine."""
     from stylenet.tiling import AUTO, auto_precision_note
 
     if precision == AUTO:
-        print(auto_precision_note(device), file=sys.stderr)
+        print(auto_precision_note(device, inference), file=sys.stderr)
 
 
 def model_from_arguments(args: argparse.Namespace):  # noqa: ANN201 - stylenet.inference.StyleModel
@@ -106,7 +107,7 @@ def note_choices(model, backend: str) -> None:  # noqa: ANN001 - stylenet.infere
     if model.runner.auto:
         print(precision_note(model.precision, model.device) if model.file_format != "onnx"
               else "precision auto: fp32 (ONNX models run in fp32)", file=sys.stderr)
-    if model.whole is not None:
+    if model.whole_backend == "onnx" and model.whole is not None:
         print("backend: ONNX Runtime (fp32) for whole images" + (", measured faster here" if backend == "auto" else ""),
               file=sys.stderr)
 
@@ -282,7 +283,8 @@ def optimize_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=defaults.precision,
-                        help="bf16 autocast for the loss network (Gram matrices stay fp32); " + PRECISION_HELP.split(";")[0])
+                        help="bf16 autocast for the loss network (Gram matrices stay fp32); auto: bf16 where the CPU "
+                             "(AVX512-BF16 or AMX) or GPU computes it natively, else fp32")
     return parser
 
 
@@ -345,7 +347,7 @@ def eval_command(argv: list[str]) -> None:
               f"content {median['content']:.3g}, style {median['style']:.3g}; photo lost {model['photo_lost']}/{count}; "
               f"checkerboard {median['checkerboard']:.2f}, border {median['border']:.1f}")
     print(f"report: {args.output / 'report.md'} ({report['seconds']:.0f} s)")
-    note_precision(args.precision, args.device)
+    note_precision(args.precision, args.device, inference=True)  # the models'; the judge runs in fp32
 
 
 def info_command(argv: list[str]) -> None:

@@ -53,8 +53,9 @@ class StyleModel:
         self.feature_strength = self.model_kind.feature_strength and self.eager
         self.styles: list[str] = list(metadata.get("styles") or [])  # a multi-style model's paintings
         self.bound: Callable[..., torch.Tensor] | None = network  # images -> images: loaded with its style bound
-        # whole images on another backend (ONNX Runtime: stylenet.backends.use_backend); tiles stay eager
+        # whole images on another backend (ONNX Runtime or torch.compile: stylenet.backends.use_backend); tiles stay eager
         self.whole: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.whole_backend = "eager"  # what self.whole is: "onnx" or "compile"
         if self.model_kind.style_input == "style_weights":
             if not self.styles:
                 raise StylenetError("this multi-style model's metadata lists no styles; re-export it from its .ckpt")
@@ -111,9 +112,10 @@ class StyleModel:
 
     @property
     def backend(self) -> str:
-        """What runs whole images: "onnx" (ONNX Runtime, a file or --backend), "torchscript" or "eager"."""
+        """What runs whole images: "onnx" (ONNX Runtime, a file or --backend), "compile" (torch.compile),
+        "torchscript" or "eager"."""
         if self.whole is not None:
-            return "onnx"
+            return self.whole_backend
         return "eager" if self.eager else self.file_format
 
     def tileable(self) -> torch.nn.Module | None:

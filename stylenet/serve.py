@@ -381,7 +381,7 @@ def serve(settings: Settings, host: str = HOST, port: int = PORT) -> None:
     if settings.precision == "auto":
         from stylenet.tiling import auto_precision_note
 
-        log.info("%s", auto_precision_note(settings.device))
+        log.info("%s", auto_precision_note(settings.device, inference=True))
     shown = f"[{host}]" if ":" in host else host
     log.info("stylenet page: http://%s:%d (Ctrl-C stops it)", "127.0.0.1" if host in ("0.0.0.0", "::") else shown, port)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -96,3 +96,36 @@ def test_backend_onnx_without_onnxruntime_is_one_line_and_auto_falls_back(
     assert not out.exists()
     assert run("stylize", photo, "--model", tiny_model, "-o", out) == 0  # auto: eager, silently
     assert "backend" not in capsys.readouterr().err and out.is_file()
+
+
+@pytest.mark.slow  # compiles with TorchInductor (about 20 s on 2 cores): make test runs it
+def test_backend_compile_gives_the_eager_picture(
+    tiny_model: Path, photo: Path, tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    compiled, eager = tmp_path / "compiled.png", tmp_path / "eager.png"
+    assert run("stylize", photo, "--model", tiny_model, "-o", compiled, "--backend", "compile", "--precision", "fp32") == 0
+    assert "No CUDA runtime" not in capsys.readouterr().err  # torch's own warning on CPU-only machines stays quiet
+    assert run("stylize", photo, "--model", tiny_model, "-o", eager, "--backend", "eager", "--precision", "fp32") == 0
+    assert levels(compiled, eager) < 0.5
+
+
+def test_backend_compile_of_a_torchscript_file_is_one_line(
+    tiny_model: Path, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run("export", tiny_model, "--format", "torchscript", "-o", tmp_path / "m.pt") == 0
+    capsys.readouterr()
+    assert run("stylize", photo, "--model", tmp_path / "m.pt", "-o", tmp_path / "out.png", "--backend", "compile") == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "--backend compile compiles a model's weights" in error
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_precision_auto_stylizes_in_fp16_on_cuda_gpus_and_says_so() -> None:
+    """On an H200 eager bf16 inference was slower than fp32 and fp16 faster (BENCHMARKS.md): auto follows that
+    for stylizing (no GPU is needed to check the choice), and keeps CPUs on bf16 or fp32."""
+    from stylenet.tiling import auto_precision, precision_note
+
+    assert auto_precision(torch.device("cuda"), inference=True) == "fp16"
+    cpu = "bf16" if native_bf16(torch.device("cpu")) else "fp32"
+    assert auto_precision(torch.device("cpu"), inference=True) == cpu == auto_precision(torch.device("cpu"))
+    assert precision_note("fp16", torch.device("cpu")).startswith("precision auto: fp16 (")

@@ -151,7 +151,6 @@ def read_verdicts(path: Path) -> dict[str, dict[str, Any]]:
 def measure(network: torch.nn.Module, precision: str, cache: Path) -> dict[str, Any]:
     """Seconds per 512x512 image for eager PyTorch (in `precision`) and ONNX Runtime, with random weights of the
     network's shape; the backend that wins by MARGIN (else eager)."""
-    from stylenet.bench import median_seconds
     from stylenet.kinds import kind_of
 
     generator = torch.Generator().manual_seed(0)
@@ -162,7 +161,6 @@ def measure(network: torch.nn.Module, precision: str, cache: Path) -> dict[str, 
     images = torch.rand(1, 3, MEASURE_SIZE, MEASURE_SIZE, generator=generator)
     eager = StyleModel(shaped, {"kind": "safetensors"}, "cpu", precision)
     onnx = onnx_network(shaped, cache)
-    cpu = torch.device("cpu")
     runs = {"eager_s": lambda: eager.stylize_tensor(images, tile=0), "onnx_s": lambda: onnx(images)}
     # after a warm-up each (first-call allocations, oneDNN primitives, ONNX Runtime's graph setup), in turns, so
     # that other work on the machine slows both alike instead of deciding the verdict
@@ -171,7 +169,9 @@ def measure(network: torch.nn.Module, precision: str, cache: Path) -> dict[str, 
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(REPEATS):
         for name, run in runs.items():
-            times[name].append(median_seconds(run, cpu, 0, 1))
+            started = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - started)
     seconds = {name: statistics.median(values) for name, values in times.items()}
     faster = "onnx" if seconds["onnx_s"] * MARGIN < seconds["eager_s"] else "eager"
     return {"backend": faster, **{name: round(value, 4) for name, value in seconds.items()},

@@ -100,11 +100,19 @@ def use_backend(model: StyleModel, backend: str, cache: Path | None = None) -> s
 def compiled_network(network: Callable[..., torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """torch.compile of the network, compiled at its first image of each size; a failure to compile (no C++
     compiler for TorchInductor on a CPU, say) is one line that names the way out."""
-    # TorchInductor imports torch.utils.cpp_extension, which warns on every CPU-only machine that it found no CUDA
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    # quiet: torch.utils.cpp_extension warns on every CPU-only machine that it found no CUDA, and a failed build
+    # logs its generated code (dozens of lines) before raising; the error below names the cause in one line
+    for name in ("torch.utils.cpp_extension", "torch._inductor", "torch._dynamo"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     compiled = torch.compile(network)
+    sizes: set[tuple[int, int]] = set()
 
     def run(images: torch.Tensor) -> torch.Tensor:
+        size = tuple(images.shape[-2:])
+        if size not in sizes:  # the wait is said, not left to look like a hang
+            sizes.add(size)
+            log.info("backend compile: compiling the network for %dx%d images (tens of seconds on a CPU, once per size)",
+                     size[1], size[0])
         try:
             return compiled(images)
         except torch._dynamo.exc.BackendCompilerFailed as error:  # raised by torch.compile's backend: public enough

@@ -4,6 +4,7 @@ picks ONNX Runtime where it was measured faster; both say what they chose and st
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -101,12 +102,32 @@ def test_backend_onnx_without_onnxruntime_is_one_line_and_auto_falls_back(
 @pytest.mark.slow  # compiles with TorchInductor (about 20 s on 2 cores): make test runs it
 def test_backend_compile_gives_the_eager_picture(
     tiny_model: Path, photo: Path, tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     compiled, eager = tmp_path / "compiled.png", tmp_path / "eager.png"
-    assert run("stylize", photo, "--model", tiny_model, "-o", compiled, "--backend", "compile", "--precision", "fp32") == 0
-    assert "No CUDA runtime" not in capsys.readouterr().err  # torch's own warning on CPU-only machines stays quiet
+    with caplog.at_level(logging.INFO):
+        assert run("stylize", photo, "--model", tiny_model, "-o", compiled, "--backend", "compile", "--precision", "fp32") == 0
+    assert "backend compile: compiling the network for 96x72 images" in caplog.text  # the wait is explained
+    assert "No CUDA runtime" not in capsys.readouterr().err + caplog.text  # torch's warning on CPU-only machines
     assert run("stylize", photo, "--model", tiny_model, "-o", eager, "--backend", "eager", "--precision", "fp32") == 0
     assert levels(compiled, eager) < 0.5
+
+
+@pytest.mark.slow  # a failing TorchInductor build: seconds
+@pytest.mark.filterwarnings("ignore:dynamo_pgo force disabled")  # the test turns the caches off
+def test_backend_compile_without_a_cpp_compiler_is_one_line(
+    tiny_model: Path, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch._inductor.config as inductor
+
+    monkeypatch.setattr(inductor.cpp, "cxx", (None, str(tmp_path / "no-such-g++")))
+    monkeypatch.setattr(inductor, "force_disable_caches", True)  # build now, not from an earlier test's cache
+    torch._dynamo.reset()  # nor from code this process compiled before
+    out = tmp_path / "out.png"
+    assert run("stylize", photo, "--model", tiny_model, "-o", out, "--backend", "compile", "--precision", "fp32") == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and error.startswith("error: --backend compile could not compile the network here")
+    assert error.endswith("use --backend eager") and not out.exists()
 
 
 def test_backend_compile_of_a_torchscript_file_is_one_line(

@@ -13,7 +13,7 @@ TorchScript or ONNX files, and images so large that they run in tiles (tiles nee
 
 --backend compile compiles the eager network for whole images (any model kind, CPU or GPU, any precision). The
 first image of each size compiles (tens of seconds on a 2-core CPU, less when TorchInductor's cache has it),
-then each runs faster: 1.6-1.9x eager bf16 at 1024x1024 on a 2-core Xeon, 4x at 3840x2160 on an H200
+then each runs faster: about 2x eager bf16 at 1024x1024 on a 2-core Xeon, 3-4x at 3840x2160 on an H200
 (BENCHMARKS.md). It pays for videos, the webcam and folders of same-sized photos, not for one photo, so auto
 never picks it.
 """
@@ -104,15 +104,19 @@ def compiled_network(network: Callable[..., torch.Tensor]) -> Callable[[torch.Te
     # logs its generated code (dozens of lines) before raising; the error below names the cause in one line
     for name in ("torch.utils.cpp_extension", "torch._inductor", "torch._dynamo"):
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
-    compiled = torch.compile(network)
-    sizes: set[tuple[int, int]] = set()
+    # static shapes: kernels compiled for sizes that may change ran 4x slower than eager on a 2-core Xeon
+    compiled = torch.compile(network, dynamic=False)
+    batches: dict[tuple[int, int], int] = {}  # the batch size compiled for each image size
 
     def run(images: torch.Tensor) -> torch.Tensor:
-        size = tuple(images.shape[-2:])
-        if size not in sizes:  # the wait is said, not left to look like a hang
-            sizes.add(size)
+        size, count = (images.shape[-2], images.shape[-1]), images.shape[0]
+        if size not in batches or count > batches[size]:  # the wait is said, not left to look like a hang
+            batches[size] = count
             log.info("backend compile: compiling the network for %dx%d images (tens of seconds on a CPU, once per size)",
                      size[1], size[0])
+        elif count < batches[size]:  # a video's last, short batch: padded with copies, not compiled again
+            padding = images[-1:].expand(batches[size] - count, *images.shape[1:])
+            return run(torch.cat([images, padding]))[:count]
         try:
             return compiled(images)
         except torch._dynamo.exc.BackendCompilerFailed as error:  # raised by torch.compile's backend: public enough

@@ -116,18 +116,33 @@ def test_backend_compile_gives_the_eager_picture(
 @pytest.mark.slow  # a failing TorchInductor build: seconds
 @pytest.mark.filterwarnings("ignore:dynamo_pgo force disabled")  # the test turns the caches off
 def test_backend_compile_without_a_cpp_compiler_is_one_line(
-    tiny_model: Path, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tiny_model: Path, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     import torch._inductor.config as inductor
 
-    monkeypatch.setattr(inductor.cpp, "cxx", (None, str(tmp_path / "no-such-g++")))
-    monkeypatch.setattr(inductor, "force_disable_caches", True)  # build now, not from an earlier test's cache
-    torch._dynamo.reset()  # nor from code this process compiled before
+    torch._dynamo.reset()  # build now, not from code this process compiled before
     out = tmp_path / "out.png"
-    assert run("stylize", photo, "--model", tiny_model, "-o", out, "--backend", "compile", "--precision", "fp32") == 2
+    # force_disable_caches: nor from an earlier test's cache on disk
+    with inductor.patch({"cpp.cxx": (None, str(tmp_path / "no-such-g++")), "force_disable_caches": True}):
+        assert run("stylize", photo, "--model", tiny_model, "-o", out, "--backend", "compile", "--precision", "fp32") == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and error.startswith("error: --backend compile could not compile the network here")
     assert error.endswith("use --backend eager") and not out.exists()
+
+
+@pytest.mark.slow  # compiles with TorchInductor
+def test_backend_compile_runs_a_short_last_batch_without_changing_it(tiny_model: Path) -> None:
+    """A video's frames go in batches; the last one is shorter. Its pictures are those eager gives."""
+    from stylenet.backends import use_backend
+    from stylenet.inference import load_model
+
+    frames = torch.rand(4, 3, 40, 56)
+    eager, compiled = load_model(tiny_model, "cpu", "fp32"), load_model(tiny_model, "cpu", "fp32")
+    assert use_backend(compiled, "compile") == "compile" and compiled.backend == "compile"
+    full, short = compiled.stylize_tensor(frames), compiled.stylize_tensor(frames[:3])
+    assert short.shape == (3, 3, 40, 56)
+    torch.testing.assert_close(short, eager.stylize_tensor(frames[:3]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(full, eager.stylize_tensor(frames), atol=1e-4, rtol=0)
 
 
 def test_backend_compile_of_a_torchscript_file_is_one_line(

@@ -68,10 +68,10 @@ PRECISION_HELP = ("auto: bf16 where the CPU (AVX512-BF16 or AMX) computes it nat
                   "for training and optimize), else fp32; fp16: CUDA only")
 
 
-def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+def add_precision_argument(parser: argparse.ArgumentParser, help: str = PRECISION_HELP) -> None:  # noqa: A002
     from stylenet.tiling import AUTO, PRECISION_CHOICES
 
-    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=AUTO, help=PRECISION_HELP)
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=AUTO, help=help)
 
 
 def note_precision(precision: str, device: str, inference: bool = False) -> None:
@@ -107,7 +107,7 @@ def note_choices(model, backend: str) -> None:  # noqa: ANN001 - stylenet.infere
     if model.runner.auto:
         print(precision_note(model.precision, model.device) if model.file_format != "onnx"
               else "precision auto: fp32 (ONNX models run in fp32)", file=sys.stderr)
-    if model.whole_backend == "onnx" and model.whole is not None:
+    if model.eager and model.backend == "onnx":  # switched by use_backend, not an .onnx file
         print("backend: ONNX Runtime (fp32) for whole images" + (", measured faster here" if backend == "auto" else ""),
               file=sys.stderr)
 
@@ -318,7 +318,6 @@ def optimize_command(argv: list[str]) -> None:
 
 def eval_command(argv: list[str]) -> None:
     from stylenet.judge import CURVE_ITERATIONS, JUDGE_VERSION, evaluate, placement_phrase
-    from stylenet.tiling import AUTO, PRECISION_CHOICES
 
     parser = argparse.ArgumentParser(
         prog="stylenet eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -335,8 +334,7 @@ def eval_command(argv: list[str]) -> None:
     parser.add_argument("--cache-dir", type=Path,
                         help="where reference curves are kept (default: $STYLENET_CACHE, else $XDG_CACHE_HOME/stylenet or ~/.cache/stylenet)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (the models; the judge runs on the CPU)")
-    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=AUTO,
-                        help=f"the models' precision ({PRECISION_HELP}); the judge always scores in fp32")
+    add_precision_argument(parser, f"the models' precision ({PRECISION_HELP}); the judge always scores in fp32")
     args = parser.parse_args(argv)
     report = evaluate(args.models, args.photos, style=args.style, style_image=args.style_image, size=args.size,
                       output=args.output, cache=args.cache_dir, device=args.device, precision=args.precision)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from stylenet.tiling import native_bf16
@@ -143,6 +144,37 @@ def test_backend_compile_runs_a_short_last_batch_without_changing_it(tiny_model:
     assert short.shape == (3, 3, 40, 56)
     torch.testing.assert_close(short, eager.stylize_tensor(frames[:3]), atol=1e-4, rtol=0)
     torch.testing.assert_close(full, eager.stylize_tensor(frames), atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow  # compiles with TorchInductor
+def test_backend_compile_gives_the_eager_picture_for_multistyle_networks_too() -> None:
+    """Compiled for a CPU, the networks take forms TorchInductor vectorizes (norms as sums, the upsampling's
+    phases interleaved channel-last); the pictures must stay those of eager, blended styles included (training
+    with --compile runs this network as it is)."""
+    from stylenet.kinds.multistyle import MultiStyleTransformerNet
+
+    torch.manual_seed(0)
+    network = MultiStyleTransformerNet(["a", "b"], channels=16, num_residual_blocks=1).eval()
+    frames, mix = torch.rand(2, 3, 36, 52), torch.tensor([[0.3, 0.7], [1.0, 0.0]])  # a blend, a pure style
+    with torch.no_grad():
+        compiled = torch.compile(network, dynamic=False)(frames, mix)
+        torch.testing.assert_close(compiled, network(frames, mix), atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow  # compiles with TorchInductor (seconds: one layer)
+def test_a_compiled_norm_layer_keeps_a_faint_pattern_on_a_bright_map() -> None:
+    """Under torch.compile on a CPU the norm's variance comes from sums of squares: taken about the raw values,
+    a spread of 0.01 on a level of 1000 would cancel away in float32 and the pattern come out wrong. (Eager
+    float32 is 0.01 off here itself, so the reference is float64.)"""
+    from stylenet.kinds.transformer import InstanceNorm2d
+
+    torch.manual_seed(0)
+    norm = InstanceNorm2d(16, affine=True).eval()
+    torch.nn.init.normal_(norm.weight)
+    maps = 1000 + 0.01 * torch.randn(2, 16, 24, 40)
+    with torch.no_grad():
+        exact = F.instance_norm(maps.double(), weight=norm.weight.double(), bias=norm.bias.double())
+        torch.testing.assert_close(torch.compile(norm, dynamic=False)(maps).double(), exact, atol=1e-4, rtol=0)
 
 
 def test_backend_compile_of_a_torchscript_file_is_one_line(

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylenet.kinds.transformer import TransformerNet, upsample_conv
+from stylenet.kinds.transformer import TransformerNet, instance_norm, upsample_conv
 from stylenet.registry import ModelKind, BoundStyle, register_kind
 
 
@@ -29,7 +29,7 @@ class ConditionalInstanceNorm2d(nn.Module):
     def forward(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
         scale = (mix @ self.weight)[:, :, None, None]  # (N, C, 1, 1)
         shift = (mix @ self.bias)[:, :, None, None]
-        return F.instance_norm(x) * scale + shift
+        return instance_norm(x) * scale + shift
 
 
 class ConditionalConvLayer(nn.Module):

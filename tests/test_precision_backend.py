@@ -161,6 +161,27 @@ def test_backend_compile_gives_the_eager_picture_for_multistyle_networks_too() -
         torch.testing.assert_close(compiled, network(frames, mix), atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow  # compiles a forward and a backward with TorchInductor
+def test_a_compiled_network_trains_with_the_eager_gradients() -> None:
+    """`stylenet bench train --compile` compiles the network with its backward, with TorchInductor's CPU layout
+    choice off (its channels-last replication_pad2d_backward fails its own check in torch 2.14): it must build
+    so, the network's CPU-compiled forms included, and give the gradients eager gives."""
+    import torch._inductor.config as inductor
+
+    from stylenet.kinds.transformer import TransformerNet
+
+    torch.manual_seed(0)
+    network, photos = TransformerNet(channels=8, num_residual_blocks=1), torch.rand(2, 3, 32, 48)
+    gradients = []
+    with inductor.patch(layout_optimization=False):
+        for model in (network, torch.compile(network, dynamic=False)):
+            network.zero_grad()
+            model(photos).square().mean().backward()
+            gradients.append([parameter.grad.clone() for parameter in network.parameters()])
+    for compiled, eager in zip(gradients[1], gradients[0]):
+        torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-3)
+
+
 @pytest.mark.slow  # compiles with TorchInductor (seconds: one layer)
 def test_a_compiled_norm_layer_keeps_a_faint_pattern_on_a_bright_map() -> None:
     """Under torch.compile on a CPU the norm's variance comes from sums of squares: taken about the raw values,

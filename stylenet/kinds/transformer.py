@@ -38,7 +38,7 @@ def upsample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     phase_bias = bias.repeat(4) if bias is not None else None
     y = F.conv2d(F.pad(x, [1, 1, 1, 1], mode="replicate"), torch.cat(phase_weights), phase_bias)  # (B, 4C, H+1, W+1)
     if not torch.jit.is_scripting():  # nested: TorchScript then compiles neither the test nor its branch
-        if inductor_cpu(y):
+        if inductor_cpu(y) and not torch.is_grad_enabled():  # with gradients TorchInductor fails on it (torch 2.14)
             return interleaved_channels_last(y, out_channels)
     # phase (row p, column q) starts p rows and q columns in: even phases read from the padding row/column
     phases = [y[:, 0:out_channels, :-1, :-1], y[:, out_channels : 2 * out_channels, :-1, 1:],
@@ -68,8 +68,9 @@ def instance_norm(
 
     TorchInductor's CPU code computes instance norm's variance with Welford's algorithm, which it left scalar
     (one channel at a time, strided) on 16-channel maps; written as E[x] and E[x^2] it becomes two vectorized
-    sums in one pass (the light network compiled ran ~2x faster on a 2-core Xeon). The sums are taken about
-    each map's first pixel so that E[x^2] - E[x]^2 does not cancel. Eager, TorchScript and export keep
+    sums in one pass (with interleaved_channels_last, the light network compiled ran 2x faster at 640x360 on a
+    2-core Xeon; BENCHMARKS.md). The sums are taken about each map's first pixel so that E[x^2] - E[x]^2 does
+    not cancel (eager float32 is less exact than this on a faint pattern over a bright level). Eager, TorchScript and export keep
     F.instance_norm (the nested if: TorchScript compiles neither branch of its own test).
     """
     if not torch.jit.is_scripting():

@@ -70,8 +70,9 @@ def instance_norm(
     (one channel at a time, strided) on 16-channel maps; written as E[x] and E[x^2] it becomes two vectorized
     sums in one pass (with interleaved_channels_last, the light network compiled ran 2x faster at 640x360 on a
     2-core Xeon; BENCHMARKS.md). The sums are taken about each map's first pixel so that E[x^2] - E[x]^2 does
-    not cancel (eager float32 is less exact than this on a faint pattern over a bright level). Eager, TorchScript and export keep
-    F.instance_norm (the nested if: TorchScript compiles neither branch of its own test).
+    not cancel (on a faint pattern over a bright level this is nearer float64 than eager float32 is). Eager
+    runs, TorchScript and exports keep F.instance_norm; the test sits under `not torch.jit.is_scripting()`,
+    a block TorchScript skips, because it cannot compile torch.compiler's functions.
     """
     if not torch.jit.is_scripting():
         if inductor_cpu(x):

@@ -112,6 +112,19 @@ def note_choices(model, backend: str) -> None:  # noqa: ANN001 - stylenet.infere
               file=sys.stderr)
 
 
+# eager video work at least this long would have finished sooner compiled: 30 s of 640x480 street took 58.3 s eager
+# and 43.8 s with --backend compile, its compile included (2-core Xeon, BENCHMARKS.md)
+COMPILE_TIP_SECONDS = 60.0
+
+
+def note_compile(model, backend: str, video_seconds: float) -> None:  # noqa: ANN001 - stylenet.inference.StyleModel
+    """After long videos stylized eager on a CPU by --backend auto (which never compiles), name the faster way."""
+    eager_cpu = model.backend == "eager" and model.device.type == "cpu"
+    if backend == "auto" and eager_cpu and video_seconds >= COMPILE_TIP_SECONDS:
+        print("tip: --backend compile stylizes long videos faster: it compiles for about 20 s at the first frame, "
+              "then ran frames about 2x as fast on a 2-core CPU", file=sys.stderr)
+
+
 def webcam_command(argv: list[str]) -> None:
     from stylenet.webcam import WebcamOptions, run_webcam
 
@@ -203,6 +216,7 @@ def stylize_command(argv: list[str]) -> None:
     if single and summary.failed:
         raise StylenetError(summary.failed[0][1])
     note_choices(model, args.backend)  # after the work: an error stays the only line
+    note_compile(model, args.backend, summary.video_seconds)
     for source, reason in summary.failed:
         print(f"failed: {source}: {reason}", file=sys.stderr)
     where = jobs[0].target if single else (args.output or Path("stylized"))

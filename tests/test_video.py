@@ -82,6 +82,29 @@ def test_a_clip_keeps_its_frames_timing_odd_size_and_audio(tmp_path: Path, tiny_
     assert change > 10  # stylized, not passed through
 
 
+def test_a_long_video_run_eager_by_auto_names_backend_compile(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--backend auto never compiles (one photo would wait for nothing); after a video long enough for compiling
+    to have paid, the user is told of it, and not when they chose the backend themselves."""
+    import importlib.util
+
+    from stylenet import cli
+    from tests.test_stylize_cli import run
+
+    real = importlib.util.find_spec  # no ONNX Runtime: auto means eager here, whatever this machine measured
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    clip = make_clip(tmp_path / "clip.mp4")
+    monkeypatch.setattr(cli, "COMPILE_TIP_SECONDS", 0.0)  # the tiny clip stands in for a minute of video
+    assert run("stylize", clip, "--model", tiny_model, "-o", tmp_path / "auto.mp4", "--temporal", "0") == 0
+    assert "tip: --backend compile stylizes long videos faster" in capsys.readouterr().err
+    assert run("stylize", clip, "--model", tiny_model, "-o", tmp_path / "eager.mp4", "--backend", "eager") == 0
+    assert "--backend compile" not in capsys.readouterr().err
+    monkeypatch.setattr(cli, "COMPILE_TIP_SECONDS", 60.0)
+    assert run("stylize", clip, "--model", tiny_model, "-o", tmp_path / "short.mp4", "--temporal", "0") == 0
+    assert "--backend compile" not in capsys.readouterr().err  # a 1-s clip: compiling would not have paid
+
+
 def test_start_and_end_cut_video_and_audio_together(tmp_path: Path, model) -> None:
     clip = make_clip(tmp_path / "clip.mp4", size=(64, 48), frames=20)
     result = stylize_video(model, clip, tmp_path / "cut.mp4", VideoOptions(start=0.5, end=1.2), progress=False)

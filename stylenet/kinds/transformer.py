@@ -38,7 +38,8 @@ def upsample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     phase_bias = bias.repeat(4) if bias is not None else None
     y = F.conv2d(F.pad(x, [1, 1, 1, 1], mode="replicate"), torch.cat(phase_weights), phase_bias)  # (B, 4C, H+1, W+1)
     if not torch.jit.is_scripting():  # nested: TorchScript then compiles neither the test nor its branch
-        if inductor_cpu(y) and not torch.is_grad_enabled():  # with gradients TorchInductor fails on it (torch 2.14)
+        # not with gradients: there TorchInductor's replication_pad2d_backward failed its own stride check (torch 2.14)
+        if inductor_cpu(y) and not torch.is_grad_enabled():
             return interleaved_channels_last(y, out_channels)
     # phase (row p, column q) starts p rows and q columns in: even phases read from the padding row/column
     phases = [y[:, 0:out_channels, :-1, :-1], y[:, out_channels : 2 * out_channels, :-1, 1:],
@@ -47,7 +48,7 @@ def upsample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
 
 def inductor_cpu(x: torch.Tensor) -> bool:
-    """Whether TorchInductor is compiling this for a CPU (torch.compile: --backend compile), not exporting it."""
+    """Whether torch.compile (--backend compile: TorchInductor) is tracing this for a CPU, not torch.export."""
     return x.device.type == "cpu" and torch.compiler.is_compiling() and not torch.compiler.is_exporting()
 
 
@@ -87,13 +88,19 @@ def summed_instance_norm(
     mean = shifted.mean((2, 3), keepdim=True)
     variance = ((shifted * shifted).mean((2, 3), keepdim=True) - mean * mean).clamp_min(0)
     y = (shifted - mean) * torch.rsqrt(variance + eps)
-    if weight is not None and bias is not None:
-        y = y * weight[:, None, None] + bias[:, None, None]
+    if weight is not None:
+        y = y * weight[:, None, None]
+    if bias is not None:
+        y = y + bias[:, None, None]
     return y.to(x.dtype)  # as F.instance_norm: the input's dtype (bf16 under autocast)
 
 
 class InstanceNorm2d(nn.InstanceNorm2d):
-    """nn.InstanceNorm2d (same parameters and state dict) through instance_norm above."""
+    """nn.InstanceNorm2d (same parameters and state dict) through instance_norm above; as the networks use it:
+    no running statistics (track_running_stats False, nn.InstanceNorm2d's default)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = False) -> None:
+        super().__init__(num_features, eps=eps, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return instance_norm(x, self.weight, self.bias, self.eps)

@@ -13,9 +13,9 @@ TorchScript or ONNX files, and images so large that they run in tiles (tiles nee
 
 --backend compile compiles the eager network for whole images (any model kind, CPU or GPU, any precision). The
 first image of each size compiles (tens of seconds on a 2-core CPU, less when TorchInductor's cache has it),
-then each runs faster: about 2x eager bf16 at 1024x1024 on a 2-core Xeon, 3-4x at 3840x2160 on an H200
-(BENCHMARKS.md). It pays for videos, the webcam and folders of same-sized photos, not for one photo, so auto
-never picks it.
+then each runs faster: 3-4x eager bf16 at 1024x1024 on a 2-core Xeon, 3-4x at 3840x2160 on an H200
+(BENCHMARKS.md). It pays for videos longer than about half a minute, the webcam and folders of same-sized
+photos, not for one photo, so auto never picks it (`stylenet stylize` names it after long videos).
 """
 
 from __future__ import annotations

@@ -231,9 +231,9 @@ def levels_apart(result: torch.Tensor, reference: torch.Tensor) -> dict[str, flo
     return {"max_levels_vs_fp32": round(difference.max().item(), 1), "mean_levels_vs_fp32": round(difference.mean().item(), 3)}
 
 
-def eager_variant(network: Any, args: argparse.Namespace) -> Any:
+def eager_variant(network: Any, channels_last: bool) -> Any:
     """The network in NHWC memory order where --channels-last asks (not for --baseline)."""
-    if args.baseline or not args.channels_last or not isinstance(network, torch.nn.Module):
+    if not channels_last or not isinstance(network, torch.nn.Module):
         return network
     return network.to(memory_format=torch.channels_last)
 
@@ -251,6 +251,7 @@ def bench_infer(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     """Seconds per image through `StyleModel.stylize_tensor` (the default tiling policy unless --tile), per model,
     backend, precision and size; rows not in fp32 give their difference from fp32 on the same picture."""
     device = resolve_device(args.device)
+    channels_last = args.channels_last and not args.baseline  # NHWC networks and pictures (eager and compile)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         for name in args.model.split(","):
@@ -259,7 +260,7 @@ def bench_infer(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                 set_fast_ops(network, not args.baseline)
             for backend in args.backends.split(","):
                 if backend in ("eager", "compile"):
-                    loaded = (eager_variant(network, args), {**metadata, "kind": "safetensors"})
+                    loaded = (eager_variant(network, channels_last), {**metadata, "kind": "safetensors"})
                 else:
                     path = Path(folder) / f"{name.replace('/', '_')}.{backend}"
                     export_model(network, metadata, path, backend)
@@ -272,7 +273,7 @@ def bench_infer(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                     for size in args.sizes.split(","):
                         height, width = parse_size(size)
                         images = pattern_image(height, width, device)
-                        if backend in ("eager", "compile") and args.channels_last and not args.baseline:
+                        if backend in ("eager", "compile") and channels_last:
                             images = images.contiguous(memory_format=torch.channels_last)
                         quality = {}
                         if fp32 is not None:  # the same picture in fp32 first, outside this row's memory
@@ -293,7 +294,7 @@ def bench_infer(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                         yield {  # as each is measured
                             "bench": "infer", "mode": "baseline" if args.baseline else "stylenet", "model": name,
                             "backend": backend, "size": f"{width}x{height}", "device": device.type, "precision": model.precision,
-                            "tile": 0 if args.baseline else tile, "channels_last": args.channels_last and not args.baseline,
+                            "tile": 0 if args.baseline else tile, "channels_last": channels_last,
                             "s_per_image": round(seconds, 4),
                             "megapixels_per_s": round(height * width / 1e6 / seconds, 3),
                             "peak_memory_mb": round(peak_memory_mb(device)), **quality, **machine(device, args),

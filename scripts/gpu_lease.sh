@@ -43,11 +43,16 @@ step() {  # step SECONDS NAME COMMAND...: run with a time limit; JSON rows to RO
 }
 
 B="$PY -m stylenet bench --device cuda --warmup 3 --repeats 10"
+# the tests that only a GPU runs (a captured training step learns as the eager one does); needs pytest there
+step 90 gpu-tests             $PY -m pytest -q -p no:cacheprovider tests/test_bench.py -k captured
 step 60 train-baseline        $B train --loss-network vgg16 --baseline
 step 60 train-fp32            $B train --loss-network vgg16 --precision fp32
 step 60 train-bf16            $B train --loss-network vgg16 --precision bf16
 step 60 train-bf16-cl         $B train --loss-network vgg16 --precision bf16 --channels-last
 step 60 train-bf16-nocudnnbm  $B train --loss-network vgg16 --precision bf16 --no-cudnn-benchmark
+step 60 train-bf16-graph      $B train --loss-network vgg16 --precision bf16 --cuda-graph
+step 60 train-bf16-cl-graph   $B train --loss-network vgg16 --precision bf16 --channels-last --cuda-graph
+step 60 train-caffe-graph     $B train --cuda-graph
 step 120 train-bf16-compile   $B train --loss-network vgg16 --precision bf16 --compile
 step 60 train-caffe-auto      $B train
 step 60 train-multistyle      $B train --model multistyle

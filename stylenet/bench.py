@@ -1,6 +1,6 @@
 """Benchmarks of the hot paths: one JSON line per figure, optionally a Markdown table.
 
-    stylenet bench train   [--size 256] [--batch 4] [--precision auto|fp32|bf16] [--model transformer|multistyle|adain] [--baseline]
+    stylenet bench train   [--size 256] [--batch 4] [--precision auto|fp32|bf16] [--model transformer|multistyle|adain] [--cuda-graph] [--baseline]
     stylenet bench infer   [--sizes 512,1024,2048,3840x2160] [--model PRESETS|NAMES] [--backends eager,torchscript,onnx] [--baseline]
     stylenet bench optimize [--size 512] [--precision auto|fp32|bf16] [--baseline]
     stylenet bench video   [--size 640x360,1280x720] [--model transformer,transformer_small|NAME] [--precisions fp32,bf16]
@@ -94,10 +94,11 @@ def median_seconds(run: Callable[[], object], device: torch.device, warmup: int,
     return statistics.median(times)
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
+def autocast(device: torch.device, precision: str, cache: bool = True) -> contextlib.AbstractContextManager[None]:
+    """cache=False: no cached casts of the weights (CUDA graph capture needs that)."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=PRECISIONS[precision])
+    return torch.autocast(device.type, dtype=PRECISIONS[precision], cache_enabled=cache)
 
 
 def preset_network(name: str) -> torch.nn.Module:
@@ -116,6 +117,7 @@ def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], N
     Lightning): transformer and multistyle against the loss network, AdaIN's decoder against its encoder."""
     kind, arguments = MODELS[args.model]
     fast = not args.baseline
+    graphed = fast and args.cuda_graph
     photos = torch.rand(args.batch, 3, args.size, args.size, device=device)
     if kind == "adain":  # stylenet/systems/adain.py: (photo, painting) pairs, the decoder trained
         from stylenet.systems.adain import AdaINSystem
@@ -123,7 +125,8 @@ def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], N
         system = AdaINSystem(**arguments).to(device)
         network = set_fast_ops(system.network, fast)
         paintings = torch.rand(args.batch, 3, args.size, args.size, device=device)
-        optimizer = torch.optim.Adam(network.decoder.parameters(), lr=1e-4, fused=device.type == "cuda" and fast)
+        optimizer = torch.optim.Adam(network.decoder.parameters(), lr=1e-4, fused=device.type == "cuda" and fast,
+                                     capturable=graphed)
 
         def loss() -> torch.Tensor:
             return system.losses(photos, paintings)["total"]
@@ -140,7 +143,8 @@ def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], N
         if fast and args.channels_last:
             network = network.to(memory_format=torch.channels_last)
             photos = photos.contiguous(memory_format=torch.channels_last)
-        optimizer = torch.optim.Adam(network.parameters(), lr=1e-3, fused=device.type == "cuda" and fast)
+        optimizer = torch.optim.Adam(network.parameters(), lr=1e-3, fused=device.type == "cuda" and fast,
+                                     capturable=graphed)
         if fast and args.compile and device.type == "cpu":
             # torch 2.14's CPU inductor picks channels-last layouts whose replication_pad2d_backward fails its own
             # stride check; contiguous layouts compile (2.81 s/step vs 2.40 eager at 256 px bf16 on a 2-core Xeon)
@@ -158,13 +162,45 @@ def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], N
             return criterion(stylized, content, style_ids if kind == "multistyle" else None)["total"]
 
     def step() -> None:
-        with autocast(device, "fp32" if args.baseline else args.precision):
+        with autocast(device, "fp32" if args.baseline else args.precision, cache=not graphed):
             total = loss()
         total.backward()
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        if not graphed:
+            optimizer.zero_grad(set_to_none=True)  # a captured backward overwrites its gradients at each replay
 
-    return step
+    if not graphed:
+        return step
+    batches = torch.rand(2, *photos.shape, device=device)  # as from a loader: each replay copies a new batch in
+    replay = cuda_graph(step, optimizer, device)
+    count = itertools.count()
+
+    def graphed_step() -> None:
+        photos.copy_(batches[next(count) % 2])
+        replay()
+
+    return graphed_step
+
+
+def cuda_graph(step: Callable[[], None], optimizer: torch.optim.Optimizer, device: torch.device,
+               warmup: int = 3) -> Callable[[], None]:
+    """A whole optimizer step (forward, loss, backward, Adam) captured once as a CUDA graph: its replay is one
+    launch where eager PyTorch makes several hundred, which is what a 256-px batch of 4 waits on (BENCHMARKS.md,
+    GPU). PyTorch's whole-network capture: warm up on a side stream (cuDNN picks its algorithms, Adam makes its
+    state), gradients set to None so the captured backward allocates them from the graph's pool, then capture.
+    The step reads its inputs from fixed tensors; copy each new batch into them before replaying."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            optimizer.zero_grad(set_to_none=True)
+            step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    optimizer.zero_grad(set_to_none=True)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def bench_train(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -178,7 +214,8 @@ def bench_train(args: argparse.Namespace) -> list[dict[str, Any]]:
         "loss_network": "vgg19_caffe (AdaIN encoder)" if kind == "adain" else args.loss_network, "size": args.size,
         "batch": args.batch, "device": device.type,
         "precision": "fp32" if args.baseline else args.precision, "channels_last": args.channels_last and not args.baseline,
-        "compile": args.compile and not args.baseline, "data": "synthetic", "s_per_step": round(seconds, 4),
+        "compile": args.compile and not args.baseline, "cuda_graph": args.cuda_graph and not args.baseline,
+        "data": "synthetic", "s_per_step": round(seconds, 4),
         "images_per_s": round(args.batch / seconds, 3), "peak_memory_mb": round(peak_memory_mb(device)),
         **machine(device, args),
     }]
@@ -422,6 +459,8 @@ def parser() -> argparse.ArgumentParser:
                         help="train, infer: the network and pictures in NHWC memory order")
     parser.add_argument("--compile", action="store_true", help="train: torch.compile the transformer (infer, video: "
                         "--backends compile)")
+    parser.add_argument("--cuda-graph", action="store_true", help="train, CUDA: capture the whole step (forward, "
+                        "backward, Adam) once as a CUDA graph and replay it (not with --baseline)")
     parser.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
                         help="CUDA: let cuDNN pick the fastest convolution algorithms per shape (not with --baseline)")
     parser.add_argument("--baseline", action="store_true", help="the reference implementation's way")
@@ -440,6 +479,9 @@ def main(argv: list[str]) -> None:
     if args.what in ("train", "optimize") and args.model not in MODELS:
         raise StylenetError(f"--model {args.model}: {args.what} benchmarks a network preset: {', '.join(sorted(MODELS))}")
     device = resolve_device(args.device)
+    if args.cuda_graph and (args.what != "train" or device.type != "cuda"):
+        raise StylenetError(f"--cuda-graph captures a training step on a CUDA GPU; this is bench {args.what} on "
+                            f"{device.type}: use it with train --device cuda, or leave it out")
     torch.backends.cudnn.benchmark = args.cudnn_benchmark and not args.baseline
     args.backends = args.backends or ("eager" if video else "eager,torchscript,onnx")
     args.precision = auto_precision(device) if args.precision == AUTO else args.precision

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from stylenet.bench import main
+from stylenet.bench import cuda_graph, main
 
 MACHINE_KEYS = {"machine", "torch", "threads", "device", "precision", "model", "mode", "peak_memory_mb"}
 
@@ -91,3 +92,56 @@ def test_a_bad_network_preset_is_one_line(capsys: pytest.CaptureFixture[str]) ->
         main(["train", "--model", "starry_night"])
     with pytest.raises(StylenetError, match="--precisions fp64: valid are auto, fp32, bf16, fp16"):
         main(["infer", "--precisions", "fp64"])
+
+
+def test_cuda_graph_without_a_gpu_is_one_line() -> None:
+    from stylenet.errors import StylenetError
+
+    with pytest.raises(StylenetError, match="--cuda-graph captures a training step on a CUDA GPU; this is bench train on cpu"):
+        main(["train", "--cuda-graph", "--device", "cpu"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+def test_a_captured_training_step_trains_as_the_eager_one() -> None:
+    """bench train --cuda-graph replays one captured step: its losses must fall as eager steps' do."""
+    from stylenet.kinds.transformer import TransformerNet
+    from stylenet.loss_network import LossNetwork
+    from stylenet.losses import PerceptualLoss
+
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    photos = torch.rand(2, 3, 64, 64, device=device)
+    criterion = PerceptualLoss(LossNetwork("vgg16", "random", ["relu1_2", "relu2_2"]), torch.rand(3, 64, 64),
+                               ["relu2_2"], {"relu1_2": 1.0, "relu2_2": 1.0}, 1.0, 1.0, 1.0).to(device)
+    first = TransformerNet(8, 1).to(device)
+    twin = TransformerNet(8, 1).to(device)
+    twin.load_state_dict(first.state_dict())
+
+    def training(network: torch.nn.Module, capturable: bool) -> tuple:
+        optimizer = torch.optim.Adam(network.parameters(), lr=1e-2, fused=True, capturable=capturable)
+        loss = torch.zeros((), device=device)
+
+        def step() -> None:
+            with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+                total = criterion(network(photos), photos)["total"]
+            total.backward()
+            optimizer.step()
+            loss.copy_(total.detach())
+
+        return optimizer, step, loss
+
+    optimizer, step, loss = training(first, capturable=True)
+    replay = cuda_graph(step, optimizer, device, warmup=3)  # 3 real steps
+    graphed = []
+    for _ in range(20):
+        replay()
+        graphed.append(loss.item())
+    optimizer, step, loss = training(twin, capturable=False)
+    eager = []
+    for index in range(23):
+        optimizer.zero_grad(set_to_none=True)
+        step()
+        if index >= 3:
+            eager.append(loss.item())
+    assert graphed[-1] < 0.9 * graphed[0]  # it learns: replays update the weights
+    assert graphed == pytest.approx(eager, rel=0.05)  # and as eager steps do

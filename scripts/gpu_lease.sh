@@ -43,8 +43,8 @@ step() {  # step SECONDS NAME COMMAND...: run with a time limit; JSON rows to RO
 }
 
 B="$PY -m stylenet bench --device cuda --warmup 3 --repeats 10"
-# the tests that only a GPU runs (a captured training step learns as the eager one does); needs pytest there
-step 90 gpu-tests             $PY -m pytest -q -p no:cacheprovider tests/test_bench.py -k captured
+# the tests that only a GPU runs (a captured training step learns as the eager one does, every kind captures); needs pytest there
+step 90 gpu-tests             $PY -m pytest -q -p no:cacheprovider tests/test_bench.py -k "captured or cuda_graph_rows"
 step 60 train-baseline        $B train --loss-network vgg16 --baseline
 step 60 train-fp32            $B train --loss-network vgg16 --precision fp32
 step 60 train-bf16            $B train --loss-network vgg16 --precision bf16

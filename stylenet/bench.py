@@ -172,6 +172,7 @@ def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], N
     if not graphed:
         return step
     batches = torch.rand(2, *photos.shape, device=device)  # as from a loader: each replay copies a new batch in
+    reset_peak_memory(device)  # the row's peak: replays allocate nothing, the capture allocated the step's memory
     replay = cuda_graph(step, optimizer, device)
     count = itertools.count()
 
@@ -189,6 +190,8 @@ def cuda_graph(step: Callable[[], None], optimizer: torch.optim.Optimizer, devic
     GPU). PyTorch's whole-network capture: warm up on a side stream (cuDNN picks its algorithms, Adam makes its
     state), gradients set to None so the captured backward allocates them from the graph's pool, then capture.
     The step reads its inputs from fixed tensors; copy each new batch into them before replaying."""
+    if warmup < 1:  # captured, Adam's first step would create its state anew at every replay
+        raise ValueError("cuda_graph needs at least one warm-up step")
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):
@@ -206,7 +209,8 @@ def cuda_graph(step: Callable[[], None], optimizer: torch.optim.Optimizer, devic
 def bench_train(args: argparse.Namespace) -> list[dict[str, Any]]:
     device = resolve_device(args.device)
     step = train_step(args, device)
-    reset_peak_memory(device)
+    if args.baseline or not args.cuda_graph:  # (train_step reset it before capturing)
+        reset_peak_memory(device)
     seconds = median_seconds(step, device, args.warmup, args.repeats)
     kind, _ = MODELS[args.model]
     return [{

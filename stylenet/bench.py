@@ -114,7 +114,8 @@ def preset_network(name: str) -> torch.nn.Module:
 
 def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
     """One optimizer step of the model kind's training recipe (its LightningModule's training_step, without
-    Lightning): transformer and multistyle against the loss network, AdaIN's decoder against its encoder."""
+    Lightning): transformer and multistyle against the loss network, AdaIN's decoder against its encoder.
+    Returns with the peak memory reset, so that the row's peak is the steps' (and a CUDA graph's capture)."""
     kind, arguments = MODELS[args.model]
     fast = not args.baseline
     graphed = fast and args.cuda_graph
@@ -170,6 +171,7 @@ def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], N
             optimizer.zero_grad(set_to_none=True)  # a captured backward overwrites its gradients at each replay
 
     if not graphed:
+        reset_peak_memory(device)  # the row's peak: the steps' own memory
         return step
     batches = torch.rand(2, *photos.shape, device=device)  # as from a loader: each replay copies a new batch in
     reset_peak_memory(device)  # the row's peak: replays allocate nothing, the capture allocated the step's memory
@@ -208,9 +210,7 @@ def cuda_graph(step: Callable[[], None], optimizer: torch.optim.Optimizer, devic
 
 def bench_train(args: argparse.Namespace) -> list[dict[str, Any]]:
     device = resolve_device(args.device)
-    step = train_step(args, device)
-    if args.baseline or not args.cuda_graph:  # (train_step reset it before capturing)
-        reset_peak_memory(device)
+    step = train_step(args, device)  # with the peak memory reset where the row's memory starts
     seconds = median_seconds(step, device, args.warmup, args.repeats)
     kind, _ = MODELS[args.model]
     return [{

@@ -48,16 +48,19 @@ def train_command(overrides: list[str]) -> None:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model and the style choices of multi-style and AdaIN models: what stylize and webcam share."""
-    from stylenet.inference import STYLE_SIZE
+    """--model and the style choices of multi-style and any-style models: what stylize and webcam share."""
+    from stylenet.inference import ANY_STYLE_MODEL
 
-    parser.add_argument("--model", required=True, type=Path,
+    parser.add_argument("--model", type=Path,
                         help="a ready-made model's name (`stylenet models`), or a .safetensors, training .ckpt, "
-                             "TorchScript, ONNX or pytorch/examples .pth file")
+                             f"TorchScript, ONNX or pytorch/examples .pth file (with --style-image: {ANY_STYLE_MODEL})")
     parser.add_argument("--style", help="multi-style models: NAME, or a blend NAME=W,NAME=W (see `stylenet info`)")
     parser.add_argument("--style-image", action="append", metavar="PATH[=W]",
-                        help="AdaIN models: any painting; repeat to blend, with optional weights (a.jpg=0.7)")
-    parser.add_argument("--style-size", type=int, default=STYLE_SIZE, help="AdaIN: long side of the style image (px)")
+                        help="any painting, for any-style models (the default model then); repeat to blend, with "
+                             "optional weights (a.jpg=0.7)")
+    parser.add_argument("--style-size", type=int,
+                        help="any-style models: long side of the style image in px (default: the model's, 256 for "
+                             "arbitrary, 512 for adain)")
     parser.add_argument("--backend", choices=["auto", "eager", "onnx", "compile"], default="auto",
                         help="what runs the network: auto picks ONNX Runtime where it was measured faster on this "
                              "machine (once per network shape; needs stylenet[onnx]), else eager PyTorch; compile: "
@@ -86,8 +89,13 @@ def model_from_arguments(args: argparse.Namespace):  # noqa: ANN201 - stylenet.i
     """The model of --model, --device and --precision, bound to --style or --style-image."""
     from stylenet.backends import use_backend
     from stylenet.images import load_image
-    from stylenet.inference import load_model
+    from stylenet.inference import ANY_STYLE_MODEL, load_model
 
+    if args.model is None:
+        if not args.style_image:
+            raise StylenetError("name the model: --model NAME (`stylenet models` lists them) or a model file; or give "
+                                "--style-image PAINTING to paint with any painting")
+        args.model = Path(ANY_STYLE_MODEL)
     model = load_model(args.model, args.device, args.precision)
     if args.style is not None:
         model.use_style(args.style)
@@ -95,7 +103,7 @@ def model_from_arguments(args: argparse.Namespace):  # noqa: ANN201 - stylenet.i
         paths, weights = zip(*(split_weight(text) for text in args.style_image))
         model.use_style_images([load_image(path, "--style-image") for path in paths], list(weights), args.style_size)
     elif model.model_kind.style_input == "style_image":
-        raise StylenetError(f"{args.model} is an AdaIN model: give the painting with --style-image PATH (any image)")
+        raise StylenetError(f"{args.model} is an any-style model: give the painting with --style-image PATH (any image)")
     use_backend(model, args.backend)
     return model
 
@@ -244,23 +252,52 @@ def export_command(argv: list[str]) -> None:
     parser.add_argument("--format", required=True, choices=list(EXTENSIONS))
     parser.add_argument("-o", "--output", type=Path, help="output file (default: beside the source, new extension)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--style-image", type=Path, help="any-style models (arbitrary): bake this painting in; the "
+                        "file is then a plain per-painting model, as small and fast as one")
+    parser.add_argument("--style-size", type=int, help="with --style-image: the painting's long side in px (default: the model's)")
     args = parser.parse_args(argv)
     model = load_model(args.source, "cpu", "fp32")
     if not model.eager:  # TorchScript and ONNX files hold a compiled graph, not the network's weights
         raise StylenetError(f"{args.source} is a {model.file_format} file: export from the .safetensors or .ckpt it came from")
-    output = args.output or args.source.with_name(args.source.name.split(".")[0] + EXTENSIONS[args.format])
+    stem = args.source.name.split(".")[0] + (f"_{args.style_image.stem}" if args.style_image else "")
+    output = args.output or args.source.with_name(stem + EXTENSIONS[args.format])
     if output.resolve() == args.source.resolve():
         raise StylenetError(f"-o {output} is the source file; choose another output")
     if output.exists() and not args.overwrite:
         raise StylenetError(f"{output} exists; pass --overwrite to replace it, or choose another -o")
-    metadata = {key: value for key, value in model.metadata.items() if key != "kind"}
+    network, metadata = model.loaded, {key: value for key, value in model.metadata.items() if key != "kind"}
+    if args.style_image is not None:
+        network, metadata = baked_network(model, args.style_image, args.style_size)
     metadata["exported_from"] = {"file": args.source.name, "kind": model.file_format}
-    worst = export_model(model.loaded, metadata, output, args.format)
+    worst = export_model(network, metadata, output, args.format)
     sizes = " and ".join(f"{w}x{h}" for h, w in VERIFY_SIZES)
     print(
         f"wrote {output} ({args.format}, {output.stat().st_size / 1e6:.1f} MB); verified against the module at "
         f"{sizes}: max difference {worst:.1e} (tolerance {TOLERANCES[args.format]:.0e})"
     )
+
+
+def baked_network(model, painting: Path, style_size: int | None):  # noqa: ANN001, ANN201 - StyleModel, (network, metadata)
+    """An any-style model with one painting bound, as the plain network that binding gives, and its metadata."""
+    import hashlib
+
+    from stylenet.images import load_image
+    from stylenet.kinds import kind_of
+    from stylenet.modelfile import model_metadata
+
+    if model.model_kind.style_input != "style_image":
+        raise StylenetError(f"--style-image bakes a painting into an any-style model; this is a {model.model_kind.name} model")
+    model.use_style_images([load_image(painting, "--style-image")], None, style_size)
+    try:
+        kind_of(model.bound)
+    except TypeError:
+        raise StylenetError(f"a {model.model_kind.name} model cannot bake a painting in (its bound form is not a "
+                            "network of its own); export it without --style-image and give the painting at run time") from None
+    size = style_size or model.model_kind.style_size
+    style = {"name": painting.stem, "image": painting.name, "sha256": hashlib.sha256(painting.read_bytes()).hexdigest(), "size": size}
+    kept = {key: model.metadata[key] for key in ("training", "recipe", "loss_network", "loss") if key in model.metadata}
+    baked = {"architecture": model.model_kind.name, "arguments": model.metadata.get("arguments")}
+    return model.bound, model_metadata(model.bound, style=style, baked_from=baked, **kept)
 
 
 def parse_floats(text: str) -> list[float]:

@@ -33,6 +33,13 @@ def data_root() -> str:
 OmegaConf.register_new_resolver("stylenet_data", data_root, replace=True)
 
 
+def data_relative(path: str | Path) -> str:
+    """How a model file names a painting: its path relative to the data root (styles/udnie.jpg), else its file
+    name alone; never a path on the machine that trained it (the painting's sha256 says which file it was)."""
+    path, root = Path(path).resolve(), Path(data_root()).resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+
+
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise StylenetError(message)

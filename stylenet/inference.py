@@ -25,14 +25,14 @@ from stylenet.kinds import DEFAULT_KIND, get_kind
 from stylenet.tiling import Runner
 from stylenet.zoo import resolve as resolve_model
 
-STYLE_SIZE = 512  # AdaIN: long side of the style image (Huang & Belongie resized styles to 512)
+ANY_STYLE_MODEL = "any"  # the ready-made model that --style-image uses when no --model is given
 
 
 class StyleModel:
     """A trained style network, its metadata and where it runs; stylize() maps a PIL image to a PIL image.
 
-    Multi-style models run their first style until use_style() picks another or a blend; AdaIN models need
-    use_style_images() with one or more paintings first.
+    Multi-style models run their first style until use_style() picks another or a blend; any-style models
+    (adain, arbitrary) need use_style_images() with one or more paintings first.
     """
 
     def __init__(
@@ -82,12 +82,14 @@ class StyleModel:
         self.bound = self.model_kind.bind(self.loaded, rows, list(weights.values()))
 
     def use_style_images(
-        self, images: list[Image.Image], weights: list[float] | None = None, style_size: int = STYLE_SIZE,
+        self, images: list[Image.Image], weights: list[float] | None = None, style_size: int | None = None,
     ) -> None:
-        """AdaIN models: stylize with these paintings (any, seen in training or not), blended by weights."""
+        """Any-style models: stylize with these paintings (any, seen in training or not), blended by weights.
+        style_size: the paintings' long side in px (default: the kind's, 512 for AdaIN, 256 for arbitrary)."""
         if self.model_kind.style_input != "style_image":
             raise StylenetError(
-                f"--style-image needs an AdaIN model (model=adain); this is a {self.model_kind.name} model"
+                f"--style-image needs an any-style model (--model {ANY_STYLE_MODEL}, or one trained with model=arbitrary "
+                f"or model=adain); this is a {self.model_kind.name} model"
                 + (f": pick one of its styles with --style ({', '.join(self.styles)})" if self.styles else "")
             )
         self.whole = None
@@ -96,6 +98,7 @@ class StyleModel:
         if not images or len(weights) != len(images):
             raise StylenetError(message)
         check_weights(weights, message)
+        style_size = self.model_kind.style_size if style_size is None else style_size
         if style_size < 16:
             raise StylenetError(f"--style-size {style_size}: must be at least 16 px")
         paintings = [to_tensor(resize_long_side(ImageOps.exif_transpose(image).convert("RGB"), style_size)).unsqueeze(0)
@@ -137,7 +140,7 @@ class StyleModel:
         """
         check_strength(strength)
         if self.bound is None:
-            raise StylenetError("an AdaIN model stylizes with a painting you give it: pass --style-image PAINTING.jpg "
+            raise StylenetError("an any-style model stylizes with a painting you give it: pass --style-image PAINTING.jpg "
                                 "(Python: model.use_style_images([Image.open(...)]))")
         network = self.whole or self.bound
         if self.feature_strength and strength != 1.0:

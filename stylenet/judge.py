@@ -183,7 +183,7 @@ def painting_for(model: Any, style: str | None, style_image: Path | None) -> Pat
     if style_image is not None:
         return style_image.resolve()
     if model.model_kind.style_input == "style_image":
-        raise StylenetError("this AdaIN model takes any painting: pass --style-image PAINTING to evaluate it with")
+        raise StylenetError("this any-style model takes any painting: pass --style-image PAINTING to evaluate it with")
     described = model.metadata.get("style") or {}
     names = described.get("names") or described.get("name")
     images = described.get("images") or described.get("image")
@@ -193,7 +193,8 @@ def painting_for(model: Any, style: str | None, style_image: Path | None) -> Pat
         images = images[names.index(style)] if style is not None else images[0]
     if not isinstance(images, str):
         raise StylenetError("this model's metadata names no painting: pass --style-image PATH")
-    for candidate in (Path(images), Path(data_root()) / "styles" / Path(images).name):  # trained elsewhere: this data
+    root = Path(data_root())  # model files name the painting relative to the data root (older ones: a full path)
+    for candidate in (Path(images), root / images, root / "styles" / Path(images).name):
         if candidate.is_file():
             return candidate.resolve()
     raise StylenetError(f"the painting this model names ({Path(images).name}) is neither at {images} nor in "
@@ -231,7 +232,7 @@ def collect_photos(photos: str | Path | Sequence[str | Path], leave_out: Path | 
         entry = Path(entry)
         if entry.is_dir():
             for path in find_images(entry):
-                if leave_out is None or not path.is_relative_to(leave_out):
+                if leave_out is None or not path.resolve().is_relative_to(leave_out.resolve()):  # -o as given, relative or not
                     add(path.relative_to(entry).as_posix(), path)
         elif entry.is_file():
             add(entry.name, entry)

@@ -37,6 +37,7 @@ class ModelKind:
     bind: StyleBinder | None = None
     feature_strength: bool = False                # strength blends features (AdaIN's alpha), not pixels
     tileable: bool = True                         # eager networks run in tiles with shared norm statistics
+    style_size: int = 512                         # style_image kinds: the painting's default long side (px)
     scriptable: Callable[[nn.Module], nn.Module] = lambda network: network  # what torch.jit.script compiles
     example_style: Callable[[nn.Module, torch.Generator], torch.Tensor] | None = None  # the second input, for checks
     onnx_style_dims: dict[int, str] | None = None  # dynamic axes of the second ONNX input (None: fixed shape)

@@ -184,7 +184,7 @@ def test_eval_judges_every_kind_and_format_and_writes_its_report(models: dict[st
 @pytest.mark.slow  # seconds of end-to-end work: make test runs it, test-fast stays under 3 min
 def test_multistyle_and_adain_need_their_style_to_be_judged(models: dict[str, Path], data_dir: Path) -> None:
     photos = data_dir / "content_test"
-    with pytest.raises(StylenetError, match="AdaIN model takes any painting: pass --style-image"):
+    with pytest.raises(StylenetError, match="any-style model takes any painting: pass --style-image"):
         evaluate([models["adain"]], photos)
     with pytest.raises(StylenetError, match="the models name different paintings"):
         evaluate([models["single"], models["multi"]], photos, style="great_wave")

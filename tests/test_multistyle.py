@@ -81,7 +81,7 @@ def test_unknown_or_bad_style_names_the_models_styles(network: MultiStyleTransfo
         model.use_style("great_wave=lots")
     with pytest.raises(StylenetError, match="positive sum"):
         model.use_style("great_wave=0")
-    with pytest.raises(StylenetError, match="needs an AdaIN model"):
+    with pytest.raises(StylenetError, match="needs an any-style model"):
         model.use_style_images([Image.new("RGB", (32, 32))])
 
 

@@ -58,6 +58,7 @@ def test_run_directory_holds_config_logs_checkpoints_and_model(trained_run: Path
     assert metadata["steps"] == 40 and metadata["architecture"] == "transformer"
     assert metadata["arguments"] == {"channels": 8, "num_residual_blocks": 5, "output": "sigmoid"}
     assert metadata["style"]["name"] == "starry_night" and len(metadata["style"]["sha256"]) == 64
+    assert metadata["style"]["image"] == "styles/starry_night.jpg"  # relative to the data root: no local path ships
     assert metadata["loss_network"]["name"] == "vgg19_caffe" and metadata["image_size"] == 64
     assert metadata["loss_network"]["content_layers"] == ["relu4_2"]
 

@@ -29,6 +29,24 @@ def test_stylenet_ships_ready_made_models_within_its_size_budget() -> None:
 
 
 @pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_model_names_its_painting_without_a_path_of_the_machine_that_trained_it(name: str, data_dir: Path) -> None:
+    metadata = zoo.metadata_of(name)
+
+    def strings(value: object) -> list[str]:
+        if isinstance(value, dict):
+            return [text for item in value.values() for text in strings(item)]
+        if isinstance(value, list):
+            return [text for item in value for text in strings(item)]
+        return [value] if isinstance(value, str) else []
+
+    assert not [text for text in strings(metadata) if text.startswith(("/", "~")) or ":\\" in text]
+    image = metadata["style"].get("image")
+    if image is not None:  # a per-painting model: the painting relative to the data root, and which file it was
+        assert image == f"styles/{name}.jpg" and len(metadata["style"]["sha256"]) == 64
+        assert (data_dir / image).is_file()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_a_shipped_model_loads_by_name_matches_its_metadata_and_stylizes(name: str, data_dir: Path) -> None:
     with safe_open(str(zoo.path_of(name)), framework="pt") as file:
         assert {file.get_slice(key).get_dtype() for key in file.keys()} == {"F16"}  # stored at half the bytes

@@ -180,18 +180,15 @@ class AdaINStylizer(nn.Module):
         return self.network.stylize(images, self.style_mean, self.style_std, alpha)
 
 
-class ScriptableAdaIN(nn.Module):
-    """The same computation as an AdaINNet in a form torch.jit.script compiles (the loss network's layer
-    loop looks its weights up by name, which TorchScript cannot): what `stylenet export --format torchscript`
-    writes for AdaIN models. forward(content, style) as AdaINNet's."""
+class ScriptableEncoder(nn.Module):
+    """A LossNetwork's VGG-19 up to relu4_1 as plain convolutions, which torch.jit.script compiles (the loss
+    network's layer loop looks its weights up by name, which TorchScript cannot). Same input convention."""
 
-    def __init__(self, network: AdaINNet) -> None:
+    def __init__(self, encoder: LossNetwork) -> None:
         super().__init__()
-        encoder = network.encoder
         self.caffe = encoder.caffe
         self.register_buffer("mean", encoder.mean.clone())
         self.register_buffer("std", encoder.std.clone())
-        self.register_buffer("scale", network.feature_scale[-1].clone())
         blocks: list[list[nn.Module]] = [[]]  # the convolutions and ReLUs between two max pools
         for name in encoder.names:
             if name.startswith("conv"):
@@ -201,17 +198,40 @@ class ScriptableAdaIN(nn.Module):
                 blocks[-1] += [conv, nn.ReLU()]
             elif name.startswith("pool"):
                 blocks.append([])
-        self.blocks = nn.ModuleList(nn.Sequential(*block) for block in blocks)
+        # each block split after its first ReLU: relu{block}_1 is what the style statistics read
+        self.firsts = nn.ModuleList(nn.Sequential(*block[:2]) for block in blocks)
+        self.rests = nn.ModuleList(nn.Sequential(*block[2:]) for block in blocks)
+
+    def first_of_blocks(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) in [0, 1] -> [relu1_1, relu2_1, relu3_1, relu4_1] (unscaled)."""
+        x = images.flip(1) * 255.0 if self.caffe else images
+        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)  # as LossNetwork
+        outputs: list[torch.Tensor] = []
+        for index, (first, rest) in enumerate(zip(self.firsts, self.rests)):
+            if index > 0:
+                x = F.max_pool2d(x, kernel_size=2, stride=2)
+            x = first(x)
+            outputs.append(x)
+            x = rest(x)
+        return outputs
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> relu4_1 (unscaled)."""
+        return self.first_of_blocks(images)[-1]
+
+
+class ScriptableAdaIN(nn.Module):
+    """The same computation as an AdaINNet in a form torch.jit.script compiles: what `stylenet export
+    --format torchscript` writes for AdaIN models. forward(content, style) as AdaINNet's."""
+
+    def __init__(self, network: AdaINNet) -> None:
+        super().__init__()
+        self.encoder = ScriptableEncoder(network.encoder)
+        self.register_buffer("scale", network.feature_scale[-1].clone())
         self.decoder = network.decoder
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.flip(1) * 255.0 if self.caffe else images
-        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)  # as LossNetwork
-        for index, block in enumerate(self.blocks):
-            if index > 0:
-                x = F.max_pool2d(x, kernel_size=2, stride=2)
-            x = block(x)
-        return x / self.scale
+        return self.encoder(images) / self.scale
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         height, width = content.shape[-2:]

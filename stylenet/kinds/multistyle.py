@@ -80,21 +80,17 @@ def single_style_names(num_residual_blocks: int) -> dict[str, str]:
     return names
 
 
-class MultiStyleTransformerNet(nn.Module):
-    """TransformerNet with conditional instance norms: one network, `styles` paintings (Dumoulin et al. 2017).
+class ConditionalTransformerNet(nn.Module):
+    """TransformerNet whose instance norms take their scales and shifts from a condition vector: each norm's
+    (scale, shift) is mix @ (its weight, its bias), mix (1 or B, S). The multi-style network's mix weighs its
+    S paintings; the any-style network's is a predicted style vector. specialize(mix) gives the equivalent
+    single-style TransformerNet, which is what tiling, bf16, torch.compile and most exports run."""
 
-    forward(images, mix): mix (1 or B, S) holds each image's style weights (one-hot for one style; rows that
-    sum to 1 interpolate). specialize(mix) gives the equivalent single-style TransformerNet, which is what
-    tiling, bf16 and most exports run.
-    """
-
-    def __init__(self, styles: list[str], channels: int = 32, num_residual_blocks: int = 5) -> None:
+    def __init__(self, conditions: int, channels: int = 32, num_residual_blocks: int = 5) -> None:
         super().__init__()
         TransformerNet(channels, num_residual_blocks)  # the same argument checks, on a throwaway net
-        if not styles or len(set(styles)) != len(styles) or not all(isinstance(s, str) and s for s in styles):
-            raise ValueError(f"styles must be distinct non-empty names, got {styles!r}")
-        self.styles, self.channels, self.num_residual_blocks = list(styles), channels, num_residual_blocks
-        count, width = len(styles), [channels, channels * 2, channels * 4]
+        self.channels, self.num_residual_blocks = channels, num_residual_blocks
+        count, width = conditions, [channels, channels * 2, channels * 4]
         self.encoder = nn.ModuleList([
             ConditionalConvLayer(3, width[0], 9, count),
             ConditionalConvLayer(width[0], width[1], 3, count, stride=2),
@@ -107,9 +103,6 @@ class MultiStyleTransformerNet(nn.Module):
         ])
         self.output = nn.Conv2d(width[0], 3, 9)
         self.fast_ops = True
-
-    def config(self) -> dict[str, object]:
-        return {"styles": list(self.styles), "channels": self.channels, "num_residual_blocks": self.num_residual_blocks}
 
     def forward(self, images: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1], mix (1 or B, S) -> (B, 3, H, W) in [0, 1]; padding as TransformerNet."""
@@ -127,17 +120,31 @@ class MultiStyleTransformerNet(nn.Module):
         return torch.sigmoid(x[..., :height, :width])
 
     def specialize(self, mix: torch.Tensor) -> TransformerNet:
-        """The single-style TransformerNet that this network is for one mix (S,) of styles."""
+        """The single-style TransformerNet that this network is for one mix (S,)."""
         mix = mix.detach().float().reshape(1, -1).to(self.output.weight.device)
         state = {}
         for ours, theirs in single_style_names(self.num_residual_blocks).items():
             module = self.get_submodule(ours)
             for name, tensor in module.named_parameters():
-                value = (mix @ tensor)[0] if isinstance(module, ConditionalInstanceNorm2d) else tensor
+                value = (mix @ tensor.float())[0] if isinstance(module, ConditionalInstanceNorm2d) else tensor
                 state[f"{theirs}.{name}"] = value.detach().clone()
         network = TransformerNet(self.channels, self.num_residual_blocks).to(self.output.weight.device)
         network.load_state_dict(state)
         return network.eval()
+
+
+class MultiStyleTransformerNet(ConditionalTransformerNet):
+    """N paintings in one network (Dumoulin et al. 2017): forward(images, mix), mix (1 or B, S) holds each
+    image's style weights (one-hot for one style; rows that sum to 1 interpolate)."""
+
+    def __init__(self, styles: list[str], channels: int = 32, num_residual_blocks: int = 5) -> None:
+        if not styles or len(set(styles)) != len(styles) or not all(isinstance(s, str) and s for s in styles):
+            raise ValueError(f"styles must be distinct non-empty names, got {styles!r}")
+        super().__init__(len(styles), channels, num_residual_blocks)
+        self.styles = list(styles)
+
+    def config(self) -> dict[str, object]:
+        return {"styles": list(self.styles), "channels": self.channels, "num_residual_blocks": self.num_residual_blocks}
 
 
 def bind_styles(network: nn.Module, rows: Sequence[torch.Tensor], weights: Sequence[float]) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from stylenet.config import check_crop, check_style_image, painting_crops, paintings, require, style_layer_weights
+from stylenet.config import check_crop, check_style_image, data_relative, painting_crops, paintings, require, style_layer_weights
 from stylenet.images import load_image, resize_long_side, to_tensor
 from stylenet.kinds.transformer import TransformerNet
 from stylenet.loss_network import GATYS_STYLE_LAYERS, LossNetwork, check_layers
@@ -106,7 +106,7 @@ class StyleTransferSystem(StyleSystem):
         }
         sha256 = [hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in chosen.values()]
         crops = painting_crops(cfg)
-        style = cls.describe_style(list(chosen), list(chosen.values()), sha256, cfg.style.size)
+        style = cls.describe_style(list(chosen), [data_relative(path) for path in chosen.values()], sha256, cfg.style.size)
         if crops:
             style["crop"] = crops  # {painting: [left, top, right, bottom]}: the part its Gram targets came from
         description = {

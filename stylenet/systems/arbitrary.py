@@ -1,0 +1,117 @@
+"""Training an ArbitraryStyleNet (Ghiasi et al. 2017) on (photo, painting) pairs: the painting's predicted style
+vector sets the transformer's norms; the output is judged by the loss network against the photo's content
+and that painting's own Gram matrices (relative terms, as the per-painting recipe and eval's judge)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from omegaconf import DictConfig
+
+from stylenet.config import require, style_layer_weights
+from stylenet.kinds.adain import ENCODER_LAYERS
+from stylenet.kinds.arbitrary import ArbitraryStyleNet
+from stylenet.loss_network import LossNetwork
+from stylenet.losses import content_loss, gram_matrix, style_loss, tv_loss
+from stylenet.systems.adain import SAMPLE_ROWS, paintings
+from stylenet.systems.base import StyleSystem, register_system
+from stylenet.systems.transformer import StyleTransferSystem
+
+
+@register_system("arbitrary")
+class ArbitrarySystem(StyleSystem):
+    uses_style_dataset = True
+    unused_config: ClassVar[dict[str, str]] = {"style": "its paintings come from style_dataset"}
+
+    def __init__(
+        self,
+        channels: int = 16,
+        num_residual_blocks: int = 5,
+        style_dims: int = 100,
+        loss_network: dict[str, Any] | None = None,  # arch, weights, content_layers, style_layer_weights
+        content_weight: float = 1.0,
+        style_weight: float = 3.0,
+        tv_weight: float = 10.0,
+        lr: float = 1e-3,
+        on_nonfinite_loss: str = "stop",
+        sample_styles: list[str] | None = None,
+        description: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        spec = loss_network or {"arch": "vgg19", "weights": "caffe", "content_layers": ["relu4_2"],
+                                "style_layer_weights": dict.fromkeys(("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), 1.0)}
+        self.content_layers = list(spec["content_layers"])
+        total = sum(spec["style_layer_weights"].values()) or 1.0
+        self.layer_weights = {layer: weight / total for layer, weight in spec["style_layer_weights"].items()}
+        self.loss_network = LossNetwork(spec["arch"], spec["weights"], [*self.content_layers, *self.layer_weights])
+        encoder = LossNetwork("vgg19", spec["weights"], ENCODER_LAYERS)  # the predictor reads the same VGG-19
+        self.network = ArbitraryStyleNet(channels, num_residual_blocks, style_dims, spec["weights"], encoder.conv_state())
+        self.sample_styles = paintings(sample_styles)  # the TensorBoard grid: one row per painting
+
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> None:
+        StyleTransferSystem.check_perceptual(cfg)
+        require(cfg.loss_network.arch == "vgg19" and cfg.loss_network.weights != "random",
+                f"model=arbitrary: its style predictor reads VGG-19 up to relu4_1; use loss_network=vgg19_caffe or vgg19, not {cfg.loss_network.name}")
+        dims = cfg.model.style_dims
+        require(isinstance(dims, int) and 1 <= dims <= 4096, f"model.style_dims={dims}: must be an integer from 1 to 4096")
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, sample_styles: list[str]) -> ArbitrarySystem:
+        model, loss = cfg.model, cfg.loss
+        loss_network = {"arch": cfg.loss_network.arch, "weights": cfg.loss_network.weights,
+                        "content_layers": list(cfg.loss_network.content_layers), "style_layer_weights": style_layer_weights(cfg)}
+        description = {
+            "style": {"name": "any (--style-image)", "dataset": str(cfg.style_dataset.name),
+                      "held_out": list(cfg.style_dataset.get("exclude") or [])},
+            "loss_network": {"name": cfg.loss_network.name, "content_layers": loss_network["content_layers"],
+                             "style_layer_weights": loss_network["style_layer_weights"]},
+            "loss": {"content_weight": float(loss.content_weight), "style_weight": float(loss.style_weight),
+                     "tv_weight": float(loss.tv_weight), "relative": True},
+            "image_size": cfg.data.image_size,
+            "batch_size": cfg.data.batch_size,
+        }
+        return cls(
+            channels=model.channels, num_residual_blocks=model.num_residual_blocks, style_dims=model.style_dims,
+            loss_network=loss_network, content_weight=float(loss.content_weight), style_weight=float(loss.style_weight),
+            tv_weight=float(loss.tv_weight), lr=float(cfg.optimizer.lr), on_nonfinite_loss=cfg.on_nonfinite_loss,
+            sample_styles=sample_styles[:SAMPLE_ROWS], description=description,
+        )
+
+    def eval_painting(self) -> str | None:
+        """Any painting: eval during training judges the first of the sample grid's."""
+        return (self.hparams.sample_styles or [None])[0]
+
+    def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return self.network(content, style)
+
+    def sample_rows(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return [self.network(images, style.unsqueeze(0).to(images.device)) for style in self.sample_styles]
+
+    def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Weighted content, style and tv terms and their total for a batch of (photo, painting) pairs; each
+        photo's style term is against its own painting's Gram matrices, relative to their scale."""
+        hparams = self.hparams
+        with torch.no_grad():
+            targets = self.loss_network(content, self.content_layers)
+            painted = self.loss_network(style, list(self.layer_weights))
+            grams = {layer: gram_matrix(painted[layer]) for layer in self.layer_weights}  # (B, C, C) each
+        stylized = self.network(content, style)  # (B, 3, H, W) in [0, 1]
+        features = self.loss_network(stylized, [*self.content_layers, *self.layer_weights])
+        content_term = sum(content_loss(features[layer], targets[layer], normalize=True) for layer in self.content_layers)
+        terms = {
+            "content": hparams.content_weight * content_term,
+            "style": hparams.style_weight * style_loss(features, grams, self.layer_weights, normalize=True),
+            "tv": hparams.tv_weight * tv_loss(stylized),
+        }
+        terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+        return terms
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        return self.finish_step(self.losses(*batch))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        trained = [*self.network.bottleneck.parameters(), *self.network.transfer.parameters()]  # the VGG stays frozen
+        return self.with_schedule(torch.optim.Adam(trained, lr=self.hparams.lr))

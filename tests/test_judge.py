@@ -190,3 +190,18 @@ def test_multistyle_and_adain_need_their_style_to_be_judged(models: dict[str, Pa
         evaluate([models["single"], models["multi"]], photos, style="great_wave")
     with pytest.raises(StylenetError, match="judge one of this model's styles"):
         evaluate([models["multi"]], photos, style="starry_night=0.5,great_wave=0.5")
+
+
+@pytest.mark.slow  # two evals of one photo at 32 px
+def test_a_report_folder_inside_the_photos_is_never_judged_however_the_paths_are_written(
+    tiny_model: Path, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(data_dir / "content_test" / "fruits.jpg").convert("RGB").resize((48, 36)).save(photos / "fruits.png")
+    monkeypatch.chdir(tmp_path)
+    common = {"style_image": data_dir / "styles" / "udnie.jpg", "size": 32, "cache": tmp_path / "cache"}
+    for photo_folder, output in (("photos", "photos/eval"), (photos, "photos/eval"), ("photos", photos / "eval")):
+        report = evaluate([tiny_model], photo_folder, output=output, **common)
+        assert (photos / "eval" / "grid.jpg").is_file()
+        assert [row["photo"] for row in report["models"][0]["photos"]] == ["fruits.png"]  # not eval/grid.jpg

@@ -8,11 +8,14 @@ Safe by default:
 - it listens on 127.0.0.1 unless --host says otherwise (and then warns);
 - models come only from the shipped names and the files found in the --models folders; the browser picks one by
   an id the server made, so nothing the browser sends is ever opened as a path;
-- uploads over --max-upload-mb are refused before they are read, images over --max-pixels before they are
-  decoded (decompression bombs), and anything Pillow cannot read is a message on the page;
-- one stylization runs at a time and at most --queue requests wait for it ("busy" beyond that), so a burst of
-  requests cannot run the machine out of memory;
-- uploads live in memory for the one request and are gone with its response: nothing is written to disk.
+- uploads over --max-upload-mb are refused by their declared length before they are read, or (chunked) as soon
+  as they pass it; images over --max-pixels before they are decoded (decompression bombs); anything Pillow cannot
+  read is a message on the page;
+- one stylization runs at a time and at most --queue requests wait for it ("busy" beyond that); a request takes
+  its place before its upload is read, so at most --queue + 1 uploads are in memory at once, however many
+  clients send slowly at the same time;
+- uploads are read and parsed here, in memory (python-multipart's parser, not Starlette's form, which spools
+  parts over 1 MB to temp files), and are gone with the response: nothing is written to disk.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import logging
 import socket
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from stylenet.errors import StylenetError, brief
 from stylenet.images import IMAGE_ERRORS, open_image
@@ -40,6 +46,8 @@ from stylenet.inference import StyleModel, load_model
 from stylenet.zoo import names, path_of
 
 log = logging.getLogger(__name__)
+parser_log = logging.getLogger(f"{__name__}.multipart")  # python-multipart warns what the 400 answer says
+parser_log.setLevel(logging.ERROR)
 
 PAGE = Path(__file__).parent / "web" / "index.html"
 HOST, PORT = "127.0.0.1", 7860
@@ -48,6 +56,9 @@ MAX_UPLOAD_MB = 25  # one request's body: a photo (and an AdaIN painting)
 MAX_PIXELS = 40_000_000  # decoded pixels of an upload: a 40-megapixel camera photo
 MAX_RESULT_PIXELS = 16_000_000  # the stylized image (the size control scales it down to fit)
 QUEUE = 8  # requests that may wait while one runs
+STALL_SECONDS = 30.0  # an upload that sends nothing for this long gives its place up (a stalled or hostile client)
+MAX_FIELD_BYTES = 64 * 1024  # a form field that is not a file: a model id, a blend of styles
+MAX_FILES, MAX_FIELDS = 2, 16  # the page sends a photo (and a painting) and at most nine fields
 LOADED = 4  # models kept in memory
 MODEL_SUFFIXES = (".safetensors", ".onnx", ".pt", ".pth", ".ckpt")  # what load_model reads
 SIZES = (0, 256, 512, 1024, 2048)  # long side of the result; 0: the photo's own
@@ -241,61 +252,133 @@ def model_name(entry: Entry, model: StyleModel) -> str:
     return style if isinstance(style, str) and style else entry.path.stem
 
 
-class UploadLimit:
-    """ASGI middleware: a request body over the limit is answered 413 without being read (by its declared length)
-    or as soon as it passes the limit (chunked bodies)."""
+class Admission:
+    """The places for /api/stylize: one stylizing and up to --queue waiting. A request takes its place before its
+    upload is read and keeps it until its answer, so at most queue + 1 uploads are ever in memory; `bodies` counts
+    the uploads being held and `most_bodies` the most at once (the load test reads them)."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, queue: int) -> None:
+        self.queue = queue
+        self.taken = self.bodies = self.most_bodies = 0
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self.too_large(send)
-            return
-        seen = 0
-        started = False
+    @contextlib.contextmanager
+    def place(self) -> Iterator[Callable[[], None]]:
+        """A place (busy beyond queue + 1), given back on every path; yields `hold`, called as the upload arrives."""
+        if self.taken > self.queue:
+            raise RequestError(f"busy: this server takes {self.taken} request(s) at once (one stylized at a time, "
+                               f"--queue {self.queue} waiting); try again in a moment", 503)
+        self.taken += 1
+        held = False
 
-        async def counting_receive() -> dict:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _TooLarge
-            return message
-
-        async def tracking_send(message: dict) -> None:
-            nonlocal started
-            started = True
-            await send(message)
+        def hold() -> None:
+            nonlocal held
+            if not held:
+                held, self.bodies = True, self.bodies + 1
+                self.most_bodies = max(self.most_bodies, self.bodies)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self.too_large(send)
-
-    async def too_large(self, send: Any) -> None:
-        body = json.dumps({"error": f"the upload is over this server's limit of {self.max_bytes / 2**20:.0f} MB "
-                                    "(scale the photo down, or start the server with a larger --max-upload-mb)"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+            yield hold
+        finally:
+            self.taken -= 1
+            self.bodies -= int(held)
 
 
-class _TooLarge(Exception):
-    pass
+class Form:
+    """A multipart/form-data body parsed in memory as it arrives: text fields and files (name -> (filename, data))."""
+
+    def __init__(self, boundary: bytes) -> None:
+        self.fields: dict[str, str] = {}
+        self.files: dict[str, tuple[str, bytes]] = {}
+        self.header = self.value = self.disposition = b""
+        self.name, self.filename, self.data = "", None, bytearray()
+        self.counts = {"files": 0, "fields": 0}  # parts seen, duplicates included
+        self.parser = MultipartParser(boundary, {
+            "on_part_begin": self.part_begin, "on_header_field": self.header_field,
+            "on_header_value": self.header_value, "on_header_end": self.header_end,
+            "on_headers_finished": self.headers_finished, "on_part_data": self.part_data, "on_part_end": self.part_end,
+        })
+        self.parser.logger = parser_log
+
+    def part_begin(self) -> None:
+        self.disposition, self.filename, self.data = b"", None, bytearray()
+
+    def header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header += data[start:end]
+
+    def header_value(self, data: bytes, start: int, end: int) -> None:
+        self.value += data[start:end]
+
+    def header_end(self) -> None:
+        if self.header.lower() == b"content-disposition":
+            self.disposition = self.value
+        self.header = self.value = b""
+
+    def headers_finished(self) -> None:
+        options = parse_options_header(self.disposition)[1]
+        self.name = options.get(b"name", b"").decode("utf-8", "replace")
+        filename = options.get(b"filename")
+        self.filename = None if filename is None else filename.decode("utf-8", "replace")
+        self.counts["fields" if filename is None else "files"] += 1
+        if self.counts["files"] > MAX_FILES or self.counts["fields"] > MAX_FIELDS:
+            raise RequestError(f"the form has too many parts (the page sends a photo, a painting and at most "
+                               f"{MAX_FIELDS} fields): send one photo per request")
+
+    def part_data(self, data: bytes, start: int, end: int) -> None:
+        self.data += data[start:end]
+        if self.filename is None and len(self.data) > MAX_FIELD_BYTES:
+            raise RequestError(f"the form field {self.name[:40]!r} is over {MAX_FIELD_BYTES // 1024} KB: send files "
+                               "as files")
+
+    def part_end(self) -> None:
+        if self.filename is None:
+            self.fields[self.name] = self.data.decode("utf-8", "replace")
+        else:
+            self.files[self.name] = (self.filename, bytes(self.data))
+        self.data = bytearray()
 
 
-def create_app(settings: Settings) -> UploadLimit:  # noqa: C901
-    """The FastAPI app: the page, the model list and the stylize endpoint."""
+def too_large(max_bytes: int) -> RequestError:
+    return RequestError(f"the upload is over this server's limit of {max_bytes / 2**20:g} MB (scale the photo down, "
+                        "or start the server with a larger --max-upload-mb)", 413)
+
+
+async def read_form(request: Request, max_bytes: int, hold: Callable[[], None]) -> Form:
+    """The request's form, read in memory and counted as it arrives: 413 past max_bytes (chunked bodies have no
+    declared length), 408 when the client stops sending, never a file on disk."""
+    kind, options = parse_options_header(request.headers.get("content-type", ""))
+    if kind != b"multipart/form-data" or not options.get(b"boundary"):
+        raise RequestError("no photo in the request: send a multipart/form-data form with the photo as the field "
+                           "'photo', as the page does")
+    form, received, chunks = Form(options[b"boundary"]), 0, request.stream()
+    try:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(chunks), STALL_SECONDS)
+            except StopAsyncIteration:
+                break
+            hold()
+            received += len(chunk)
+            if received > max_bytes:
+                raise too_large(max_bytes)
+            form.parser.write(chunk)
+        form.parser.finalize()
+    except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
+        raise RequestError(f"the upload stalled: nothing arrived for {STALL_SECONDS:g} s; send it again", 408) from None
+    except ClientDisconnect:
+        raise RequestError("the upload was cut off: the connection closed before its end; send it again") from None
+    except MultipartParseError as error:
+        raise RequestError(f"the upload is not a well-formed form ({brief(error, 100)}): send it as the page "
+                           "does") from None
+    return form
+
+
+def create_app(settings: Settings) -> FastAPI:  # noqa: C901
+    """The FastAPI app: the page, the model list and the stylize endpoint (app.state.uploads: its Admission)."""
     catalog = Catalog(settings)
     app = FastAPI(title="stylenet", docs_url=None, redoc_url=None, openapi_url=None)
     gate = asyncio.Semaphore(1)
-    waiting = 0
+    uploads = app.state.uploads = Admission(settings.queue)
+    max_bytes = int(settings.max_upload_mb * 2**20)
 
     @app.exception_handler(RequestError)
     async def request_error(_: Request, error: RequestError) -> JSONResponse:
@@ -327,32 +410,27 @@ def create_app(settings: Settings) -> UploadLimit:  # noqa: C901
 
     @app.post("/api/stylize")
     async def stylize_endpoint(request: Request) -> Response:
-        nonlocal waiting
-        if waiting >= settings.queue + 1:
-            raise RequestError(f"busy: {waiting} requests are already waiting; try again in a moment", 503)
-        async with request.form(max_files=2, max_fields=16) as form:
-            photo = form.get("photo")
-            if photo is None or isinstance(photo, str):
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise too_large(max_bytes)  # before it is read, and before it takes a place
+        with uploads.place() as hold:
+            form = await read_form(request, max_bytes, hold)
+            if "photo" not in form.files:
                 raise RequestError("no photo in the request: pick a photo")
-            painting_upload = form.get("style_image")
-            photo_data = await photo.read()
-            painting_data = await painting_upload.read() if painting_upload is not None and not isinstance(painting_upload, str) else None
-            fields = {key: value for key, value in form.items() if isinstance(value, str)}
-            fields.setdefault("filename", photo.filename or "photo")
-        waiting += 1
-        try:
+            filename, photo_data = form.files["photo"]
+            painting_data = form.files.get("style_image", (None, None))[1]
+            form.fields.setdefault("filename", filename or "photo")
             async with gate:
                 started = time.perf_counter()
-                data, media_type, filename = await run_in_threadpool(stylize, catalog, fields, photo_data, painting_data)
+                data, media_type, filename = await run_in_threadpool(stylize, catalog, form.fields, photo_data,
+                                                                     painting_data)
                 seconds = time.perf_counter() - started
-        finally:
-            waiting -= 1
         return Response(data, media_type=media_type, headers={
             "Content-Disposition": f'attachment; filename="{filename}"', "X-Stylenet-Seconds": f"{seconds:.2f}",
             "Cache-Control": "no-store",
         })
 
-    return UploadLimit(app, int(settings.max_upload_mb * 2**20))
+    return app
 
 
 def check_port(host: str, port: int) -> None:

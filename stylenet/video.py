@@ -1,17 +1,21 @@
 """Stylize video files: decode with PyAV (FFmpeg), run frames through the network in batches, encode, and carry
-the audio across unchanged.
+the audio across.
 
     stylenet stylize clip.mp4 --model starry_night -o clip_starry.mp4 [--start 5 --end 12] [--codec libx264 --crf 18]
 
 What is kept: the frame timing (each frame's own timestamp, so variable frame rates stay as they were), the size
 (odd sizes too: encoded 4:4:4, which H.264 allows at any size, where 4:2:0 needs even ones), the rotation (frames
-are turned upright, as a player shows them, before stylizing) and the audio (its packets copied; re-encoded only
-when the output container cannot hold its codec). The output is written to a temp file beside the target and
-renamed at the end, so an interrupted run leaves nothing under the output name.
+are turned upright, as a player shows them, before stylizing) and the audio, in sync: picture and sound are timed
+from the first kept frame, wherever the streams start, and --start/--end count from the video stream's start. Its
+packets are copied where the output's muxer takes them as they are (tried first, on the cut's packets), else
+decoded, resampled to a rate the encoder takes (PyAV's AudioResampler) and re-encoded: AAC, or Opus at 48 kHz for
+WebM. The output is written to a temp file beside the target and renamed at the end, so an interrupted or failed
+run leaves nothing under the output name; a failure says whether decoding, encoding or writing failed.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Iterator
@@ -41,11 +45,13 @@ CODEC, CRF, BATCH = "libx264", 18, 4  # H.264 at visually lossless quality; fram
 # style with starry_night and 1.95x for -1.0% with the_scream (README, "Flicker"); 0 stylizes frame by frame.
 TEMPORAL = 0.75
 WEBM_CODEC = "libvpx-vp9"  # WebM holds VP8/VP9/AV1 only: its default
-# audio codecs each container holds as they are; anything else is re-encoded to the first codec listed
+# audio codecs each container holds as they are (where its muxer takes the packets: copy_refused tries them);
+# anything else is re-encoded: to AAC, or to Opus at 48 kHz (its own rate; it takes 48/24/16/12/8 kHz only) for WebM
 AUDIO_COPY = {
     ".mp4": ("aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"), ".m4v": ("aac", "mp3", "ac3", "eac3"),
     ".mov": ("aac", "mp3", "alac", "ac3", "pcm_s16le", "pcm_s24le"), ".webm": ("opus", "vorbis"),
 }
+AUDIO_ENCODER, OPUS_RATE = {".webm": "libopus"}, 48000  # AAC elsewhere
 CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"}
 
 
@@ -78,6 +84,7 @@ class VideoResult:
     seconds: float  # wall time
     size: tuple[int, int]
     warning: str | None = None  # the input was damaged: where decoding stopped
+    audio: str | None = None  # what became of the sound: "copied", or "re-encoded to aac (why)", ...
 
 
 def import_av() -> ModuleType:
@@ -130,129 +137,182 @@ def stylize_video(model: StyleModel, source: Path, target: Path, options: VideoO
     container = open_input(source)
     try:
         with atomic_write(target) as tmp:  # the container format comes from the target's suffix, not tmp's
-            result = transcode(av, model, container, tmp, target, options, progress)
+            result = Transcode(av, model, container, source, target, options).run(tmp, progress)
     finally:
         container.close()
     result.seconds = time.perf_counter() - started
     return result
 
 
-def transcode(av, model: StyleModel, container, tmp: Path, target: Path, options: VideoOptions, progress: bool) -> VideoResult:  # noqa: ANN001, PLR0912, PLR0915
-    video = container.streams.video[0]
-    video.thread_type = "AUTO"
-    audio = container.streams.audio[0] if container.streams.audio else None
-    time_base = video.time_base
-    start = options.start or 0.0
-    end = options.end if options.end is not None else float("inf")
-    total = estimate_frames(container, video, start, end)
-    output = av.open(str(tmp), "w", format=container_format(target))
-    out_video = out_audio = None
-    encoder_audio = False
-    frames_done, first_pts, warning = 0, None, None
-    pending: list[tuple[np.ndarray, int]] = []
-    backlog: list = []  # audio packets that arrive before the video stream exists
-    blend = None
-    if options.temporal > 0:
-        from stylenet.temporal import FlowBlend
+class Transcode:
+    """One video's run: decode, stylize in batches, encode, and carry the sound along on the picture's clock (the
+    first kept frame is time 0 for both). Decoding errors stop it with a warning (damaged input); encoding and
+    writing errors are one-line StylenetErrors that say which step failed."""
 
-        blend = FlowBlend(options.temporal)
-    bar = tqdm(total=total, desc="stylize video", unit="frame", disable=not progress, dynamic_ncols=True)
+    def __init__(self, av: ModuleType, model: StyleModel, container, source: Path, target: Path,  # noqa: ANN001
+                 options: VideoOptions) -> None:
+        self.av, self.model, self.container, self.options = av, model, container, options
+        self.source, self.target = source, target
+        self.video = container.streams.video[0]
+        self.video.thread_type = "AUTO"
+        self.time_base = self.video.time_base
+        # --start/--end count from the video stream's own start, which is not 0 in clips cut with stream copy
+        self.zero = float(self.video.start_time * self.time_base) if self.video.start_time is not None else 0.0
+        self.begin = self.zero + (options.start or 0.0)
+        self.end = self.zero + options.end if options.end is not None else float("inf")
+        self.audio_in = container.streams.audio[0] if container.streams.audio else None
+        self.output = self.out_video = self.audio = None
+        self.origin: Fraction | None = None  # the first kept frame's time in the input: 0 in the output
+        self.first_pts: int | None = None
+        self.frames_done = 0
+        self.pending: list[tuple[np.ndarray, int]] = []
+        self.backlog: list = []  # audio packets that arrive before the first frame (and the video stream) exist
+        self.blend = None
+        if options.temporal > 0:
+            from stylenet.temporal import FlowBlend
 
-    def flush() -> None:
-        nonlocal out_video, frames_done
-        if not pending:
-            return
-        arrays, stamps = zip(*pending)
-        pending.clear()
-        stylized, inputs = stylize_frames(model, list(arrays), options)
-        if blend is not None:
-            stylized = np.stack([blend(frame, output) for frame, output in zip(inputs, stylized)])
-        if out_video is None:  # sized by the first frames; the muxer starts only once every stream exists
-            rate = video.average_rate or video.guessed_rate or Fraction(25)
-            out_video = add_video_stream(output, options, stylized.shape[2], stylized.shape[1], rate, time_base)
-            for waiting in backlog:
-                output.mux(waiting)
-            backlog.clear()
-        for array, pts in zip(stylized, stamps):
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-            frame.pts, frame.time_base = pts, time_base
-            for packet in out_video.encode(frame):
-                output.mux(packet)
-        frames_done += len(stamps)
-        bar.update(len(stamps))
+            self.blend = FlowBlend(options.temporal)
 
-    try:
-        if audio is not None:
-            out_audio, encoder_audio = add_audio_stream(av, output, audio, target)
-        if start > 0:
-            container.seek(int(start / time_base), stream=video, backward=True)
-        streams = [video] + ([audio] if audio is not None else [])
-        audio_shift = None if audio is None else int(round(start / audio.time_base))
+    def run(self, tmp: Path, progress: bool) -> VideoResult:
+        start, end = self.options.start or 0.0, self.options.end if self.options.end is not None else float("inf")
+        total = estimate_frames(self.container, self.video, start, end)
+        self.bar = tqdm(total=total, desc="stylize video", unit="frame", disable=not progress, dynamic_ncols=True)
         try:
-            for packet in container.demux(*streams):
+            self.output = self.writing(lambda: self.av.open(str(tmp), "w", format=container_format(self.target)))
+            if self.audio_in is not None:
+                self.audio = AudioTrack(self.av, self.output, self.audio_in, self.source, self.target, self.begin, self.end)
+            warning = self.decode_all()
+            self.flush()
+            if self.out_video is None:
+                span = "" if start == 0 and end == float("inf") else f" between {start} s and {end} s"
+                raise StylenetError(f"no frame could be decoded{span} (a damaged or empty video"
+                                    + (f": {warning}" if warning else "") + "); nothing written")
+            if warning is None and total and self.frames_done < total - 1 and end == float("inf"):
+                warning = f"the input ends after {self.frames_done} of the {total} frames its header promises (truncated?)"
+            self.mux(encode(self.out_video, None))
+            if self.audio is not None:
+                self.mux(self.audio.flush())
+            self.writing(self.output.close)
+        except KeyboardInterrupt:  # Ctrl-C: say how far it got; atomic_write removes the partial file
+            self.bar.close()
+            close_quietly(self.output)
+            log.error("interrupted after %d frames; nothing written to %s", self.frames_done, self.target)
+            raise
+        except BaseException:
+            self.bar.close()
+            close_quietly(self.output)
+            raise
+        self.bar.close()
+        if warning:
+            log.warning("%s: %s; the output stops at the last good frame", self.target, warning)
+        height, width = self.out_video.codec_context.height, self.out_video.codec_context.width
+        return VideoResult(self.frames_done, 0.0, (width, height), warning, self.audio.note if self.audio else None)
+
+    def decode_all(self) -> str | None:
+        """Demux and decode to the cut's end; damaged data stops it: then what went wrong and where, else None."""
+        if self.options.start:
+            self.container.seek(int(self.begin / self.time_base), stream=self.video, backward=True)
+        streams = [self.video] + ([self.audio_in] if self.audio_in is not None else [])
+        try:
+            for packet in self.container.demux(*streams):
                 if packet.stream.type == "audio":
-                    ready = audio_packets(packet, out_audio, encoder_audio, audio_shift, start, end)
-                    if out_video is None:
-                        backlog.extend(ready)
-                    else:
-                        for item in ready:
-                            output.mux(item)
+                    self.take_audio(packet)
                     continue
                 for frame in packet.decode():
-                    seconds = float(frame.pts * time_base) if frame.pts is not None else frames_done / float(video.guessed_rate or 25)
-                    if seconds < start - 1e-6:
-                        continue
-                    if seconds >= end:
-                        raise _Done
-                    if first_pts is None:
-                        first_pts = frame.pts if frame.pts is not None else 0
-                    pts = (frame.pts if frame.pts is not None else first_pts + frames_done + len(pending)) - first_pts
-                    pending.append((upright(frame), pts))
-                    if len(pending) >= options.batch:
-                        flush()
-        except _Done:
-            pass
-        except av.error.FFmpegError as error:  # damaged data: keep what decoded, say where it stopped
-            warning = f"{brief(error, 120)}: decoding stopped after {frames_done + len(pending)} frames"
-        flush()
-        if out_video is None:
-            span = "" if start == 0 and end == float("inf") else f" between {start} s and {end} s"
-            raise StylenetError(f"no frame could be decoded{span} (a damaged or empty video"
-                                + (f": {warning}" if warning else "") + "); nothing written")
-        if warning is None and total and frames_done < total - 1 and end == float("inf"):
-            warning = f"the input ends after {frames_done} of the {total} frames its header promises (truncated?)"
-        for packet in out_video.encode(None):
-            output.mux(packet)
-        if encoder_audio:  # a re-encoding audio stream holds samples until flushed
-            for packet in out_audio.encode(None):
-                output.mux(packet)
-    except KeyboardInterrupt:  # Ctrl-C: say how far it got; atomic_write removes the partial file
-        bar.close()
-        close_quietly(output)
-        log.error("interrupted after %d frames; nothing written to %s", frames_done, target)
-        raise
-    except BaseException:
-        bar.close()
-        close_quietly(output)
-        raise
-    bar.close()
-    output.close()
-    if warning:
-        log.warning("%s: %s; the output stops at the last good frame", target, warning)
-    height, width = out_video.codec_context.height, out_video.codec_context.width
-    return VideoResult(frames_done, 0.0, (width, height), warning)
+                    if not self.take_frame(frame):
+                        return None
+        except self.av.error.FFmpegError as error:  # encoders and muxers raise StylenetError, not this
+            return f"{brief(error, 120)}: decoding stopped after {self.frames_done + len(self.pending)} frames"
+        return None
+
+    def take_frame(self, frame) -> bool:  # noqa: ANN001 - av.VideoFrame
+        """Queue a decoded frame that falls in the cut; False once past the cut's end."""
+        count = self.frames_done + len(self.pending)
+        rate = float(self.video.guessed_rate or 25)
+        seconds = float(frame.pts * self.time_base) if frame.pts is not None else self.zero + count / rate
+        if seconds < self.begin - 1e-6:
+            return True
+        if seconds >= self.end:
+            return False
+        if self.first_pts is None:
+            self.first_pts = frame.pts if frame.pts is not None else 0
+            self.origin = frame.pts * self.time_base if frame.pts is not None else Fraction(seconds).limit_denominator(10**6)
+        pts = (frame.pts if frame.pts is not None else self.first_pts + count) - self.first_pts
+        self.pending.append((upright(frame), pts))
+        if len(self.pending) >= self.options.batch:
+            self.flush()
+        return True
+
+    def take_audio(self, packet) -> None:  # noqa: ANN001 - av.Packet
+        if self.out_video is None:  # the muxer starts once every stream exists; the clock once the first frame does
+            self.backlog.append(packet)
+        else:
+            self.mux(self.audio.packets(packet, self.origin, self.end))
+
+    def flush(self) -> None:
+        """Stylize and encode the queued frames; the first batch sizes the video stream."""
+        if not self.pending:
+            return
+        arrays, stamps = zip(*self.pending)
+        self.pending.clear()
+        stylized, inputs = stylize_frames(self.model, list(arrays), self.options)
+        if self.blend is not None:
+            stylized = np.stack([self.blend(frame, output) for frame, output in zip(inputs, stylized)])
+        if self.out_video is None:
+            rate = self.video.average_rate or self.video.guessed_rate or Fraction(25)
+            height, width = stylized.shape[1:3]  # (N, H, W, 3)
+            self.out_video = add_video_stream(self.output, self.options, width, height, rate, self.time_base)
+            open_encoder(self.out_video)  # else the muxer opens it, and its refusal reads as a writing error
+            for waiting in self.backlog:
+                self.mux(self.audio.packets(waiting, self.origin, self.end))
+            self.backlog.clear()
+        for array, pts in zip(stylized, stamps):
+            frame = self.av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts, frame.time_base = pts, self.time_base
+            self.mux(encode(self.out_video, frame))
+        self.frames_done += len(stamps)
+        self.bar.update(len(stamps))
+
+    def mux(self, packets: list) -> None:
+        for packet in packets:
+            self.writing(lambda packet=packet: self.output.mux(packet))
+
+    def writing(self, step):  # noqa: ANN001, ANN201
+        """Run one step of writing the output; the muxer's or the disk's error is one line saying so."""
+        try:
+            return step()
+        except (self.av.error.FFmpegError, ValueError) as error:
+            raise StylenetError(f"writing {self.target} failed ({brief(error, 160)}); nothing written: "
+                                "check the disk has room, or try another container (.mkv holds every codec)") from None
+
+
+def encode(stream, frame, opening: bool = False) -> list:  # noqa: ANN001 - av stream; av frame or None
+    """The packets for one frame (None: flush the encoder; opening: only open it); its error is one line naming it."""
+    try:
+        if opening:
+            stream.codec_context.open(strict=False)
+            return []
+        return stream.encode(frame)
+    except (av_errors(), ValueError) as error:
+        context = stream.codec_context
+        what = f"{context.name} at {context.sample_rate} Hz" if stream.type == "audio" else context.name
+        fix = "--codec libx264, libvpx-vp9 or mpeg4" if stream.type == "video" else "another output container (.mkv)"
+        raise StylenetError(f"encoding the {stream.type} ({what}) failed: {brief(error, 160)}; nothing written: "
+                            f"the encoder refuses these settings (size, rate or --crf); try {fix}") from None
+
+
+def open_encoder(stream) -> None:  # noqa: ANN001
+    encode(stream, None, opening=True)
 
 
 def close_quietly(output) -> None:  # noqa: ANN001
     """Close an output container that failed part-way (its file is removed by the caller)."""
+    if output is None:
+        return
     try:
         output.close()
     except Exception:  # noqa: BLE001 - a half-written container may fail to write its trailer; it is discarded
         pass
-
-
-class _Done(Exception):
-    """The --end time is reached."""
 
 
 def container_format(target: Path) -> str:
@@ -288,36 +348,166 @@ def av_errors() -> type[Exception]:
     return import_av().error.FFmpegError
 
 
-def add_audio_stream(av, output, audio, target: Path):  # noqa: ANN001, ANN201
-    """(output stream, True when it re-encodes): a copy of the input's audio where the container holds its codec."""
-    allowed = AUDIO_COPY.get(target.suffix.lower())  # None: Matroska holds any codec
-    if allowed is None or audio.codec_context.name in allowed:
-        return output.add_stream_from_template(audio), False
-    codec = {"opus": "libopus", "vorbis": "libopus"}.get(allowed[0], allowed[0])
-    stream = output.add_stream(codec, rate=audio.codec_context.sample_rate or 48000)
-    log.info("%s: audio %s re-encoded to %s (the container cannot hold it as it is)", target, audio.codec_context.name, codec)
-    return stream, True
+class AudioTrack:
+    """The input's sound in the output, on the picture's clock: its packets copied where the output's muxer takes
+    them as they are, else decoded, resampled to a rate the encoder takes and re-encoded (AAC; Opus for WebM)."""
 
+    def __init__(self, av: ModuleType, output, audio, source: Path, target: Path,  # noqa: ANN001 - av containers
+                 begin: float, end: float) -> None:
+        context = audio.codec_context
+        name = context.codec.canonical_name  # "mp3", where the decoder's name is "mp3float"
+        allowed = AUDIO_COPY.get(target.suffix.lower())  # None: Matroska holds any codec
+        if allowed is not None and name not in allowed:
+            refused = f"{output.format.name} cannot hold {name}"
+        else:
+            refused = copy_refused(av, source, target, begin, end)
+        self.resampler, self.next_sample = None, None
+        if refused is None:
+            self.stream, self.note = output.add_stream_from_template(audio), "copied"
+            return
+        codec = AUDIO_ENCODER.get(target.suffix.lower(), "aac")
+        self.rate = encoder_rate(av, codec, context.sample_rate or OPUS_RATE)
+        layout = "mono" if context.channels == 1 else "stereo"  # more channels are mixed down (AC-3 5.1 from DVDs)
+        self.stream = output.add_stream(codec, rate=self.rate, layout=layout)
+        self.stream.time_base = Fraction(1, self.rate)
+        self.resampler = av.AudioResampler(format=self.stream.format, layout=layout, rate=self.rate)
+        open_encoder(self.stream)
+        change = "re-encoded" if self.rate == context.sample_rate else f"resampled {context.sample_rate} -> {self.rate} Hz, re-encoded"
+        self.note = f"{change} to {codec} ({refused})"
+        log.info("%s: audio %s %s", target, name, self.note)
 
-def audio_packets(packet, stream, encode: bool, shift: int | None, start: float, end: float) -> list:  # noqa: ANN001
-    """The output packets for one input audio packet: itself moved to the cut's time, or re-encoded; [] outside
-    the cut."""
-    if packet.pts is None or packet.size == 0:
-        return []
-    seconds = float(packet.pts * packet.time_base)
-    if (start > 0 and seconds < start - 1e-6) or seconds >= end:  # from 0: the encoder's priming packet (pts < 0) too
-        return []
-    if encode:
+    def packets(self, packet, origin: Fraction, end: float) -> list:  # noqa: ANN001 - av.Packet
+        """The output packets for one input packet; [] outside the cut."""
+        if packet.pts is None or packet.size == 0 or packet.pts * packet.time_base >= end:
+            return []
+        return self.encoded(packet, origin) if self.resampler is not None else self.copied(packet, origin)
+
+    def copied(self, packet, origin: Fraction) -> list:  # noqa: ANN001
+        """The packet moved onto the output's clock. From a stream's own start (origin 0) every packet is kept, the
+        encoder's priming packet with its negative time too; after a cut, those that start before it go."""
+        if origin > 0 and packet.pts * packet.time_base < origin:
+            return []
+        shift = round(origin / packet.time_base)
+        packet.pts -= shift
+        if packet.dts is not None:
+            packet.dts -= shift
+        packet.stream = self.stream
+        return [packet]
+
+    def encoded(self, packet, origin: Fraction) -> list:  # noqa: ANN001
+        try:
+            frames = packet.decode()
+        except av_errors() as error:  # a damaged sound packet: a moment of silence, not the end of the video
+            log.debug("audio packet at %s skipped: %s", packet.pts, brief(error))
+            return []
         out = []
-        for frame in packet.decode():
-            frame.pts = None  # the encoder numbers its own samples from the cut
-            out.extend(stream.encode(frame))
+        for frame in frames:
+            if self.next_sample is None:  # the first sample's place on the output's clock; the rest follow on
+                when = frame.pts * frame.time_base if frame.pts is not None else packet.pts * packet.time_base
+                self.next_sample = round((when - origin) * self.rate)
+            for piece in self.resampler.resample(frame):
+                out.extend(self.encode(piece))
         return out
-    packet.pts -= shift or 0
-    if packet.dts is not None:
-        packet.dts -= shift or 0
-    packet.stream = stream
-    return [packet]
+
+    def encode(self, piece) -> list:  # noqa: ANN001 - av.AudioFrame at the encoder's rate
+        """Encode samples at the next sample's time; those before the output's time 0 are dropped."""
+        if self.next_sample + piece.samples <= 0:
+            self.next_sample += piece.samples
+            return []
+        if self.next_sample < 0:
+            piece = drop_samples(piece, -self.next_sample)
+            self.next_sample = 0
+        piece.pts, piece.time_base = self.next_sample, Fraction(1, self.rate)
+        self.next_sample += piece.samples
+        return encode(self.stream, piece)
+
+    def flush(self) -> list:
+        """What the resampler and the encoder still hold (a copy holds nothing)."""
+        if self.resampler is None:
+            return []
+        held = self.resampler.resample(None) if self.next_sample is not None else []
+        return [packet for piece in held for packet in self.encode(piece)] + encode(self.stream, None)
+
+
+def encoder_rate(av: ModuleType, codec: str, rate: int) -> int:
+    """The rate `codec` encodes `rate` Hz sound at: Opus at 48 kHz; others at `rate` where they take it, else the
+    nearest rate above that they take (the highest when none is above)."""
+    if codec == "libopus":
+        return OPUS_RATE
+    rates = av.codec.Codec(codec, "w").audio_rates
+    if not rates or rate in rates:
+        return rate
+    return min((r for r in rates if r > rate), default=max(rates))
+
+
+def drop_samples(frame, count: int):  # noqa: ANN001, ANN201 - av.AudioFrame
+    """The frame without its first `count` samples."""
+    array = frame.to_ndarray()  # (channels, samples) planar; (1, samples * channels) packed
+    step = 1 if frame.format.is_planar else frame.layout.nb_channels
+    rest = type(frame).from_ndarray(np.ascontiguousarray(array[:, count * step:]), format=frame.format.name,
+                                    layout=frame.layout.name)
+    rest.sample_rate = frame.sample_rate
+    return rest
+
+
+class _Discard(io.RawIOBase):
+    """A seekable file that keeps no bytes: where copy_refused writes."""
+
+    def __init__(self) -> None:
+        self.position = self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # noqa: ANN001
+        self.position += len(data)
+        self.size = max(self.size, self.position)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self.position = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence] + offset
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+
+def copy_refused(av: ModuleType, source: Path, target: Path, begin: float, end: float) -> str | None:
+    """Why the output's muxer refuses the source's sound packets as they are, or None when it takes them: tried by
+    writing the cut's sound alone into a container of the output's format that keeps no bytes. MP4 refuses, for
+    one, an AVI whose chunks cut across AC-3 frames: the parser splits them into frames that share their chunk's
+    timestamp, and MP4 takes no decoding time twice."""
+    container = av.open(str(source))
+    trial = None
+    try:
+        audio = container.streams.audio[0]
+        trial = av.open(_Discard(), "w", format=container_format(target))
+        stream = trial.add_stream_from_template(audio)
+        packets = container.demux(audio)
+        while True:
+            try:
+                packet = next(packets)
+            except (StopIteration, av.error.FFmpegError):  # damaged data: the run itself says where it stops
+                break
+            seconds = packet.pts * packet.time_base if packet.pts is not None else None
+            if seconds is None or packet.size == 0 or seconds < begin:
+                continue
+            if seconds >= end:
+                break
+            packet.stream = stream
+            trial.mux(packet)
+        trial.close()
+        trial = None
+        return None
+    except (ValueError, av.error.FFmpegError) as error:
+        muxer = trial.format.name if trial else container_format(target)
+        return f"the {muxer} muxer refuses its packets as they are: {brief(error, 100)}"
+    finally:
+        close_quietly(trial)
+        container.close()
 
 
 @torch.inference_mode()

@@ -323,6 +323,11 @@ def memory_budget(device: torch.device) -> int:
     return min(available, CPU_ACTIVATION_BYTES)
 
 
+def out_of_memory(error: BaseException) -> bool:
+    """A CUDA out-of-memory error, or a CPU allocation failure (a plain RuntimeError from torch's CPU allocator)."""
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
+
+
 class Runner:
     """Runs images -> images networks on one device in one precision: whole when they fit in memory, else in
     tiles with shared norm statistics; after an out-of-memory error, again in smaller tiles."""
@@ -362,7 +367,9 @@ class Runner:
         tile = self.auto_tile(tileable, height, width, images.shape[0]) if tile is None else tile
         try:
             return self.forward(network, images, tile, tileable).float().clamp_(0, 1).to(source_device)
-        except torch.OutOfMemoryError:
+        except (torch.OutOfMemoryError, RuntimeError) as error:
+            if not out_of_memory(error):
+                raise
             if tileable is None or (tile and tile <= 256):
                 raise StylenetError(f"out of memory on {self.device} for a {width}x{height} image") from None
             if self.device.type == "cuda":
@@ -413,6 +420,10 @@ class Runner:
         return ACTIVATIONS_PER_PIXEL * getattr(tileable, "channels", 32) * 4
 
     def staged_fits(self, tileable: nn.Module, images: torch.Tensor) -> bool:
-        """Whether staged_forward's whole half- and quarter-resolution maps fit the memory budget."""
+        """Whether staged_forward's whole half- and quarter-resolution maps fit the memory budget, and no image
+        this large ran out of memory before (its whole maps do not shrink with the tile: the retry after an
+        out-of-memory error takes the thumbnail path, whose memory does)."""
         pixels = images.shape[0] * images.shape[-2] * images.shape[-1]
+        if self.pixel_limit is not None and pixels > self.pixel_limit:
+            return False
         return pixels * STAGED_PER_PIXEL * getattr(tileable, "channels", 32) * 4 <= memory_budget(self.device)

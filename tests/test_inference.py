@@ -285,11 +285,20 @@ def test_tampered_metadata_fails_with_one_clear_line(tiny_model: Path, tmp_path:
         assert "\n" not in str(error.value), name
 
 
-def test_out_of_memory_falls_back_to_tiles(tiny_model: Path, photo: Image.Image) -> None:
+# what each device's allocator raises: CUDA's OutOfMemoryError, and on a CPU a plain RuntimeError (torch 2.14)
+ALLOCATION_FAILURES = {
+    "cuda": lambda: torch.OutOfMemoryError("CUDA out of memory (simulated)"),
+    "cpu": lambda: RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
+                                "you tried to allocate 9663676416 bytes. Error code 12 (Cannot allocate memory)"),
+}
+
+
+@pytest.mark.parametrize("allocator", list(ALLOCATION_FAILURES))
+def test_out_of_memory_falls_back_to_tiles(tiny_model: Path, photo: Image.Image, allocator: str) -> None:
     def run_out_of_memory_over(pixels: int) -> StyleModel:
         def fail_when_large(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             if args[0].shape[-2] * args[0].shape[-1] > pixels:
-                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+                raise ALLOCATION_FAILURES[allocator]()
 
         model = load_model(tiny_model, "cpu")
         model.loaded.encoder[0][1].register_forward_pre_hook(fail_when_large)  # the full-resolution conv, whole or tiled
@@ -301,3 +310,36 @@ def test_out_of_memory_falls_back_to_tiles(tiny_model: Path, photo: Image.Image)
     assert result.size == image.size and model.runner.pixel_limit is not None
     with pytest.raises(StylenetError, match="out of memory on cpu for a 600x460 image"):
         run_out_of_memory_over(100 * 100).stylize(image)  # not even the smallest tiles fit: one clear line
+
+
+def test_out_of_memory_on_the_staged_path_retries_on_the_thumbnail_path(
+    tiny_model: Path, photo: Image.Image, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Staged tiling keeps whole half-resolution maps whatever its tile: a smaller tile cannot help it, the
+    thumbnail path's tiles can."""
+    import stylenet.tiling
+
+    def staged_runs_out(*args: object, **kwargs: object) -> torch.Tensor:
+        raise ALLOCATION_FAILURES["cpu"]()
+
+    monkeypatch.setattr(stylenet.tiling, "staged_forward", staged_runs_out)
+    image = photo.resize((600, 460), Image.Resampling.BILINEAR)
+    model = load_model(tiny_model, "cpu", "fp32")
+    result = model.stylize(image, tile=512)
+    assert result.size == image.size and model.runner.pixel_limit is not None
+    expected = load_model(tiny_model, "cpu", "fp32").stylize(image, tile=0)
+    assert np.abs(np.asarray(result, int) - np.asarray(expected, int)).mean() < 3  # the same picture, in tiles
+
+
+def test_an_error_that_is_not_about_memory_is_not_retried(tiny_model: Path, photo: Image.Image) -> None:
+    model = load_model(tiny_model, "cpu")
+    calls = []
+
+    def broken(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        calls.append(args[0].shape)
+        raise RuntimeError("shape mismatch (simulated)")
+
+    model.loaded.encoder[0][1].register_forward_pre_hook(broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        model.stylize(photo.resize((64, 48)))
+    assert len(calls) == 1

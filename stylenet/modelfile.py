@@ -69,6 +69,8 @@ def rebuild(state: dict[str, torch.Tensor], arguments: Any, source: str, kind_na
         network_class = get_kind(kind_name).network
         if not isinstance(arguments, dict):
             raise TypeError(f"architecture arguments must be a mapping, got {type(arguments).__name__}")
+        defaults = getattr(network_class, "state_defaults", None)  # tensors older files of this kind lack
+        state = {**(defaults(arguments) if defaults else {}), **state}
         with torch.device("meta"):  # shapes only: no allocation for whatever sizes the file claims
             expected = {name: tuple(t.shape) for name, t in network_class(**arguments).state_dict().items()}
         found = {name: tuple(t.shape) for name, t in state.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -262,7 +263,6 @@ def test_to_tensor_round_trip_is_lossless(photo: Image.Image) -> None:
 
 
 def test_tampered_metadata_fails_with_one_clear_line(tiny_model: Path, tmp_path: Path) -> None:
-    import json
 
     from safetensors import safe_open
     from safetensors.torch import save_file
@@ -343,3 +343,23 @@ def test_an_error_that_is_not_about_memory_is_not_retried(tiny_model: Path, phot
     with pytest.raises(RuntimeError, match="shape mismatch"):
         model.stylize(photo.resize((64, 48)))
     assert len(calls) == 1
+
+
+def test_a_bare_state_dict_of_a_clamp_network_reloads_as_clamp_and_older_clamp_files_still_load(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from stylenet.kinds.transformer import TransformerNet
+
+    torch.manual_seed(0)
+    network = TransformerNet(4, 1, output="clamp").eval()
+    torch.save(network.state_dict(), tmp_path / "bare.pth")
+    loaded = load_model(tmp_path / "bare.pth", "cpu", "fp32")
+    assert loaded.metadata["arguments"]["output"] == "clamp" and loaded.loaded.output == "clamp"
+    images = torch.rand(1, 3, 40, 48) * 3 - 1  # the clamp shows where a sigmoid would not
+    with torch.no_grad():
+        assert torch.equal(loaded.loaded(images), network(images))
+    # a clamp model file from before the marker existed: its metadata says clamp, its tensors lack the marker
+    old = {name: tensor for name, tensor in network.state_dict().items() if name != "clamp_output"}
+    metadata = {"architecture": "transformer", "arguments": network.config()}
+    save_file(old, str(tmp_path / "old.safetensors"), metadata={"stylenet": json.dumps(metadata)})
+    assert load_model(tmp_path / "old.safetensors", "cpu", "fp32").loaded.output == "clamp"

@@ -165,6 +165,9 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+CLAMP_MARKER = "clamp_output"  # the state dict key that says a network's output is clamped, not a sigmoid
+
+
 class TransformerNet(nn.Module):
     """RGB in [0, 1], any size -> stylized RGB in [0, 1], same size.
 
@@ -183,6 +186,8 @@ class TransformerNet(nn.Module):
             if not isinstance(value, int) or isinstance(value, bool) or not (name == "channels") <= value <= top:
                 raise ValueError(f"{name} must be an integer from {int(name == 'channels')} to {top}, got {value!r}")
         self.channels, self.num_residual_blocks, self.output = channels, num_residual_blocks, output
+        if output == "clamp":  # a marker in the state dict, so that a bare one (torch.save of it) reloads as clamp
+            self.register_buffer(CLAMP_MARKER, torch.ones(()))
         width = [channels, channels * 2, channels * 4]
         self.encoder = nn.Sequential(
             ConvLayer(3, width[0], 9),
@@ -199,6 +204,11 @@ class TransformerNet(nn.Module):
     def config(self) -> dict[str, int | str]:
         """The constructor arguments: all a checkpoint or export needs to rebuild this network."""
         return {"channels": self.channels, "num_residual_blocks": self.num_residual_blocks, "output": self.output}
+
+    @staticmethod
+    def state_defaults(arguments: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Tensors a file written before they existed lacks: the clamp marker of a clamp-output network."""
+        return {CLAMP_MARKER: torch.ones(())} if arguments.get("output") == "clamp" else {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, H, W); sides not divisible by 4 are reflection-padded, then cropped back."""
@@ -236,7 +246,8 @@ def read_state_dict(state: dict[str, torch.Tensor], source: str) -> StateDictRea
 def architecture_of(state: dict[str, torch.Tensor], **more: Any) -> dict[str, Any]:
     """The TransformerNet arguments a state dict in our layer names was made with."""
     blocks = len({key.split(".")[1] for key in state if key.startswith("residuals.")})
-    return {"channels": state["encoder.0.1.weight"].shape[0], "num_residual_blocks": blocks, **more}
+    output = {"output": "clamp"} if CLAMP_MARKER in state else {}
+    return {"channels": state["encoder.0.1.weight"].shape[0], "num_residual_blocks": blocks, **output, **more}
 
 
 def from_pytorch_examples(state: dict[str, torch.Tensor], source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -258,6 +269,7 @@ def from_pytorch_examples(state: dict[str, torch.Tensor], source: str) -> tuple[
     renamed["encoder.0.1.weight"] = renamed["encoder.0.1.weight"] * 255.0
     renamed["decoder.2.1.weight"] = renamed["decoder.2.1.weight"] / 255.0
     renamed["decoder.2.1.bias"] = renamed["decoder.2.1.bias"] / 255.0
+    renamed[CLAMP_MARKER] = torch.ones(())
     return architecture_of(renamed, output="clamp"), renamed  # their linear output, clamped
 
 

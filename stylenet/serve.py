@@ -26,6 +26,7 @@ import io
 import logging
 import socket
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -177,8 +178,13 @@ def decode(data: bytes, what: str, max_pixels: int) -> Image.Image:
     if not data:
         raise RequestError(f"the {what} is empty: pick an image file")
     try:
-        with Image.open(io.BytesIO(data)) as header:
-            width, height = header.size
+        with warnings.catch_warnings():  # Pillow's bomb warning, printed on the server's stderr: the check below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as header:
+                width, height = header.size
+    except Image.DecompressionBombError:  # over twice Pillow's limit, where it reads no further than the header
+        raise RequestError(f"the {what} is too large: its header claims over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
+                           f"megapixels; this server takes up to {max_pixels / 1e6:.0f} (scale it down)", 413) from None
     except UnidentifiedImageError:
         raise RequestError(f"the {what} is not an image this server can read (PNG, JPEG, WebP, TIFF, BMP, GIF, ...)") from None
     except IMAGE_ERRORS as error:
@@ -229,7 +235,7 @@ def stylize(catalog: Catalog, form: dict[str, Any], photo: bytes, painting_data:
             model.use_style(str(form.get("style") or model.styles[0]))
         elif model.model_kind.style_input == "style_image":
             if not painting_data:
-                raise RequestError("this AdaIN model paints with any painting: upload one under Painting")
+                raise RequestError("this any-style model paints with any painting: upload one under Painting")
             model.use_style_images([decode(painting_data, "painting", settings.max_pixels).convert("RGB")])
         result = model.stylize(image, size=result_size(image, size), strength=strength, preserve_colors=preserve)
     except StylenetError as error:

@@ -24,6 +24,7 @@ KINDS = {
     "transformer": ["model.num_residual_blocks=1"],
     "multistyle": ["model=multistyle", "style=[starry_night,great_wave]", "model.num_residual_blocks=1"],
     "adain": ["model=adain", "data.batch_size=2"],
+    "arbitrary": ["model=arbitrary", "data.batch_size=2", "model.num_residual_blocks=1"],
 }
 LEGACY = Path(__file__).parent / "data"  # last.ckpt of tiny runs made by stylenet 0.1 at commit 3f6523d
 

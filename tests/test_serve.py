@@ -23,6 +23,7 @@ from PIL import Image
 from stylenet.export import save_safetensors
 from stylenet.inference import load_model
 from stylenet.kinds.adain import AdaINNet
+from stylenet.kinds.arbitrary import ArbitraryStyleNet
 from stylenet.kinds.multistyle import MultiStyleTransformerNet
 from stylenet.loss_network import LossNetwork
 from stylenet.modelfile import model_metadata
@@ -63,6 +64,12 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Pa
                      folder / "multi.safetensors")
     adain = AdaINNet(8, "caffe", LossNetwork("vgg19", "random", ["relu4_1"]).conv_state())
     save_safetensors(adain, model_metadata(adain, style={"name": "any"}), folder / "adain.safetensors")
+    arbitrary = ArbitraryStyleNet(4, 1, 8, "caffe", LossNetwork("vgg19", "random", ["relu4_1"]).conv_state())
+    with torch.no_grad():  # norms that differ from painting to painting
+        for name, parameter in arbitrary.transfer.named_parameters():
+            if name.endswith(("norm.weight", "norm.bias")):
+                parameter[:-1].normal_(0.0, 0.5)
+    save_safetensors(arbitrary, model_metadata(arbitrary, style={"name": "any"}), folder / "arbitrary.safetensors")
     return folder
 
 
@@ -79,7 +86,7 @@ def test_the_page_lists_the_shipped_models_and_the_folders(client: TestClient) -
     assert "<title>stylenet</title>" in client.get("/").text
     listing = client.get("/api/models").json()
     ids = [model["id"] for model in listing["models"] if not model["shipped"]]
-    assert ids == ["0:adain.safetensors", "0:multi.safetensors", "0:run1/model.safetensors", "0:run2/checkpoints/last.ckpt"]
+    assert ids == ["0:adain.safetensors", "0:arbitrary.safetensors", "0:multi.safetensors", "0:run1/model.safetensors", "0:run2/checkpoints/last.ckpt"]
     assert "starry_night" in [model["id"] for model in listing["models"]]
     assert listing["default"] == "starry_night"
     described = client.get("/api/model", params={"id": "0:multi.safetensors"}).json()
@@ -106,13 +113,14 @@ def test_a_multistyle_blend_and_a_folder_model(client: TestClient, photo: Path) 
     assert mine.status_code == 200 and 'filename="photo_tiny.png"' in mine.headers["content-disposition"]
 
 
-def test_an_adain_model_paints_with_an_uploaded_painting(client: TestClient, photo: Path, data_dir: Path) -> None:
-    assert client.get("/api/model", params={"id": "0:adain.safetensors"}).json()["needs_style_image"] is True
-    missing = stylize(client, photo.read_bytes(), model="0:adain.safetensors", size="64")
+@pytest.mark.parametrize("model", ["0:adain.safetensors", "0:arbitrary.safetensors"])
+def test_an_any_style_model_paints_with_an_uploaded_painting(client: TestClient, photo: Path, data_dir: Path, model: str) -> None:
+    assert client.get("/api/model", params={"id": model}).json()["needs_style_image"] is True
+    missing = stylize(client, photo.read_bytes(), model=model, size="64")
     assert missing.status_code == 400 and "upload one under Painting" in missing.json()["error"]
     results = []
     for painting in ("starry_night.jpg", "the_scream.jpg"):
-        response = client.post("/api/stylize", data={"model": "0:adain.safetensors", "size": "64"}, files={
+        response = client.post("/api/stylize", data={"model": model, "size": "64"}, files={
             "photo": ("photo.jpg", photo.read_bytes()),
             "style_image": (painting, (data_dir / "styles" / painting).read_bytes())})
         assert response.status_code == 200, response.text

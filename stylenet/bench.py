@@ -120,13 +120,14 @@ def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], N
     fast = not args.baseline
     graphed = fast and args.cuda_graph
     photos = torch.rand(args.batch, 3, args.size, args.size, device=device)
-    if kind == "adain":  # stylenet/systems/adain.py: (photo, painting) pairs, the decoder trained
-        from stylenet.systems.adain import AdaINSystem
+    from stylenet.systems import system_for
 
-        system = AdaINSystem(**arguments).to(device)
+    if system_for(kind).uses_style_dataset:  # adain, arbitrary: (photo, painting) pairs, their system's own loss
+        system = system_for(kind)(**arguments).to(device)
         network = set_fast_ops(system.network, fast)
         paintings = torch.rand(args.batch, 3, args.size, args.size, device=device)
-        optimizer = torch.optim.Adam(network.decoder.parameters(), lr=1e-4, fused=device.type == "cuda" and fast,
+        # what the system trains (AdaIN's decoder; the predictor and transformer): the frozen VGG is buffers
+        optimizer = torch.optim.Adam(network.parameters(), lr=1e-4, fused=device.type == "cuda" and fast,
                                      capturable=graphed)
 
         def loss() -> torch.Tensor:
@@ -254,16 +255,34 @@ def bench_network(name: str) -> tuple[torch.nn.Module | Any, dict[str, Any]]:
 
 
 def bench_model(loaded: tuple[Any, dict[str, Any]], device: torch.device, precision: str) -> Any:  # StyleModel
-    """A StyleModel ready to stylize: multi-style models run their first style, AdaIN a synthetic 512-px painting."""
-    from PIL import Image
-
+    """A StyleModel ready to stylize: multi-style models run their first style, any-style ones a synthetic painting."""
     from stylenet.inference import StyleModel
 
     model = StyleModel(*loaded, device, precision)
     if model.model_kind.style_input == "style_image":
-        painting = pattern_image(512, 512, torch.device("cpu"))[0].flip(0).mul(255).byte().permute(1, 2, 0).numpy()
-        model.use_style_images([Image.fromarray(painting)])
+        model.use_style_images([bench_painting()])
     return model
+
+
+def bench_painting() -> Any:  # PIL.Image
+    """The synthetic 512-px painting that any-style rows stylize with."""
+    from PIL import Image
+
+    painting = pattern_image(512, 512, torch.device("cpu"))[0].flip(0).mul(255).byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(painting)
+
+
+def painting_seconds(loaded: tuple[Any, dict[str, Any]], device: torch.device, precision: str) -> dict[str, float]:
+    """Any-style models: the seconds to read a 512-px painting (its statistics, once per painting for a folder or
+    a video), beside the per-image seconds; {} for other models. On a model of its own: binding resets a backend."""
+    from stylenet.inference import StyleModel
+
+    model = StyleModel(*loaded, device, precision)
+    if model.model_kind.style_input != "style_image":
+        return {}
+    painting = bench_painting()
+    with model.runner.autocast():
+        return {"painting_s": round(median_seconds(lambda: model.use_style_images([painting]), device, 1, 3), 4)}
 
 
 def levels_apart(result: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
@@ -330,13 +349,14 @@ def bench_infer(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                                 return model.stylize_tensor(images, tile=args.tile)
                         tileable = model.tileable()
                         tile = model.runner.auto_tile(tileable, height, width) if args.tile is None else args.tile
+                        reading = painting_seconds(loaded, device, precision)
                         reset_peak_memory(device)
                         seconds = median_seconds(run, device, args.warmup, args.repeats)
                         yield {  # as each is measured
                             "bench": "infer", "mode": "baseline" if args.baseline else "stylenet", "model": name,
                             "backend": backend, "size": f"{width}x{height}", "device": device.type, "precision": model.precision,
                             "tile": 0 if args.baseline else tile, "channels_last": channels_last,
-                            "s_per_image": round(seconds, 4),
+                            "s_per_image": round(seconds, 4), **reading,
                             "megapixels_per_s": round(height * width / 1e6 / seconds, 3),
                             "peak_memory_mb": round(peak_memory_mb(device)), **quality, **machine(device, args),
                         }

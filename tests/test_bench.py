@@ -62,14 +62,16 @@ def test_video_figures_per_model_precision_and_size(capsys: pytest.CaptureFixtur
 
 def test_every_model_kind_has_train_and_infer_rows(capsys: pytest.CaptureFixture[str]) -> None:
     tiny = ["--device", "cpu", "--warmup", "0", "--repeats", "1"]
-    for model in ("multistyle", "adain"):
+    for model in ("multistyle", "adain", "arbitrary"):
         row, = rows(capsys, "train", "--model", model, "--size", "32", "--batch", "2", *tiny)
         assert row["model"] == model and row["s_per_step"] > 0 and MACHINE_KEYS <= set(row)
-    found = rows(capsys, "infer", "--model", "multistyle,adain", "--sizes", "48x32", "--backends", "eager",
+    found = rows(capsys, "infer", "--model", "multistyle,adain,arbitrary", "--sizes", "48x32", "--backends", "eager",
                  "--precisions", "fp32,bf16", *tiny)
     assert [(row["model"], row["precision"]) for row in found] == [
-        (model, precision) for model in ("multistyle", "adain") for precision in ("fp32", "bf16")
+        (model, precision) for model in ("multistyle", "adain", "arbitrary") for precision in ("fp32", "bf16")
     ]
+    # any-style rows say what reading the painting costs (once per painting), beside the per-image seconds
+    assert [row["model"] for row in found if row.get("painting_s", 0) > 0] == ["adain", "adain", "arbitrary", "arbitrary"]
     for row in found:
         assert row["s_per_image"] > 0 and row["peak_memory_mb"] > 0 and row["size"] == "48x32"
     # a bf16 row says how far its picture lies from fp32's: near, but not the same picture
@@ -153,7 +155,7 @@ def test_a_captured_training_step_trains_as_the_eager_one() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
-@pytest.mark.parametrize("model", ["transformer", "multistyle", "adain"])
+@pytest.mark.parametrize("model", ["transformer", "multistyle", "adain", "arbitrary"])
 def test_cuda_graph_rows_for_every_model_kind(capsys: pytest.CaptureFixture[str], model: str) -> None:
     row, = rows(capsys, "train", "--cuda-graph", "--device", "cuda", "--model", model, "--size", "64", "--batch", "2",
                 "--warmup", "1", "--repeats", "2")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,8 +12,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stylenet.errors import StylenetError
+from stylenet.errors import StylenetError, brief
 from stylenet.files import atomic_write
+
+log = logging.getLogger(__name__)
 
 # Errors Pillow raises on unreadable, truncated or hostile files. Images over Image.MAX_IMAGE_PIXELS raise
 # DecompressionBombWarning, which we turn into an error (see bounded()); over twice that, Pillow raises itself.
@@ -28,12 +31,24 @@ def set_max_image_pixels(pixels: int | None) -> None:
     Image.MAX_IMAGE_PIXELS = int(pixels) if pixels else DEFAULT_MAX_IMAGE_PIXELS
 
 
+NOTED: set[tuple[str, str]] = set()  # (file, Pillow's warning) logged once: training reads each photo every epoch
+
+
 @contextmanager
-def bounded() -> Iterator[None]:
-    """Within the block, opening an image over Image.MAX_IMAGE_PIXELS is an error, not just Pillow's warning."""
-    with warnings.catch_warnings():
+def bounded(source: object = "an image") -> Iterator[None]:
+    """Within the block, opening an image over Image.MAX_IMAGE_PIXELS is an error, not just Pillow's warning.
+
+    Pillow's other warnings (a damaged TIFF or EXIF block: "Truncated File Read", "Corrupt EXIF data") are logged as
+    one line naming the source once the block succeeds, and dropped when it fails (its error says enough): printed by
+    Python they took two lines, one of them Pillow's source code (tests/test_soak.py).
+    """
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         yield
+    for message in dict.fromkeys(brief(warning.message) for warning in caught):
+        if (str(source), message) not in NOTED:
+            NOTED.add((str(source), message))
+            log.warning("%s: %s", source, message)
 
 
 def image_extensions() -> set[str]:
@@ -77,12 +92,13 @@ def open_image(path: str | Path, draft_size: int | None = None, keep_alpha: bool
     draft_size lets JPEG decoding scale down by 1/2, 1/4 or 1/8 while keeping both sides >= draft_size.
     keep_alpha returns RGBA instead for images with transparency.
     """
-    with bounded(), Image.open(path) as image:
+    with bounded(path if isinstance(path, (str, Path)) else "an image"), Image.open(path) as image:
         if draft_size is not None and image.format == "JPEG":
             scale = min(image.size) / draft_size
             image.draft("RGB", (int(image.size[0] / scale) + 1, int(image.size[1] / scale) + 1))
         image.load()
         image = ImageOps.exif_transpose(image)
+        image.info.pop("exif", None)  # applied; StyleModel.stylize's exif_transpose would parse a damaged one again
         if keep_alpha and has_alpha(image):
             return image.convert("RGBA")
         return to_rgb(image)

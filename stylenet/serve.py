@@ -178,8 +178,8 @@ def decode(data: bytes, what: str, max_pixels: int) -> Image.Image:
     if not data:
         raise RequestError(f"the {what} is empty: pick an image file")
     try:
-        with warnings.catch_warnings():  # Pillow's bomb warning, printed on the server's stderr: the check below decides
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():  # Pillow's, which Python prints in two lines: for a bomb the check below
+            warnings.simplefilter("ignore")  # decides; damaged metadata, open_image logs in one line
             with Image.open(io.BytesIO(data)) as header:
                 width, height = header.size
     except Image.DecompressionBombError:  # over twice Pillow's limit, where it reads no further than the header

@@ -53,6 +53,9 @@ AUDIO_COPY = {
 }
 AUDIO_ENCODER, OPUS_RATE = {".webm": "libopus"}, 48000  # AAC elsewhere
 CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"}
+# a title or tag that is not UTF-8 (damage, or an old encoder) is read with U+FFFD for its bad bytes: PyAV's "strict"
+# default raised UnicodeDecodeError from av.open, a traceback that ended a whole folder (tests/test_soak.py)
+METADATA_ERRORS = "replace"
 
 
 def is_video(path: Path) -> bool:
@@ -116,7 +119,7 @@ def upright(frame) -> np.ndarray:  # noqa: ANN001 - av.VideoFrame
 def open_input(source: Path):  # noqa: ANN201 - av.InputContainer
     av = import_av()
     try:
-        container = av.open(str(source))
+        container = av.open(str(source), metadata_errors=METADATA_ERRORS)
     except av.error.FFmpegError as error:
         raise StylenetError(f"{source}: not a video FFmpeg can read ({brief(error, 160)})") from None
     if not container.streams.video:
@@ -480,7 +483,7 @@ def copy_refused(av: ModuleType, source: Path, target: Path, begin: float, end: 
     writing the cut's sound alone into a container of the output's format that keeps no bytes. MP4 refuses, for
     one, an AVI whose chunks cut across AC-3 frames: the parser splits them into frames that share their chunk's
     timestamp, and MP4 takes no decoding time twice."""
-    container = av.open(str(source))
+    container = av.open(str(source), metadata_errors=METADATA_ERRORS)
     trial = None
     try:
         audio = container.streams.audio[0]

@@ -3,6 +3,7 @@
 
     python scripts/zoo.py build starry_night   # train (experiment=cpu, ~45 min on 2 CPU cores), eval, pack: `make zoo STYLE=...`
     python scripts/zoo.py pack RUN_DIR         # eval a finished run's model.safetensors (if not yet) and pack it
+    python scripts/zoo.py pack RUN_DIR --name any   # an any-style run: judged on the seven paintings of styles/
     python scripts/zoo.py table                # rewrite MODELS.md's table from the shipped models' metadata
 
 Packing stores the weights in fp16 (half the bytes; outputs checked against fp32 before writing) with the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +31,7 @@ from stylenet import zoo  # noqa: E402
 from stylenet.config import data_root  # noqa: E402
 from stylenet.errors import StylenetError  # noqa: E402
 from stylenet.files import atomic_write  # noqa: E402
+from stylenet.kinds import get_kind, kind_of  # noqa: E402
 from stylenet.modelfile import METADATA_KEY, load_safetensors  # noqa: E402
 
 EVAL_PHOTOS = ("baboon.jpg", "butterfly.jpg", "fruits.jpg", "messi5.jpg")  # as conf/train.yaml's eval.photos
@@ -59,6 +62,29 @@ def evaluate_run(run: Path) -> dict[str, Any]:
     return json.loads(report.read_text())
 
 
+def evaluate_any_style(run: Path) -> dict[str, Any]:
+    """An any-style run's figures on the seven held-out paintings of styles/ (RUN/eval/paintings/summary.json,
+    made when missing): what a shipped any-style model keeps of them."""
+    summary = run / "eval" / "paintings" / "summary.json"
+    if not summary.is_file():
+        from stylenet.judge import evaluate_paintings
+
+        data = Path(data_root())
+        evaluate_paintings([run / "model.safetensors"], sorted((data / "styles").glob("*.jpg")),
+                           [data / "content_test" / name for name in EVAL_PHOTOS], EVAL_SIZE, summary.parent, names=["model"])
+    result = json.loads(summary.read_text())
+    model = next(iter(result["models"].values()))
+    per = model["paintings"]
+    return {
+        "judge": result["judge"], "size": result["size"], "machine": result["machine"], "photos": list(EVAL_PHOTOS),
+        "paintings": list(per), "per_painting": [row["placement_label"] for row in per.values()],
+        "placement_label": model["placement_label"], "photo_lost": model["photo_lost"],
+        "median": {key: round(model[key], 4) for key in ("checkerboard", "border", "colour_shift")}
+                  | {key: round(statistics.median(row[key] for row in per.values()), 4) for key in ("content", "style")},
+        "gatys_checkerboard": round(model["gatys_checkerboard"], 4),
+    }
+
+
 def eval_summary(report: dict[str, Any]) -> dict[str, Any]:
     """What a shipped model keeps of its eval report."""
     model = report["models"][0]
@@ -86,25 +112,27 @@ def pack(run: Path, name: str | None = None) -> Path:
     """RUN/model.safetensors -> stylenet/pretrained/NAME.safetensors (fp16, with recipe and eval), and MODELS.md."""
     network, metadata = load_safetensors(run / "model.safetensors")
     name = name or metadata["style"]["name"]
-    report = evaluate_run(run)
+    any_style = get_kind(metadata["architecture"]).style_input == "style_image"
+    judged = evaluate_any_style(run) if any_style else eval_summary(evaluate_run(run))
     half = {key: tensor.detach().half().contiguous() for key, tensor in network.state_dict().items()}
     check_fp16(network, half)
-    metadata = {**metadata, "recipe": recipe(run), "weights": "float16", "eval": eval_summary(report)}
+    metadata = {**metadata, "recipe": recipe(run), "weights": "float16", "eval": judged}
     target = zoo.PRETRAINED / f"{name}{zoo.SUFFIX}"
     with atomic_write(target) as tmp:
         save_file(half, tmp, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
-    print(f"{target.relative_to(ROOT)}: {target.stat().st_size / 1e6:.2f} MB, eval placement {metadata['eval']['placement_label']}")
+    print(f"{target.relative_to(ROOT)}: {target.stat().st_size / 1e6:.2f} MB, eval placement {judged['placement_label']}")
     write_table()
     return target
 
 
 def check_fp16(network: torch.nn.Module, half: dict[str, torch.Tensor]) -> None:
     """Refuse to ship fp16 weights whose outputs drift from the fp32 network's."""
-    images = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    inputs = kind_of(network).example_inputs(network, torch.rand(2, 3, 96, 128, generator=generator), generator)
     with torch.no_grad():
-        reference = network(images)
+        reference = network(*inputs)
         network.load_state_dict({key: tensor.float() for key, tensor in half.items()})
-        drift = (network(images) - reference).abs().max().item()
+        drift = (network(*inputs) - reference).abs().max().item()
     if drift > FP16_TOLERANCE:
         raise StylenetError(f"fp16 weights change outputs by {drift:.4f} (> {FP16_TOLERANCE:.4f}); not packed")
 
@@ -114,8 +142,11 @@ def row(name: str) -> str:
     judged, training = metadata["eval"], metadata.get("training") or {}
     median = judged["median"]
     minutes = f"{training['seconds'] / 60:.0f} min" if "seconds" in training else "?"
-    return (f"| `{name}` | **{judged['placement_label']}** ({', '.join(judged['per_photo'])}) | {median['content']:.3g} | "
-            f"{median['style']:.3g} | {judged['photo_lost']}/{len(judged['photos'])} | {median['checkerboard']:.2f} "
+    # an any-style model: placed on each of the seven held-out paintings (median of the four photos on each)
+    per, count = (judged["per_painting"], len(judged["photos"]) * len(judged["paintings"])) if "paintings" in judged \
+        else (judged["per_photo"], len(judged["photos"]))
+    return (f"| `{name}` | **{judged['placement_label']}** ({', '.join(per)}) | {median['content']:.3g} | "
+            f"{median['style']:.3g} | {judged['photo_lost']}/{count} | {median['checkerboard']:.2f} "
             f"({judged['gatys_checkerboard']:.2f}) | {median['border']:.1f} | {median['colour_shift']:.0f} | "
             f"{metadata.get('steps', '?')} steps, {minutes}, {training.get('precision', '?')}, {training.get('machine', '?')} | "
             f"{zoo.path_of(name).stat().st_size / 1e6:.2f} MB |")

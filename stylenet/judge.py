@@ -324,3 +324,64 @@ def summarize(path: str, model: Any, rows: list[dict[str, Any]]) -> dict[str, An
     metadata = {key: value for key, value in model.metadata.items() if key in ("architecture", "arguments", "style", "steps", "loss", "image_size", "training")}
     return {"path": path, "metadata": metadata, "precision": model.precision, "median": median,
             "photo_lost": sum(row["photo_lost"] for row in rows), "photos": rows}
+
+
+def evaluate_paintings(
+    models: list[str | Path], paintings: Sequence[str | Path], photos: str | Path | Sequence[str | Path],
+    size: int = 256, output: str | Path | None = None, names: list[str] | None = None, **options: Any,
+) -> dict[str, Any]:
+    """Judge any-style models on several paintings: evaluate() once per painting (its report and grid in
+    output/<painting>/), then per model the placement on each painting, the median over the paintings (of the
+    per-painting medians), photos lost and the artifact medians beside Gatys's own. names: the models' labels."""
+    labels = names or [str(model) for model in models]
+    rows: dict[str, dict[str, Any]] = {label: {} for label in labels}
+    for painting in map(Path, paintings):
+        folder = Path(output) / painting.stem if output is not None else None
+        report = evaluate(models, photos, style_image=painting, size=size, output=folder, **options)
+        reference = report["reference"]["median"]
+        for label, model in zip(labels, report["models"]):
+            rows[label][painting.stem] = {
+                "placement": model["median"]["placement"], "placement_label": model["median"]["placement_label"],
+                "per_photo": [row["placement_label"] for row in model["photos"]], "photo_lost": model["photo_lost"],
+                "photos": len(model["photos"]), **{key: model["median"][key] for key in ("content", "style", "checkerboard", "border", "colour_shift")},
+                "gatys_checkerboard": reference["checkerboard"], "gatys_border": reference["border"],
+            }
+    result = {"judge": JUDGE_VERSION, "size": size, "machine": machine_name(torch.device("cpu")),
+              "models": {label: painting_summary(per) for label, per in rows.items()}}
+    if output is not None:
+        write_paintings_summary(result, Path(output))
+    return result
+
+
+def painting_summary(per: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One model's figures over paintings ({painting: figures}): the lower median placement, photos lost, medians."""
+    middle = sorted(per.values(), key=lambda row: row["placement"])[(len(per) - 1) // 2]
+    return {
+        "placement": middle["placement"], "placement_label": middle["placement_label"],
+        "photo_lost": sum(row["photo_lost"] for row in per.values()), "photos": sum(row["photos"] for row in per.values()),
+        **{key: float(statistics.median(row[key] for row in per.values()))
+           for key in ("checkerboard", "gatys_checkerboard", "border", "gatys_border", "colour_shift")},
+        "paintings": per,
+    }
+
+
+def write_paintings_summary(result: dict[str, Any], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_write(folder / "summary.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
+    with atomic_write(folder / "summary.md") as tmp:
+        tmp.write_text(paintings_table(result) + "\n")
+
+
+def paintings_table(result: dict[str, Any]) -> str:
+    """evaluate_paintings()' result as a markdown table: a row per model, a column per painting."""
+    models = result["models"]
+    names = list(next(iter(models.values()))["paintings"])
+    lines = ["| model | median placement | " + " | ".join(names) + " | photos lost | checkerboard (Gatys) | border (Gatys) |",
+             "| --- " * (len(names) + 5) + "|"]
+    for label, entry in models.items():
+        per = entry["paintings"]
+        lines.append(f"| `{label}` | **{entry['placement_label']}** | " + " | ".join(per[n]["placement_label"] if n in per else "-" for n in names)
+                     + f" | {entry['photo_lost']}/{entry['photos']} | {entry['checkerboard']:.2f} ({entry['gatys_checkerboard']:.2f}) | "
+                     f"{entry['border']:.1f} ({entry['gatys_border']:.1f}) |")
+    return "\n".join(lines)

@@ -205,3 +205,23 @@ def test_a_report_folder_inside_the_photos_is_never_judged_however_the_paths_are
         report = evaluate([tiny_model], photo_folder, output=output, **common)
         assert (photos / "eval" / "grid.jpg").is_file()
         assert [row["photo"] for row in report["models"][0]["photos"]] == ["fruits.png"]  # not eval/grid.jpg
+
+
+@pytest.mark.slow  # two paintings x one photo at 32 px
+def test_an_any_style_model_is_judged_on_each_painting_and_placed_by_the_median(
+    models: dict[str, Path], tmp_path: Path, data_dir: Path,
+) -> None:
+    from stylenet.judge import evaluate_paintings
+
+    paintings = [data_dir / "styles" / "udnie.jpg", data_dir / "styles" / "great_wave.jpg"]
+    photo = data_dir / "content_test" / "fruits.jpg"
+    result = evaluate_paintings([models["adain"]], paintings, [photo], size=32, output=tmp_path / "any",
+                                names=["adain"], cache=tmp_path / "cache")
+    entry = result["models"]["adain"]
+    assert list(entry["paintings"]) == ["udnie", "great_wave"] and entry["photos"] == 2
+    lower = min(entry["paintings"].values(), key=lambda row: row["placement"])  # of two, the lower median
+    assert entry["placement_label"] == lower["placement_label"]
+    for painting in ("udnie", "great_wave"):  # each painting's own report and grid
+        assert (tmp_path / "any" / painting / "report.json").is_file() and (tmp_path / "any" / painting / "grid.jpg").is_file()
+    table = (tmp_path / "any" / "summary.md").read_text()
+    assert "| `adain` |" in table and "udnie" in table and json.loads((tmp_path / "any" / "summary.json").read_text())["models"]

@@ -6,6 +6,7 @@ each row starting with its painting (a blend row shows its paintings side by sid
     python scripts/sample_grid.py standard.safetensors small.safetensors -o side_by_side.jpg  # a row each
     python scripts/sample_grid.py multistyle.safetensors --style great_wave --style great_wave=0.5,the_scream=0.5 -o grid.jpg
     python scripts/sample_grid.py adain.safetensors --style-image a.jpg --style-image b.jpg -o grid.jpg
+    python scripts/sample_grid.py any --style-image styles/udnie.jpg --ready-made -o grid.jpg  # beside udnie's own model
     python scripts/sample_grid.py starry_night great_wave ... --transpose -o grid.jpg  # a column per model
 """
 
@@ -17,8 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from stylenet import StylenetError
-from stylenet.config import data_root
+from stylenet import StylenetError, zoo
+from stylenet.config import data_root, painting_path
 from stylenet.images import find_images, load_image, resize_short_side, save_image
 from stylenet.inference import StyleModel, load_model, parse_style_mix
 
@@ -51,10 +52,22 @@ def style_rows(model: StyleModel, args: argparse.Namespace) -> list[tuple[list[P
         rows = []
         for spec in args.style or model.styles:
             names = [name for name, weight in parse_style_mix(spec, model.styles).items() if weight > 0]
-            rows.append(([Path(images[name]) for name in names if name in images], spec))
+            rows.append(([painting_path(images[name]) for name in names if name in images], spec))
         return rows
     image = (model.metadata.get("style") or {}).get("image")
-    return [([Path(image)] if image else [], None)]
+    return [([painting_path(image)] if image else [], None)]
+
+
+def with_ready_made(rows: list[tuple], args: argparse.Namespace) -> list[tuple]:
+    """--ready-made: after each painting row of an any-style model, the row of that painting's ready-made model."""
+    if not args.ready_made:
+        return rows
+    expanded = []
+    for model, painting_files, selection in rows:
+        expanded.append((model, painting_files, selection))
+        if model.model_kind.style_input == "style_image" and Path(selection).stem in zoo.names():
+            expanded.append((load_model(Path(selection).stem), painting_files, None))
+    return expanded
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,19 +80,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--style", action="append", help="multi-style models: a row per NAME or blend (default: each style)")
     parser.add_argument("--style-image", action="append", type=Path, help="AdaIN models: a row per painting")
     parser.add_argument("--transpose", action="store_true", help="a column per model, its painting on top; a row per photo")
+    parser.add_argument("--ready-made", action="store_true",
+                        help="any-style models: each painting's row followed by the row of its ready-made model")
     args = parser.parse_args(argv)
     try:
         models = [load_model(path) for path in args.models]
         photos = [p for p in find_images(args.photos) if not args.names or p.stem in args.names]
         tiles = [center_square(load_image(p), args.size) for p in photos]
-        rows = [(model, *row) for model in models for row in style_rows(model, args)]
+        rows = with_ready_made([(model, *row) for model in models for row in style_rows(model, args)], args)
         cells: dict[tuple[int, int], Image.Image] = {(0, column): tile for column, tile in enumerate(tiles, start=1)}
         for row, (model, painting_files, selection) in enumerate(rows, start=1):
             if model.model_kind.style_input == "style_image":
                 model.use_style_images([load_image(selection, "--style-image")])
             elif model.model_kind.style_input == "style_weights":
                 model.use_style(selection)
-            paintings = [load_image(path) for path in painting_files if path.is_file()]
+            paintings = [load_image(path) for path in painting_files if path is not None and path.is_file()]
             if paintings:
                 cells[row, 0] = side_by_side(paintings, args.size)
             for column, tile in enumerate(tiles, start=1):

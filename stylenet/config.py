@@ -40,6 +40,16 @@ def data_relative(path: str | Path) -> str:
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
 
 
+def painting_path(recorded: str) -> Path | None:
+    """The painting a model file names, on this machine: as written (older files: a full path), relative to the
+    data root (data_relative), or by its file name in the data root's styles/; None when it is not here."""
+    root = Path(data_root())
+    for candidate in (Path(recorded), root / recorded, root / "styles" / Path(recorded).name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise StylenetError(message)

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from stylenet.config import data_root
+from stylenet.config import data_root, painting_path
 from stylenet.errors import StylenetError
 from stylenet.files import atomic_write, cache_root
 from stylenet.images import find_images, load_image, resize_long_side, save_image, to_tensor
@@ -193,10 +193,9 @@ def painting_for(model: Any, style: str | None, style_image: Path | None) -> Pat
         images = images[names.index(style)] if style is not None else images[0]
     if not isinstance(images, str):
         raise StylenetError("this model's metadata names no painting: pass --style-image PATH")
-    root = Path(data_root())  # model files name the painting relative to the data root (older ones: a full path)
-    for candidate in (Path(images), root / images, root / "styles" / Path(images).name):
-        if candidate.is_file():
-            return candidate.resolve()
+    found = painting_path(images)
+    if found is not None:
+        return found.resolve()
     raise StylenetError(f"the painting this model names ({Path(images).name}) is neither at {images} nor in "
                         f"{Path(data_root()) / 'styles'}: fetch the paintings with `make data`, or pass --style-image PATH")
 

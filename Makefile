@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-browser test test-fast train-quick zoo serve data bench clean
+.PHONY: help install install-browser test test-fast lint train-quick zoo serve data bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,11 +22,16 @@ install-browser:  ## Debian's chromium, for the web page's browser tests (needs 
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP)  ## run the whole test suite (what CI runs)
+test: $(STAMP)  ## lint, then run the whole test suite (what CI runs)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
-test-fast: $(STAMP)  ## run the tests without the end-to-end runs
+test-fast: $(STAMP)  ## lint, then run the tests without the end-to-end runs
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP)  ## ruff check (the rules are in pyproject.toml)
+	$(VENV)/bin/ruff check .
 
 train-quick: $(STAMP)  ## a few-minute CPU training run on starry_night
 	$(PY) train.py style=starry_night experiment=quick

@@ -14,7 +14,7 @@ from stylenet import zoo
 dependencies = ["torch", "safetensors", "PIL", "numpy"]
 
 
-def stylenet(path: str, device: str = "auto", precision: str = "fp32"):  # noqa: ANN201 - hub entry point
+def stylenet(path: str, device: str = "auto", precision: str = "fp32"):
     """A ready StyleModel from any stylenet model file (.safetensors, .ckpt, TorchScript, ONNX, pytorch/examples .pth)
     or a ready-made model's name.
 
@@ -27,7 +27,7 @@ def stylenet(path: str, device: str = "auto", precision: str = "fp32"):  # noqa:
 
 
 def _ready_made(name: str) -> Callable:
-    def entry(device: str = "auto", precision: str = "fp32"):  # noqa: ANN202 - hub entry point
+    def entry(device: str = "auto", precision: str = "fp32"):
         from stylenet.inference import load_model
 
         return load_model(zoo.path_of(name), device, precision)

@@ -34,7 +34,8 @@ def rows(report: dict[str, Any]) -> list[str]:
         per_photo = ", ".join(row["placement_label"] for row in model["photos"])
         gatys = f" ({reference['checkerboard']:.2f})" if "checkerboard" in reference else ""
         lines.append(
-            f"| {painting} | `{'/'.join(Path(model['path']).parts[-3:-1])}` | **{m['placement_label']}** ({per_photo}) | {m['content']:.3g} | {m['style']:.3g} | "
+            f"| {painting} | `{'/'.join(Path(model['path']).parts[-3:-1])}` | **{m['placement_label']}** ({per_photo}) | "
+            f"{m['content']:.3g} | {m['style']:.3g} | "
             f"{model['photo_lost']}/{len(model['photos'])} | {m['checkerboard']:.2f}{gatys} | {m['border']:.1f} | "
             f"{m['colour_shift']:.0f} | {training(model['metadata'])} |"
         )

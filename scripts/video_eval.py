@@ -6,7 +6,8 @@ frame-by-frame and for each --temporal strength, plus a side-by-side strip of fr
     python scripts/video_eval.py ../shared/data/video/vtest.avi --model starry_night --frames 60 --size 384 \
         --temporal 0 0.5 0.7 --strip docs/video_temporal.jpg
 
-Prints one Markdown table row per model and setting (the first model's painting is the judge's). Frames are taken from the start of the clip (after --start seconds).
+Prints one Markdown table row per model and setting (the first model's painting is the judge's). Frames are taken
+from the start of the clip (after --start seconds).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def main() -> None:
     parser.add_argument("--temporal", type=float, nargs="+", default=[0.0, 0.5, 0.7])
     parser.add_argument("--judged", type=int, default=6, help="frames scored by the judge (evenly spaced)")
     parser.add_argument("--strip", type=Path, help="write input | each setting for three frames, one above the other")
-    parser.add_argument("--animation", type=Path, help="write an animated WebP of the first model: its first setting | its last, every frame")
+    parser.add_argument("--animation", type=Path,
+                        help="write an animated WebP of the first model: its first setting | its last, every frame")
     args = parser.parse_args()
 
     raw = list(itertools.islice(frames_of(args.clip), args.frames))

@@ -1,6 +1,7 @@
 """Benchmarks of the hot paths: one JSON line per figure, optionally a Markdown table.
 
-    stylenet bench train   [--size 256] [--batch 4] [--precision auto|fp32|bf16] [--model transformer|multistyle|adain] [--cuda-graph] [--baseline]
+    stylenet bench train   [--size 256] [--batch 4] [--precision auto|fp32|bf16] [--model transformer|multistyle|adain|arbitrary]
+                           [--cuda-graph] [--baseline]
     stylenet bench infer   [--sizes 512,1024,2048,3840x2160] [--model PRESETS|NAMES] [--backends eager,torchscript,onnx] [--baseline]
     stylenet bench optimize [--size 512] [--precision auto|fp32|bf16] [--baseline]
     stylenet bench video   [--size 640x360,1280x720] [--model transformer,transformer_small|NAME] [--precisions fp32,bf16]
@@ -386,7 +387,8 @@ def bench_optimize(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     seconds = median_seconds(evaluation, device, args.warmup, args.repeats)
     return [{
-        "bench": "optimize", "mode": "baseline" if args.baseline else "stylenet", "model": "vgg19", "size": args.size, "device": device.type,
+        "bench": "optimize", "mode": "baseline" if args.baseline else "stylenet", "model": "vgg19", "size": args.size,
+        "device": device.type,
         "precision": precision, "s_per_step": round(seconds, 4), "peak_memory_mb": round(peak_memory_mb(device)),
         **machine(device, args),
     }]
@@ -478,7 +480,8 @@ def parser() -> argparse.ArgumentParser:
                         "video: transformer,transformer_small)")
     parser.add_argument("--frames", type=int, default=48, help="video: frames in the synthetic clip")
     parser.add_argument("--temporal", type=float, default=0.0, help="video: --temporal strength (flow blending)")
-    parser.add_argument("--loss-network", default="vgg19_caffe", choices=sorted(PRESETS), help="train (torchvision weights replaced by random ones: same speed, no download)")
+    parser.add_argument("--loss-network", default="vgg19_caffe", choices=sorted(PRESETS),
+                        help="train (torchvision weights replaced by random ones: same speed, no download)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
                         help="train, infer: the network and pictures in NHWC memory order")
     parser.add_argument("--compile", action="store_true", help="train: torch.compile the transformer (infer, video: "

@@ -71,7 +71,7 @@ PRECISION_HELP = ("auto: bf16 where the CPU (AVX512-BF16 or AMX) computes it nat
                   "for training and optimize), else fp32; fp16: CUDA only")
 
 
-def add_precision_argument(parser: argparse.ArgumentParser, help: str = PRECISION_HELP) -> None:  # noqa: A002
+def add_precision_argument(parser: argparse.ArgumentParser, help: str = PRECISION_HELP) -> None:
     from stylenet.tiling import AUTO, PRECISION_CHOICES
 
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=AUTO, help=help)
@@ -85,7 +85,7 @@ def note_precision(precision: str, device: str, inference: bool = False) -> None
         print(auto_precision_note(device, inference), file=sys.stderr)
 
 
-def model_from_arguments(args: argparse.Namespace):  # noqa: ANN201 - stylenet.inference.StyleModel
+def model_from_arguments(args: argparse.Namespace):
     """The model of --model, --device and --precision, bound to --style or --style-image."""
     from stylenet.backends import use_backend
     from stylenet.images import load_image
@@ -108,7 +108,7 @@ def model_from_arguments(args: argparse.Namespace):  # noqa: ANN201 - stylenet.i
     return model
 
 
-def note_choices(model, backend: str) -> None:  # noqa: ANN001 - stylenet.inference.StyleModel
+def note_choices(model, backend: str) -> None:
     """Once the work is about to start, say on stderr what --precision auto and --backend chose here."""
     from stylenet.tiling import precision_note
 
@@ -125,7 +125,7 @@ def note_choices(model, backend: str) -> None:  # noqa: ANN001 - stylenet.infere
 COMPILE_TIP_SECONDS = 60.0
 
 
-def note_compile(model, backend: str, video_seconds: float) -> None:  # noqa: ANN001 - stylenet.inference.StyleModel
+def note_compile(model, backend: str, video_seconds: float) -> None:
     """After long videos stylized eager on a CPU by --backend auto (which never compiles), name the faster way; for
     the transformer networks (single- and multi-style), where it was measured."""
     measured = model.backend == "eager" and model.device.type == "cpu" and model.tileable() is not None
@@ -277,7 +277,7 @@ def export_command(argv: list[str]) -> None:
     )
 
 
-def baked_network(model, painting: Path, style_size: int | None):  # noqa: ANN001, ANN201 - StyleModel, (network, metadata)
+def baked_network(model, painting: Path, style_size: int | None):
     """An any-style model with one painting bound, as the plain network that binding gives, and its metadata."""
     import hashlib
 
@@ -384,7 +384,8 @@ def eval_command(argv: list[str]) -> None:
     parser.add_argument("--size", type=int, default=256, help="long side of photos and painting (px)")
     parser.add_argument("-o", "--output", type=Path, default=Path("eval"), help="folder for report.md, report.json, grid.jpg")
     parser.add_argument("--cache-dir", type=Path,
-                        help="where reference curves are kept (default: $STYLENET_CACHE, else $XDG_CACHE_HOME/stylenet or ~/.cache/stylenet)")
+                        help="where reference curves are kept (default: $STYLENET_CACHE, else $XDG_CACHE_HOME/stylenet or "
+                             "~/.cache/stylenet)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (the models; the judge runs on the CPU)")
     add_precision_argument(parser, f"the models' precision ({PRECISION_HELP}); the judge always scores in fp32")
     args = parser.parse_args(argv)

@@ -140,7 +140,7 @@ class OnnxNetwork:
             raise StylenetError("ONNX models need onnxruntime: pip install 'stylenet[onnx]'") from None
         try:
             self.session = onnxruntime.InferenceSession(str(path), providers=self.providers(onnxruntime))
-        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own untyped errors for bad files
+        except Exception as error:
             raise StylenetError(f"{path} is not a loadable ONNX model ({brief(error, 200)})") from None
         self.input_names = [node.name for node in self.session.get_inputs()]
 

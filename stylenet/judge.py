@@ -113,7 +113,8 @@ def reference_curve(
 ) -> tuple[Curve, bool]:
     """Gatys L-BFGS on the judge's objective, cached by photo, painting, size, judge version; (curve, from cache)."""
     key = hashlib.sha256(
-        f"{file_hash(photo_path)}:{file_hash(painting_path)}:{size}:{JUDGE_VERSION}:{json.dumps(JUDGE, sort_keys=True)}:{iterations}".encode()
+        f"{file_hash(photo_path)}:{file_hash(painting_path)}:{size}:{JUDGE_VERSION}:{json.dumps(JUDGE, sort_keys=True)}:"
+        f"{iterations}".encode()
     ).hexdigest()[:24]
     folder = (cache or cache_root()) / "eval" / JUDGE_VERSION
     record, picture = folder / f"{key}.json", folder / f"{key}.png"
@@ -320,7 +321,8 @@ def summarize(path: str, model: Any, rows: list[dict[str, Any]]) -> dict[str, An
     # placement: the lower median, an actual photo's figure and label ("beyond 200" stays that, never averaged)
     middle = sorted(rows, key=lambda row: row["placement"])[(len(rows) - 1) // 2]
     median["placement"], median["placement_label"] = middle["placement"], middle["placement_label"]
-    metadata = {key: value for key, value in model.metadata.items() if key in ("architecture", "arguments", "style", "steps", "loss", "image_size", "training")}
+    kept = ("architecture", "arguments", "style", "steps", "loss", "image_size", "training")
+    metadata = {key: value for key, value in model.metadata.items() if key in kept}
     return {"path": path, "metadata": metadata, "precision": model.precision, "median": median,
             "photo_lost": sum(row["photo_lost"] for row in rows), "photos": rows}
 
@@ -342,7 +344,8 @@ def evaluate_paintings(
             rows[label][painting.stem] = {
                 "placement": model["median"]["placement"], "placement_label": model["median"]["placement_label"],
                 "per_photo": [row["placement_label"] for row in model["photos"]], "photo_lost": model["photo_lost"],
-                "photos": len(model["photos"]), **{key: model["median"][key] for key in ("content", "style", "checkerboard", "border", "colour_shift")},
+                "photos": len(model["photos"]),
+                **{key: model["median"][key] for key in ("content", "style", "checkerboard", "border", "colour_shift")},
                 "gatys_checkerboard": reference["checkerboard"], "gatys_border": reference["border"],
             }
     result = {"judge": JUDGE_VERSION, "size": size, "machine": machine_name(torch.device("cpu")),
@@ -380,7 +383,8 @@ def paintings_table(result: dict[str, Any]) -> str:
              "| --- " * (len(names) + 5) + "|"]
     for label, entry in models.items():
         per = entry["paintings"]
-        lines.append(f"| `{label}` | **{entry['placement_label']}** | " + " | ".join(per[n]["placement_label"] if n in per else "-" for n in names)
+        labels = " | ".join(per[n]["placement_label"] if n in per else "-" for n in names)
+        lines.append(f"| `{label}` | **{entry['placement_label']}** | " + labels
                      + f" | {entry['photo_lost']}/{entry['photos']} | {entry['checkerboard']:.2f} ({entry['gatys_checkerboard']:.2f}) | "
                      f"{entry['border']:.1f} ({entry['gatys_border']:.1f}) |")
     return "\n".join(lines)

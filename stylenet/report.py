@@ -65,7 +65,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"torch {report['torch']}; models in {report.get('model_precision', 'fp32')} on {report['model_device']}; "
         f"{report['seconds']:.0f} s. Placement: the L-BFGS iterations of Gatys et al. on "
         "the judge's objective that score as well as the model's output (median over photos; higher is better). "
-        "Photo lost: outputs whose content term is above halfway from the Gatys curve's highest to 1 (a blank image). Checkerboard: the output's "
+        "Photo lost: outputs whose content term is above halfway from the Gatys curve's highest to 1 (a blank image). "
+        "Checkerboard: the output's "
         "energy at periods 2 and 4 px over the photo's (1 = the photo's own). Border: the edge band's contrast "
         "to the interior, minus the photo's, in levels. Grid columns: photo | each model | "
         f"Gatys@{last} | painting.", "",
@@ -75,7 +76,8 @@ def markdown(report: dict[str, Any]) -> str:
     for model in report["models"]:
         m = model["median"]
         lines.append(f"| `{model['path']}` | {m['placement_label']} | {m['content']:.3g} | {m['style']:.3g} | {m['total']:.3g} | "
-                     f"{model['photo_lost']}/{len(model['photos'])} | {m['checkerboard']:.2f} | {m['border']:.1f} | {m['colour_shift']:.1f} |")
+                     f"{model['photo_lost']}/{len(model['photos'])} | {m['checkerboard']:.2f} | {m['border']:.1f} | "
+                     f"{m['colour_shift']:.1f} |")
     if "reference" in report:  # Gatys@200 itself: the artifact figures of an optimized image, for scale
         m = report["reference"]["median"]
         lines.append(f"| Gatys@{last} (the reference) | {last} | {m['content']:.3g} | {m['style']:.3g} | {m['total']:.3g} | "
@@ -84,8 +86,10 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Gatys curve (judge terms)", "", "| photo | " + " | ".join(f"@{n}" for n in iterations) + " |"]
     lines.append("| --- |" + " --- |" * len(iterations))
     for photo, curve in report["curves"].items():
-        lines.append(f"| {photo} | " + " | ".join(f"{t['total']:.3g} (c {t['content']:.2g}, s {t['style']:.2g})" for t in curve["terms"]) + " |")
-    lines += ["", "## Every photo", "", "| model | photo | placement | content | style | photo lost | checkerboard | border | colour shift |",
+        cells = " | ".join(f"{t['total']:.3g} (c {t['content']:.2g}, s {t['style']:.2g})" for t in curve["terms"])
+        lines.append(f"| {photo} | {cells} |")
+    lines += ["", "## Every photo", "",
+              "| model | photo | placement | content | style | photo lost | checkerboard | border | colour shift |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for model in report["models"]:
         for row in model["photos"]:

@@ -368,7 +368,7 @@ async def read_form(request: Request, max_bytes: int, hold: Callable[[], None]) 
                 raise too_large(max_bytes)
             form.parser.write(chunk)
         form.parser.finalize()
-    except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
+    except TimeoutError:  # TimeoutError itself from Python 3.11
         raise RequestError(f"the upload stalled: nothing arrived for {STALL_SECONDS:g} s; send it again", 408) from None
     except ClientDisconnect:
         raise RequestError("the upload was cut off: the connection closed before its end; send it again") from None
@@ -378,7 +378,7 @@ async def read_form(request: Request, max_bytes: int, hold: Callable[[], None]) 
     return form
 
 
-def create_app(settings: Settings) -> FastAPI:  # noqa: C901
+def create_app(settings: Settings) -> FastAPI:
     """The FastAPI app: the page, the model list and the stylize endpoint (app.state.uploads: its Admission)."""
     catalog = Catalog(settings)
     app = FastAPI(title="stylenet", docs_url=None, redoc_url=None, openapi_url=None)
@@ -402,12 +402,12 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: C901
         return {"models": listed, "default": default, "sizes": list(SIZES), "max_upload_mb": settings.max_upload_mb}
 
     @app.get("/api/model")
-    async def model(id: str) -> dict[str, Any]:  # noqa: A002 - the query parameter's name
+    async def model(id: str) -> dict[str, Any]:
         async with gate:
             return await run_in_threadpool(catalog.describe, id)
 
     @app.get("/api/painting")
-    async def model_painting(id: str) -> Response:  # noqa: A002
+    async def model_painting(id: str) -> Response:
         async with gate:
             found = painting(await run_in_threadpool(catalog.model, id))
         if found is None:

@@ -34,7 +34,7 @@ def pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
 
 
-def flow_between(estimator, source: np.ndarray, target: np.ndarray) -> np.ndarray:  # noqa: ANN001
+def flow_between(estimator, source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """(H, W, 2) flow: for each pixel of `source`, where it is in `target` (grayscale uint8 inputs)."""
     return estimator.calc(source, target, None)
 
@@ -59,7 +59,7 @@ def reliable(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     return inside & (round_trip <= 0.01 * scale + 0.5)
 
 
-def dis(preset: str = "fast"):  # noqa: ANN201 - cv2.DISOpticalFlow
+def dis(preset: str = "fast"):
     cv2 = import_cv2()
     presets = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}

@@ -109,14 +109,14 @@ def check_options(options: VideoOptions) -> None:
         raise StylenetError(f"--codec {options.codec}: this FFmpeg has no such encoder (try libx264, libvpx-vp9 or mpeg4)")
 
 
-def upright(frame) -> np.ndarray:  # noqa: ANN001 - av.VideoFrame
+def upright(frame) -> np.ndarray:
     """The frame as an (H, W, 3) uint8 array, turned as its display matrix says (counter-clockwise degrees)."""
     array = frame.to_ndarray(format="rgb24")
     turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
     return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
 
 
-def open_input(source: Path):  # noqa: ANN201 - av.InputContainer
+def open_input(source: Path):
     av = import_av()
     try:
         container = av.open(str(source), metadata_errors=METADATA_ERRORS)
@@ -152,7 +152,7 @@ class Transcode:
     first kept frame is time 0 for both). Decoding errors stop it with a warning (damaged input); encoding and
     writing errors are one-line StylenetErrors that say which step failed."""
 
-    def __init__(self, av: ModuleType, model: StyleModel, container, source: Path, target: Path,  # noqa: ANN001
+    def __init__(self, av: ModuleType, model: StyleModel, container, source: Path, target: Path,
                  options: VideoOptions) -> None:
         self.av, self.model, self.container, self.options = av, model, container, options
         self.source, self.target = source, target
@@ -228,7 +228,7 @@ class Transcode:
             return f"{brief(error, 120)}: decoding stopped after {self.frames_done + len(self.pending)} frames"
         return None
 
-    def take_frame(self, frame) -> bool:  # noqa: ANN001 - av.VideoFrame
+    def take_frame(self, frame) -> bool:
         """Queue a decoded frame that falls in the cut; False once past the cut's end."""
         count = self.frames_done + len(self.pending)
         rate = float(self.video.guessed_rate or 25)
@@ -246,7 +246,7 @@ class Transcode:
             self.flush()
         return True
 
-    def take_audio(self, packet) -> None:  # noqa: ANN001 - av.Packet
+    def take_audio(self, packet) -> None:
         if self.out_video is None:  # the muxer starts once every stream exists; the clock once the first frame does
             self.backlog.append(packet)
         else:
@@ -280,7 +280,7 @@ class Transcode:
         for packet in packets:
             self.writing(lambda packet=packet: self.output.mux(packet))
 
-    def writing(self, step):  # noqa: ANN001, ANN201
+    def writing(self, step):
         """Run one step of writing the output; the muxer's or the disk's error is one line saying so."""
         try:
             return step()
@@ -289,7 +289,7 @@ class Transcode:
                                 "check the disk has room, or try another container (.mkv holds every codec)") from None
 
 
-def encode(stream, frame, opening: bool = False) -> list:  # noqa: ANN001 - av stream; av frame or None
+def encode(stream, frame, opening: bool = False) -> list:
     """The packets for one frame (None: flush the encoder; opening: only open it); its error is one line naming it."""
     try:
         if opening:
@@ -304,17 +304,17 @@ def encode(stream, frame, opening: bool = False) -> list:  # noqa: ANN001 - av s
                             f"the encoder refuses these settings (size, rate or --crf); try {fix}") from None
 
 
-def open_encoder(stream) -> None:  # noqa: ANN001
+def open_encoder(stream) -> None:
     encode(stream, None, opening=True)
 
 
-def close_quietly(output) -> None:  # noqa: ANN001
+def close_quietly(output) -> None:
     """Close an output container that failed part-way (its file is removed by the caller)."""
     if output is None:
         return
     try:
         output.close()
-    except Exception:  # noqa: BLE001 - a half-written container may fail to write its trailer; it is discarded
+    except Exception:
         pass
 
 
@@ -322,7 +322,7 @@ def container_format(target: Path) -> str:
     return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}.get(target.suffix.lower(), "mp4")
 
 
-def estimate_frames(container, video, start: float, end: float) -> int | None:  # noqa: ANN001
+def estimate_frames(container, video, start: float, end: float) -> int | None:
     duration = float(video.duration * video.time_base) if video.duration else (container.duration or 0) / 1e6
     rate = float(video.average_rate or video.guessed_rate or 0)
     if not duration or not rate:
@@ -330,7 +330,7 @@ def estimate_frames(container, video, start: float, end: float) -> int | None:  
     return max(0, round((min(duration, end) - start) * rate))
 
 
-def add_video_stream(output, options: VideoOptions, width: int, height: int, rate: Fraction, time_base: Fraction):  # noqa: ANN001, ANN201
+def add_video_stream(output, options: VideoOptions, width: int, height: int, rate: Fraction, time_base: Fraction):
     """The encoder stream: options.codec (default H.264, VP9 for WebM) at options.crf, 4:2:0 where the size allows."""
     codec = options.codec or (WEBM_CODEC if output.format.name == "webm" else CODEC)
     try:
@@ -355,7 +355,7 @@ class AudioTrack:
     """The input's sound in the output, on the picture's clock: its packets copied where the output's muxer takes
     them as they are, else decoded, resampled to a rate the encoder takes and re-encoded (AAC; Opus for WebM)."""
 
-    def __init__(self, av: ModuleType, output, audio, source: Path, target: Path,  # noqa: ANN001 - av containers
+    def __init__(self, av: ModuleType, output, audio, source: Path, target: Path,
                  begin: float, end: float) -> None:
         context = audio.codec_context
         name = context.codec.canonical_name  # "mp3", where the decoder's name is "mp3float"
@@ -379,13 +379,13 @@ class AudioTrack:
         self.note = f"{change} to {codec} ({refused})"
         log.info("%s: audio %s %s", target, name, self.note)
 
-    def packets(self, packet, origin: Fraction, end: float) -> list:  # noqa: ANN001 - av.Packet
+    def packets(self, packet, origin: Fraction, end: float) -> list:
         """The output packets for one input packet; [] outside the cut."""
         if packet.pts is None or packet.size == 0 or packet.pts * packet.time_base >= end:
             return []
         return self.encoded(packet, origin) if self.resampler is not None else self.copied(packet, origin)
 
-    def copied(self, packet, origin: Fraction) -> list:  # noqa: ANN001
+    def copied(self, packet, origin: Fraction) -> list:
         """The packet moved onto the output's clock. From a stream's own start (origin 0) every packet is kept, the
         encoder's priming packet with its negative time too; after a cut, those that start before it go."""
         if origin > 0 and packet.pts * packet.time_base < origin:
@@ -397,7 +397,7 @@ class AudioTrack:
         packet.stream = self.stream
         return [packet]
 
-    def encoded(self, packet, origin: Fraction) -> list:  # noqa: ANN001
+    def encoded(self, packet, origin: Fraction) -> list:
         try:
             frames = packet.decode()
         except av_errors() as error:  # a damaged sound packet: a moment of silence, not the end of the video
@@ -412,7 +412,7 @@ class AudioTrack:
                 out.extend(self.encode(piece))
         return out
 
-    def encode(self, piece) -> list:  # noqa: ANN001 - av.AudioFrame at the encoder's rate
+    def encode(self, piece) -> list:
         """Encode samples at the next sample's time; those before the output's time 0 are dropped."""
         if self.next_sample + piece.samples <= 0:
             self.next_sample += piece.samples
@@ -443,7 +443,7 @@ def encoder_rate(av: ModuleType, codec: str, rate: int) -> int:
     return min((r for r in rates if r > rate), default=max(rates))
 
 
-def drop_samples(frame, count: int):  # noqa: ANN001, ANN201 - av.AudioFrame
+def drop_samples(frame, count: int):
     """The frame without its first `count` samples."""
     array = frame.to_ndarray()  # (channels, samples) planar; (1, samples * channels) packed
     step = 1 if frame.format.is_planar else frame.layout.nb_channels
@@ -465,7 +465,7 @@ class _Discard(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # noqa: ANN001
+    def write(self, data) -> int:
         self.position += len(data)
         self.size = max(self.size, self.position)
         return len(data)

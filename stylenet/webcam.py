@@ -63,7 +63,7 @@ def import_cv2() -> ModuleType:
     return cv2
 
 
-def check_outputs(options: WebcamOptions, cv2) -> None:  # noqa: ANN001
+def check_outputs(options: WebcamOptions, cv2) -> None:
     """Fail before the camera opens when the run would show nothing or cannot show what it was asked to."""
     if not (options.window or options.virtual or options.record):
         raise StylenetError("--no-window leaves nothing to show: add --virtual or --record FILE, or drop --no-window")
@@ -82,7 +82,7 @@ def check_outputs(options: WebcamOptions, cv2) -> None:  # noqa: ANN001
             raise StylenetError("no display for a window ($DISPLAY is unset): use --no-window with --virtual or --record out.mp4")
 
 
-def open_camera(spec: str, cv2):  # noqa: ANN001, ANN201 - cv2.VideoCapture
+def open_camera(spec: str, cv2):
     """A camera index ("0"), or a video file or URL read as if it were a camera."""
     if spec.isdigit():
         capture = cv2.VideoCapture(int(spec))
@@ -129,7 +129,7 @@ def import_pyvirtualcam() -> ModuleType:
                    "Windows/macOS, v4l2loopback on Linux)")
 
 
-def virtual_camera(width: int, height: int, fps: float):  # noqa: ANN201 - pyvirtualcam.Camera
+def virtual_camera(width: int, height: int, fps: float):
     pyvirtualcam = import_pyvirtualcam()
     try:
         return pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB)
@@ -155,7 +155,7 @@ def run_webcam(model: StyleModel, options: WebcamOptions, progress: bool = True)
             cv2.destroyAllWindows()
 
 
-def stream_frames(model: StyleModel, options: WebcamOptions, capture, cv2, live: bool, rate: float,  # noqa: ANN001, PLR0913
+def stream_frames(model: StyleModel, options: WebcamOptions, capture, cv2, live: bool, rate: float,
                   tmp: Path | None, progress: bool) -> WebcamResult:
     settings = VideoOptions(size=options.size, strength=options.strength, preserve_color=options.preserve_color, tile=0)
     blend = None
@@ -185,7 +185,8 @@ def stream_frames(model: StyleModel, options: WebcamOptions, capture, cv2, live:
                 camera = camera or virtual_camera(width, height, rate)
                 camera.send(out)
             frames += 1
-            bar = bar if bar is not None else tqdm(total=options.max_frames, desc="webcam", unit="frame", disable=not progress, dynamic_ncols=True)
+            bar = bar if bar is not None else tqdm(total=options.max_frames, desc="webcam", unit="frame", disable=not progress,
+                                                   dynamic_ncols=True)
             bar.update(1)
             if options.window and show(cv2, out, frames / max(time.perf_counter() - started, 1e-9)):
                 break
@@ -203,7 +204,7 @@ def stream_frames(model: StyleModel, options: WebcamOptions, capture, cv2, live:
     return WebcamResult(frames, time.perf_counter() - started, size)
 
 
-def show(cv2, rgb: np.ndarray, fps: float) -> bool:  # noqa: ANN001
+def show(cv2, rgb: np.ndarray, fps: float) -> bool:
     """Draw the frame with its rate in the window; True when q or Esc was pressed or the window was closed."""
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     cv2.putText(bgr, f"{fps:.1f} fps", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)

@@ -123,7 +123,7 @@ def test_the_cli_paints_blends_and_bakes_a_painting_into_a_small_model(model_fil
     assert len(missing.stderr.strip().splitlines()) == 1
 
 
-def test_a_per_painting_model_refuses_to_bake_and_an_adain_bound_form_cannot_be_baked(tiny_model: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_a_per_painting_model_refuses_to_bake_a_painting_in(tiny_model: Path, data_dir: Path, tmp_path: Path) -> None:
     done = subprocess.run([STYLENET, "export", str(tiny_model), "--format", "safetensors", "--style-image",
                            str(data_dir / "styles" / "udnie.jpg"), "-o", str(tmp_path / "x.safetensors")],
                           capture_output=True, text=True, env=run_env())

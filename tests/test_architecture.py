@@ -152,7 +152,8 @@ def test_an_installed_wheel_works_away_from_the_checkout(tmp_path: Path, tiny_mo
     assert done.returncode == 0 and (elsewhere / "out.png").is_file(), done.stderr
     done = stylenet("optimize", str(photo), str(data_dir / "styles" / "udnie.jpg"), "-o", "painted.png", "--size", "48", "--steps", "2")
     assert done.returncode == 0 and (elsewhere / "painted.png").is_file(), done.stderr
-    done = stylenet("bench", "infer", "--model", "transformer_small", "--sizes", "64", "--backends", "eager", "--warmup", "0", "--repeats", "1")
+    done = stylenet("bench", "infer", "--model", "transformer_small", "--sizes", "64", "--backends", "eager", "--warmup", "0",
+                    "--repeats", "1")
     assert done.returncode == 0 and '"model": "transformer_small"' in done.stdout, done.stderr
     done = stylenet("train", "style=starry_night")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "run it from the root of a stylenet checkout" in done.stderr

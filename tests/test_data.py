@@ -113,7 +113,7 @@ def test_missing_or_empty_folder_fails_before_training(tmp_path: Path) -> None:
 
 def test_loader_position_survives_a_restart_and_a_changed_worker_count(photo_folder: Path,
                                                                        caplog: pytest.LogCaptureFixture) -> None:
-    def loader(workers: int):  # noqa: ANN202
+    def loader(workers: int):
         datamodule = ContentDataModule(str(photo_folder), image_size=32, batch_size=1, num_workers=workers)
         datamodule.setup("fit")
         return datamodule.train_dataloader()

@@ -268,7 +268,7 @@ def test_tampered_metadata_fails_with_one_clear_line(tiny_model: Path, tmp_path:
     from safetensors.torch import save_file
 
     with safe_open(str(tiny_model), framework="pt") as file:
-        state = {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118 - safe_open has no items()
+        state = {name: file.get_tensor(name) for name in file.keys()}
         metadata = json.loads(file.metadata()["stylenet"])
     cases = {
         "huge": ({**metadata, "arguments": {"channels": 10**6, "num_residual_blocks": 1}}, state, "channels must be"),

@@ -34,7 +34,7 @@ SMALL = [
 ]
 
 
-def small_config(tmp_path: Path, photos: Path, *overrides: str):  # noqa: ANN201 - a DictConfig
+def small_config(tmp_path: Path, photos: Path, *overrides: str):
     return compose_config(*SMALL, f"data.root={photos}", *overrides, run_dir=tmp_path / "run")
 
 

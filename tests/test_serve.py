@@ -86,7 +86,8 @@ def test_the_page_lists_the_shipped_models_and_the_folders(client: TestClient) -
     assert "<title>stylenet</title>" in client.get("/").text
     listing = client.get("/api/models").json()
     ids = [model["id"] for model in listing["models"] if not model["shipped"]]
-    assert ids == ["0:adain.safetensors", "0:arbitrary.safetensors", "0:multi.safetensors", "0:run1/model.safetensors", "0:run2/checkpoints/last.ckpt"]
+    assert ids == ["0:adain.safetensors", "0:arbitrary.safetensors", "0:multi.safetensors", "0:run1/model.safetensors",
+                   "0:run2/checkpoints/last.ckpt"]
     assert "starry_night" in [model["id"] for model in listing["models"]]
     assert listing["default"] == "starry_night"
     described = client.get("/api/model", params={"id": "0:multi.safetensors"}).json()
@@ -210,7 +211,7 @@ def find_browser() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def browser():  # noqa: ANN201 - playwright Browser
+def browser():
     executable = find_browser()
     if executable is None:
         pytest.skip("no Chromium on this machine: `make install-browser` (apt-get install chromium) to run the page's tests")
@@ -221,7 +222,7 @@ def browser():  # noqa: ANN201 - playwright Browser
         browser.close()
 
 
-def result_pixels(page, card) -> np.ndarray:  # noqa: ANN001
+def result_pixels(page, card) -> np.ndarray:
     """The result image the page shows, read back through the browser (its blob URL)."""
     encoded = page.evaluate("""async (img) => {
         const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
@@ -232,7 +233,7 @@ def result_pixels(page, card) -> np.ndarray:  # noqa: ANN001
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_the_page_stylizes_a_photo_shows_errors_and_keeps_serving(browser, server: str, photo: Path,  # noqa: ANN001
+def test_the_page_stylizes_a_photo_shows_errors_and_keeps_serving(browser, server: str, photo: Path,
                                                                   tmp_path: Path) -> None:
     page = browser.new_page(viewport={"width": 1200, "height": 720})
     page.goto(server)

@@ -108,7 +108,7 @@ def at_once(jobs: list, workers: int | None = None) -> list:
     """Run the jobs (callables) from as many threads, released together."""
     barrier = threading.Barrier(len(jobs))
 
-    def run(job):  # noqa: ANN001, ANN202
+    def run(job):
         barrier.wait()
         return job()
 
@@ -147,7 +147,7 @@ def test_a_large_upload_is_never_written_to_disk(tiny_folder: Path, monkeypatch:
         monkeypatch.setattr(tempfile, name, lambda *a, _o=original, _n=name, **k: written.append(_n) or _o(*a, **k))
     os_open, unnamed = os.open, getattr(os, "O_TMPFILE", 0)  # Linux's TemporaryFile: a file with no name in /tmp
 
-    def watched_open(path, flags, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def watched_open(path, flags, *args, **kwargs):
         if flags & os.O_CREAT or (unnamed and flags & unnamed == unnamed):
             written.append(str(path))
         return os_open(path, flags, *args, **kwargs)

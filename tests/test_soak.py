@@ -159,7 +159,7 @@ def image_cases(rng: random.Random, clip: bytes) -> list[Case]:
         buffer = io.BytesIO()
         Image.open(io.BytesIO(image_bytes(rng, "JPEG"))).save(buffer, "JPEG", exif=BROKEN_EXIF)
         add("bad-exif", "exif", "jpg", buffer.getvalue(), OK)
-    for index in range(24):  # a valid image under another format's extension: Pillow reads the content
+    for _ in range(24):  # a valid image under another format's extension: Pillow reads the content
         (real, _), (_, named) = rng.sample(formats, 2)
         add("misnamed", f"{real.lower()}-as", named, image_bytes(rng, real), OK)
     for index in range(18):

@@ -126,7 +126,7 @@ def test_export_that_fails_verification_writes_nothing(tiny_model: Path, tmp_pat
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     from stylenet import export
 
-    def broken_writer(transformer, metadata, path) -> None:  # noqa: ANN001 - a writer that loses a layer's weights
+    def broken_writer(transformer, metadata, path) -> None:
         state = {name: tensor.clone() for name, tensor in transformer.state_dict().items()}
         transformer.encoder[0][1].weight.data.zero_()
         export.write_safetensors(transformer, metadata, path)

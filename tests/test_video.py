@@ -172,7 +172,7 @@ def test_ctrl_c_leaves_no_file_under_the_output_name(tmp_path: Path, model, monk
     calls = {"n": 0}
     original = model.stylize_tensor
 
-    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def interrupted(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt

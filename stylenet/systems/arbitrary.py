@@ -54,7 +54,8 @@ class ArbitrarySystem(StyleSystem):
     def check_config(cls, cfg: DictConfig) -> None:
         StyleTransferSystem.check_perceptual(cfg)
         require(cfg.loss_network.arch == "vgg19" and cfg.loss_network.weights != "random",
-                f"model=arbitrary: its style predictor reads VGG-19 up to relu4_1; use loss_network=vgg19_caffe or vgg19, not {cfg.loss_network.name}")
+                f"model=arbitrary: its style predictor reads VGG-19 up to relu4_1; use loss_network=vgg19_caffe or vgg19, "
+                f"not {cfg.loss_network.name}")
         dims = cfg.model.style_dims
         require(isinstance(dims, int) and 1 <= dims <= 4096, f"model.style_dims={dims}: must be an integer from 1 to 4096")
 

@@ -122,7 +122,8 @@ class StyleTransferSystem(StyleSystem):
             num_residual_blocks=cfg.model.num_residual_blocks, style_size=cfg.style.size, loss_network=loss_network,
             content_weight=float(cfg.loss.content_weight), style_weight=float(cfg.loss.style_weight),
             tv_weight=float(cfg.loss.tv_weight), relative=cfg.loss.get("relative", False),
-            temporal_weight=float(cfg.loss.get("temporal_weight", 0.0)), lr=float(cfg.optimizer.lr), on_nonfinite_loss=cfg.on_nonfinite_loss,
+            temporal_weight=float(cfg.loss.get("temporal_weight", 0.0)), lr=float(cfg.optimizer.lr),
+            on_nonfinite_loss=cfg.on_nonfinite_loss,
             description=description, style_crops=[crops.get(name) for name in chosen],
         )
 

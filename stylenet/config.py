@@ -125,8 +125,8 @@ def validate(cfg: DictConfig) -> None:
     require(cfg.trainer.max_steps >= 1, f"trainer.max_steps={cfg.trainer.max_steps}: must be >= 1")
     accelerator = str(cfg.trainer.accelerator)
     require(accelerator not in ("gpu", "cuda") or torch.cuda.is_available(),
-            f"trainer.accelerator={accelerator} (trainer=gpu or experiment=gpu): torch sees no CUDA GPU here; "
-            "train on the CPU with the default trainer (experiment=cpu is the CPU recipe)")
+            f"trainer.accelerator={accelerator} (trainer=gpu, experiment=gpu or gpu_any): torch sees no CUDA GPU here; "
+            "train on the CPU with the default trainer (experiment=cpu and cpu_any are the CPU recipes)")
     require(cfg.checkpoint.every_n_steps >= 1, f"checkpoint.every_n_steps={cfg.checkpoint.every_n_steps}: must be >= 1")
     require(cfg.checkpoint.every_n_minutes > 0, f"checkpoint.every_n_minutes={cfg.checkpoint.every_n_minutes}: must be > 0")
     check_eval(cfg)

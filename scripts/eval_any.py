@@ -22,11 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stylenet import zoo  # noqa: E402
-from stylenet.config import data_root  # noqa: E402
 from stylenet.errors import StylenetError  # noqa: E402
-from stylenet.judge import evaluate_paintings, painting_summary, paintings_table, write_paintings_summary  # noqa: E402
-
-EVAL_PHOTOS = ("baboon.jpg", "butterfly.jpg", "fruits.jpg", "messi5.jpg")  # as conf/train.yaml's eval.photos
+from stylenet.judge import (  # noqa: E402
+    eval_photos, evaluate_paintings, held_out_paintings, painting_summary, paintings_table, write_paintings_summary,
+)
 
 
 def main() -> None:
@@ -38,9 +37,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
-    data = Path(data_root())
-    paintings = args.paintings or sorted((data / "styles").glob("*.jpg"))
-    photos = args.photos or [data / "content_test" / name for name in EVAL_PHOTOS]
+    paintings = args.paintings or held_out_paintings()
+    photos = args.photos or eval_photos()
     try:
         result = evaluate_paintings(args.models, paintings, photos, args.size, args.output)
         ready = {}  # each painting judged with its own ready-made model, one row

@@ -45,7 +45,7 @@ def style_rows(model: StyleModel, args: argparse.Namespace) -> list[tuple[list[P
     style_input = model.model_kind.style_input
     if style_input == "style_image":
         if not args.style_image:
-            raise StylenetError("an AdaIN model needs --style-image PAINTING (one row each)")
+            raise StylenetError("an any-style model needs --style-image PAINTING (one row each)")
         return [([path], path) for path in args.style_image]
     if style_input == "style_weights":
         images = dict(zip(model.styles, (model.metadata.get("style") or {}).get("images") or []))
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--names", nargs="*", default=["baboon", "building", "butterfly", "chicky_512", "fruits", "messi5"])
     parser.add_argument("--size", type=int, default=256, help="side of each square tile (px)")
     parser.add_argument("--style", action="append", help="multi-style models: a row per NAME or blend (default: each style)")
-    parser.add_argument("--style-image", action="append", type=Path, help="AdaIN models: a row per painting")
+    parser.add_argument("--style-image", action="append", type=Path, help="any-style models: a row per painting")
     parser.add_argument("--transpose", action="store_true", help="a column per model, its painting on top; a row per photo")
     parser.add_argument("--ready-made", action="store_true",
                         help="any-style models: each painting's row followed by the row of its ready-made model")

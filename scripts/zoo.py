@@ -28,13 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stylenet import zoo  # noqa: E402
-from stylenet.config import data_root  # noqa: E402
 from stylenet.errors import StylenetError  # noqa: E402
 from stylenet.files import atomic_write  # noqa: E402
+from stylenet.judge import EVAL_PHOTOS, eval_photos, evaluate, evaluate_paintings, held_out_paintings  # noqa: E402
 from stylenet.kinds import get_kind, kind_of  # noqa: E402
 from stylenet.modelfile import METADATA_KEY, load_safetensors  # noqa: E402
 
-EVAL_PHOTOS = ("baboon.jpg", "butterfly.jpg", "fruits.jpg", "messi5.jpg")  # as conf/train.yaml's eval.photos
 EVAL_SIZE = 256
 FP16_TOLERANCE = 2 / 255  # largest output difference (fp16 weights vs fp32) allowed, in [0, 1] pixel units
 MODELS_MD = ROOT / "MODELS.md"
@@ -55,10 +54,7 @@ def evaluate_run(run: Path) -> dict[str, Any]:
     """RUN/eval/final/report.json, made by `stylenet eval` on the four content_test photos when missing."""
     report = run / "eval" / "final" / "report.json"
     if not report.is_file():
-        from stylenet.judge import evaluate
-
-        photos = [Path(data_root()) / "content_test" / name for name in EVAL_PHOTOS]
-        evaluate([run / "model.safetensors"], photos, size=EVAL_SIZE, output=report.parent)
+        evaluate([run / "model.safetensors"], eval_photos(), size=EVAL_SIZE, output=report.parent)
     return json.loads(report.read_text())
 
 
@@ -67,11 +63,8 @@ def evaluate_any_style(run: Path) -> dict[str, Any]:
     made when missing): what a shipped any-style model keeps of them."""
     summary = run / "eval" / "paintings" / "summary.json"
     if not summary.is_file():
-        from stylenet.judge import evaluate_paintings
-
-        data = Path(data_root())
-        evaluate_paintings([run / "model.safetensors"], sorted((data / "styles").glob("*.jpg")),
-                           [data / "content_test" / name for name in EVAL_PHOTOS], EVAL_SIZE, summary.parent, names=["model"])
+        evaluate_paintings([run / "model.safetensors"], held_out_paintings(), eval_photos(), EVAL_SIZE, summary.parent,
+                           names=["model"])
     result = json.loads(summary.read_text())
     model = next(iter(result["models"].values()))
     per = model["paintings"]
@@ -111,8 +104,8 @@ def recipe(run: Path) -> str:
 def pack(run: Path, name: str | None = None) -> Path:
     """RUN/model.safetensors -> stylenet/pretrained/NAME.safetensors (fp16, with recipe and eval), and MODELS.md."""
     network, metadata = load_safetensors(run / "model.safetensors")
-    name = name or metadata["style"]["name"]
     any_style = get_kind(metadata["architecture"]).style_input == "style_image"
+    name = name or ("any" if any_style else metadata["style"]["name"])
     judged = evaluate_any_style(run) if any_style else eval_summary(evaluate_run(run))
     half = {key: tensor.detach().half().contiguous() for key, tensor in network.state_dict().items()}
     check_fp16(network, half)

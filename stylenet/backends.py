@@ -78,7 +78,7 @@ def use_backend(model: StyleModel, backend: str, cache: Path | None = None) -> s
         return "eager"
     if backend == "compile":
         if model.bound is None:
-            raise StylenetError("--backend compile: choose the AdaIN model's painting first (use_style_images)")
+            raise StylenetError("--backend compile: choose the any-style model's painting first (use_style_images)")
         model.whole, model.whole_backend = compiled_network(model.bound), "compile"
         return "compile"
     reason = onnx_unavailable(model)

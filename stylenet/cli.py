@@ -281,6 +281,7 @@ def baked_network(model, painting: Path, style_size: int | None):
     """An any-style model with one painting bound, as the plain network that binding gives, and its metadata."""
     import hashlib
 
+    from stylenet.config import data_relative
     from stylenet.images import load_image
     from stylenet.kinds import kind_of
     from stylenet.modelfile import model_metadata
@@ -294,7 +295,8 @@ def baked_network(model, painting: Path, style_size: int | None):
         raise StylenetError(f"a {model.model_kind.name} model cannot bake a painting in (its bound form is not a "
                             "network of its own); export it without --style-image and give the painting at run time") from None
     size = style_size or model.model_kind.style_size
-    style = {"name": painting.stem, "image": painting.name, "sha256": hashlib.sha256(painting.read_bytes()).hexdigest(), "size": size}
+    style = {"name": painting.stem, "image": data_relative(painting), "sha256": hashlib.sha256(painting.read_bytes()).hexdigest(),
+             "size": size}
     kept = {key: model.metadata[key] for key in ("training", "recipe", "loss_network", "loss") if key in model.metadata}
     baked = {"architecture": model.model_kind.name, "arguments": model.metadata.get("arguments")}
     return model.bound, model_metadata(model.bound, style=style, baked_from=baked, **kept)
@@ -380,7 +382,7 @@ def eval_command(argv: list[str]) -> None:
     parser.add_argument("--photos", type=Path, nargs="+", required=True, metavar="PATH",
                         help="folders and/or image files: photos the models never trained on")
     parser.add_argument("--style", help="multi-style models: the style to judge (default: the first)")
-    parser.add_argument("--style-image", type=Path, help="the painting (AdaIN models need one; default: the model's)")
+    parser.add_argument("--style-image", type=Path, help="the painting (any-style models need one; default: the model's)")
     parser.add_argument("--size", type=int, default=256, help="long side of photos and painting (px)")
     parser.add_argument("-o", "--output", type=Path, default=Path("eval"), help="folder for report.md, report.json, grid.jpg")
     parser.add_argument("--cache-dir", type=Path,

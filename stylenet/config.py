@@ -40,6 +40,13 @@ def data_relative(path: str | Path) -> str:
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
 
 
+def describe_style_dataset(cfg: DictConfig) -> dict[str, object]:
+    """What an any-style model file says of its paintings: style_dataset's name, its folder relative to the data
+    root (data_relative), and the paintings held out of it."""
+    return {"name": "any (--style-image)", "dataset": str(cfg.style_dataset.name),
+            "root": data_relative(cfg.style_dataset.root), "held_out": list(cfg.style_dataset.get("exclude") or [])}
+
+
 def painting_path(recorded: str) -> Path | None:
     """The painting a model file names, on this machine: as written (older files: a full path), relative to the
     data root (data_relative), or by its file name in the data root's styles/; None when it is not here."""

@@ -44,6 +44,17 @@ JUDGE_VERSION = "v1"
 # stylenet optimize's objective (always relative terms) with these settings
 JUDGE = {"loss_network": "vgg19_caffe", "content_weight": 1.0, "style_weight": 10.0, "tv_weight": 1.0}
 CURVE_ITERATIONS = (10, 25, 50, 100, 200)  # L-BFGS loss evaluations after which the reference is recorded
+EVAL_PHOTOS = ("baboon.jpg", "butterfly.jpg", "fruits.jpg", "messi5.jpg")  # content_test photos: conf/train.yaml's eval.photos
+
+
+def eval_photos() -> list[Path]:
+    """The four content_test photos every shipped model and eval during training is judged on."""
+    return [Path(data_root()) / "content_test" / name for name in EVAL_PHOTOS]
+
+
+def held_out_paintings() -> list[Path]:
+    """The seven paintings of styles/: never in style_dataset's paintings, so any-style models are judged on them."""
+    return sorted((Path(data_root()) / "styles").glob("*.jpg"))
 
 
 def judge_settings(size: int, steps: int = CURVE_ITERATIONS[-1]) -> OptimizeSettings:
@@ -202,7 +213,7 @@ def painting_for(model: Any, style: str | None, style_image: Path | None) -> Pat
 
 
 def bind_style(model: Any, style: str | None, painting: Path) -> None:
-    """Select the style a model is evaluated in: a multi-style model's --style, an AdaIN model's painting."""
+    """Select the style a model is evaluated in: a multi-style model's --style, an any-style model's painting."""
     if model.model_kind.style_input == "style_weights" and style is not None:
         model.use_style(style)
     elif style is not None:
@@ -249,8 +260,8 @@ def evaluate(
     cache: str | Path | None = None, device: str = "auto", precision: str = "auto",
 ) -> dict[str, Any]:
     """Judge each model on photos (folders and/or image files); returns the report (and writes report.md/.json
-    and grid.jpg into `output` when given). style: a multi-style model's style; style_image: the painting (AdaIN
-    needs one). precision: the models' (auto: bf16 where native, as `stylenet stylize` runs them); the judge
+    and grid.jpg into `output` when given). style: a multi-style model's style; style_image: the painting (any-style models
+    need one). precision: the models' (auto: bf16 where native, as `stylenet stylize` runs them); the judge
     itself always scores in fp32, so judge figures stay comparable between machines."""
     started = time.perf_counter()
     if size < 32:
@@ -335,6 +346,8 @@ def evaluate_paintings(
     output/<painting>/), then per model the placement on each painting, the median over the paintings (of the
     per-painting medians), photos lost and the artifact medians beside Gatys's own. names: the models' labels."""
     labels = names or [str(model) for model in models]
+    if len(labels) != len(models) or len({Path(p).stem for p in paintings}) != len(paintings):
+        raise StylenetError("give one name per model, and paintings whose file names (without extension) differ")
     rows: dict[str, dict[str, Any]] = {label: {} for label in labels}
     for painting in map(Path, paintings):
         folder = Path(output) / painting.stem if output is not None else None

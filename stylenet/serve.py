@@ -53,7 +53,7 @@ parser_log.setLevel(logging.ERROR)
 PAGE = Path(__file__).parent / "web" / "index.html"
 HOST, PORT = "127.0.0.1", 7860
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-MAX_UPLOAD_MB = 25  # one request's body: a photo (and an AdaIN painting)
+MAX_UPLOAD_MB = 25  # one request's body: a photo (and an any-style model's painting)
 MAX_PIXELS = 40_000_000  # decoded pixels of an upload: a 40-megapixel camera photo
 MAX_RESULT_PIXELS = 16_000_000  # the stylized image (the size control scales it down to fit)
 QUEUE = 8  # requests that may wait while one runs
@@ -368,7 +368,7 @@ async def read_form(request: Request, max_bytes: int, hold: Callable[[], None]) 
                 raise too_large(max_bytes)
             form.parser.write(chunk)
         form.parser.finalize()
-    except TimeoutError:  # TimeoutError itself from Python 3.11
+    except asyncio.TimeoutError:  # builtin TimeoutError from Python 3.11; a class of its own on 3.10
         raise RequestError(f"the upload stalled: nothing arrived for {STALL_SECONDS:g} s; send it again", 408) from None
     except ClientDisconnect:
         raise RequestError("the upload was cut off: the connection closed before its end; send it again") from None

@@ -372,13 +372,15 @@ class Runner:
                 raise
             if tileable is None or (tile and tile <= 256):
                 raise StylenetError(f"out of memory on {self.device} for a {width}x{height} image") from None
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            # remember what did not fit, so the tiles' shared statistics come from a smaller copy too
-            self.pixel_limit = min(self.pixel_limit or height * width, height * width) // 2
-            smaller = max(256, (tile or max(height, width)) // 2)
-            log.warning("out of memory on %s at %dx%d; retrying in %d px tiles", self.device, width, height, smaller)
-            return self(network, images, smaller, tileable).to(source_device)
+        # retried outside the except block: its traceback would keep the failed pass's tensors alive
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        # remember what did not fit (per image), so the tiles' shared statistics come from a smaller copy too; it
+        # stays for this Runner's later images: a machine that ran out at this size will again
+        self.pixel_limit = min(self.pixel_limit or height * width, height * width) // 2
+        smaller = max(256, (tile or max(height, width)) // 2)
+        log.warning("out of memory on %s at %dx%d; retrying in %d px tiles", self.device, width, height, smaller)
+        return self(network, images, smaller, tileable).to(source_device)
 
     def forward(
         self, network: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tile: int, tileable: nn.Module | None,
@@ -424,6 +426,6 @@ class Runner:
         this large ran out of memory before (its whole maps do not shrink with the tile: the retry after an
         out-of-memory error takes the thumbnail path, whose memory does)."""
         pixels = images.shape[0] * images.shape[-2] * images.shape[-1]
-        if self.pixel_limit is not None and pixels > self.pixel_limit:
+        if self.pixel_limit is not None and images.shape[-2] * images.shape[-1] > self.pixel_limit:  # per image
             return False
         return pixels * STAGED_PER_PIXEL * getattr(tileable, "channels", 32) * 4 <= memory_budget(self.device)

@@ -52,6 +52,7 @@ AUDIO_COPY = {
     ".mov": ("aac", "mp3", "alac", "ac3", "pcm_s16le", "pcm_s24le"), ".webm": ("opus", "vorbis"),
 }
 AUDIO_ENCODER, OPUS_RATE = {".webm": "libopus"}, 48000  # AAC elsewhere
+GAP_FRACTION = 50  # a re-encoded frame more than 1/50 s after where the last one ended starts there (a lost packet)
 CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"}
 # a title or tag that is not UTF-8 (damage, or an old encoder) is read with U+FFFD for its bad bytes: PyAV's "strict"
 # default raised UnicodeDecodeError from av.open, a traceback that ended a whole folder (tests/test_soak.py)
@@ -405,9 +406,15 @@ class AudioTrack:
             return []
         out = []
         for frame in frames:
-            if self.next_sample is None:  # the first sample's place on the output's clock; the rest follow on
-                when = frame.pts * frame.time_base if frame.pts is not None else packet.pts * packet.time_base
-                self.next_sample = round((when - origin) * self.rate)
+            stamp = (frame.pts, frame.time_base) if frame.pts is not None else (packet.pts, packet.time_base)
+            if stamp[0] is not None:
+                expected = round((stamp[0] * stamp[1] - origin) * self.rate)
+                # the first frame sets the output's clock and the rest follow on; after a skipped (damaged) packet
+                # the next frame's own time moves the clock on, so the sound after the gap stays in sync
+                if self.next_sample is None or expected - self.next_sample > self.rate // GAP_FRACTION:
+                    self.next_sample = expected
+            if self.next_sample is None:  # no timestamp at all yet: from the output's start
+                self.next_sample = 0
             for piece in self.resampler.resample(frame):
                 out.extend(self.encode(piece))
         return out

@@ -149,22 +149,18 @@ def test_the_train_command_learns_from_the_painting_folder(tmp_path: Path, data_
 
 def test_a_video_is_painted_with_a_painting_read_once(model_file: Path, data_dir: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import av
+
+    from stylenet.video import VideoOptions, stylize_video
     from tests.test_video import make_clip
 
     clip = make_clip(tmp_path / "clip.mp4", frames=6, audio=None)
     reads = []
     original = ArbitraryStyleNet.style_vector
     monkeypatch.setattr(ArbitraryStyleNet, "style_vector", lambda self, style: reads.append(style.shape) or original(self, style))
-    done = subprocess.run([STYLENET, "stylize", str(clip), "--model", str(model_file), "--style-image",
-                           str(data_dir / "styles" / "udnie.jpg"), "-o", str(tmp_path / "out.mp4")],
-                          capture_output=True, text=True, env=run_env())
-    assert done.returncode == 0, done.stderr
-    import av
-
-    with av.open(str(tmp_path / "out.mp4")) as container:
-        assert sum(1 for _ in container.decode(video=0)) == 6
     model = load_model(model_file, "cpu", "fp32")
-    model.use_style_images([Image.open(data_dir / "styles" / "udnie.jpg")])
-    for _ in range(3):
-        model.stylize(Image.new("RGB", (40, 32), (90, 120, 30)))
-    assert len(reads) == 1  # the painting's statistics once, whatever the number of frames
+    model.use_style_images([Image.open(data_dir / "styles" / "udnie.jpg")])  # as `stylenet stylize --style-image`
+    result = stylize_video(model, clip, tmp_path / "out.mp4", VideoOptions(batch=2), progress=False)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 6 == result.frames
+    assert len(reads) == 1  # the painting's statistics once, for the 6 frames in 3 batches

@@ -30,7 +30,8 @@ def test_every_option_composes_and_validates(group: str, option: str, data_dir: 
     if option == "coco2014":  # COCO is not on this machine
         return
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():  # trainer=gpu, experiment=gpu
-        with pytest.raises(StylenetError, match=r"trainer.accelerator=gpu \(trainer=gpu, experiment=gpu or gpu_any\): torch sees no CUDA GPU"):
+        message = r"trainer.accelerator=gpu \(trainer=gpu, experiment=gpu or gpu_any\): torch sees no CUDA GPU"
+        with pytest.raises(StylenetError, match=message):
             check_config(cfg)
         return
     check_config(cfg)

@@ -151,12 +151,15 @@ def models(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str
 
 
 @pytest.mark.slow
-def test_eval_judges_every_kind_and_format_and_writes_its_report(models: dict[str, Path], tmp_path: Path, data_dir: Path) -> None:
-    """One reference curve (one photo, one painting, 32 px), computed once and then read from the cache."""
+def test_eval_judges_every_kind_and_format_and_writes_its_report(
+    models: dict[str, Path], tmp_path: Path, data_dir: Path, cache: Path,
+) -> None:
+    """One reference curve (one photo, one painting, 32 px), computed once and then read from the cache (the
+    module's: the tests below judge the same photo and painting at this size, and read it)."""
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "fruits.jpg").write_bytes((data_dir / "content_test" / "fruits.jpg").read_bytes())
-    common = ["--size", "32", "--cache-dir", str(tmp_path / "cache")]
+    common = ["--size", "32", "--cache-dir", str(cache)]
     stylenet = str(Path(PYTHON).parent / "stylenet")
     runs = {  # --photos takes folders or image files
         "single": [str(models["single"]), str(models["onnx"]), "--photos", str(photos), "--precision", "fp32"],  # as ONNX runs
@@ -194,34 +197,34 @@ def test_multistyle_and_adain_need_their_style_to_be_judged(models: dict[str, Pa
 
 @pytest.mark.slow  # two evals of one photo at 32 px
 def test_a_report_folder_inside_the_photos_is_never_judged_however_the_paths_are_written(
-    tiny_model: Path, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    tiny_model: Path, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, cache: Path,
 ) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
-    Image.open(data_dir / "content_test" / "fruits.jpg").convert("RGB").resize((48, 36)).save(photos / "fruits.png")
+    (photos / "fruits.jpg").write_bytes((data_dir / "content_test" / "fruits.jpg").read_bytes())  # the cached curve's
     monkeypatch.chdir(tmp_path)
-    common = {"style_image": data_dir / "styles" / "udnie.jpg", "size": 32, "cache": tmp_path / "cache"}
+    common = {"style_image": data_dir / "styles" / "starry_night.jpg", "size": 32, "cache": cache}
     for photo_folder, output in (("photos", "photos/eval"), (photos, "photos/eval"), ("photos", photos / "eval")):
         report = evaluate([tiny_model], photo_folder, output=output, **common)
         assert (photos / "eval" / "grid.jpg").is_file()
-        assert [row["photo"] for row in report["models"][0]["photos"]] == ["fruits.png"]  # not eval/grid.jpg
+        assert [row["photo"] for row in report["models"][0]["photos"]] == ["fruits.jpg"]  # not eval/grid.jpg
 
 
 @pytest.mark.slow  # two paintings x one photo at 32 px
 def test_an_any_style_model_is_judged_on_each_painting_and_placed_by_the_median(
-    models: dict[str, Path], tmp_path: Path, data_dir: Path,
+    models: dict[str, Path], tmp_path: Path, data_dir: Path, cache: Path,
 ) -> None:
     from stylenet.judge import evaluate_paintings
 
-    paintings = [data_dir / "styles" / "udnie.jpg", data_dir / "styles" / "great_wave.jpg"]
+    paintings = [data_dir / "styles" / "starry_night.jpg", data_dir / "styles" / "udnie.jpg"]
     photo = data_dir / "content_test" / "fruits.jpg"
     result = evaluate_paintings([models["adain"]], paintings, [photo], size=32, output=tmp_path / "any",
-                                names=["adain"], cache=tmp_path / "cache")
+                                names=["adain"], cache=cache)
     entry = result["models"]["adain"]
-    assert list(entry["paintings"]) == ["udnie", "great_wave"] and entry["photos"] == 2
+    assert list(entry["paintings"]) == ["starry_night", "udnie"] and entry["photos"] == 2
     lower = min(entry["paintings"].values(), key=lambda row: row["placement"])  # of two, the lower median
     assert entry["placement_label"] == lower["placement_label"]
-    for painting in ("udnie", "great_wave"):  # each painting's own report and grid
+    for painting in ("starry_night", "udnie"):  # each painting's own report and grid
         assert (tmp_path / "any" / painting / "report.json").is_file() and (tmp_path / "any" / painting / "grid.jpg").is_file()
     table = (tmp_path / "any" / "summary.md").read_text()
     assert "| `adain` |" in table and "udnie" in table and json.loads((tmp_path / "any" / "summary.json").read_text())["models"]

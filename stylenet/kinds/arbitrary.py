@@ -47,6 +47,11 @@ def unit_vector(vector: torch.Tensor) -> torch.Tensor:
     return F.normalize(vector.float(), dim=-1).to(vector.dtype)
 
 
+def with_constant(vector: torch.Tensor) -> torch.Tensor:
+    """(B, style_dims) -> (B, style_dims + 1): a style vector and the constant 1 whose row is each norm's own."""
+    return torch.cat([vector, vector.new_ones(vector.shape[0], 1)], 1)
+
+
 class ArbitraryStyleNet(nn.Module):
     """(content (B, 3, H, W), style (1 or B, 3, H', W')) in [0, 1] -> stylized (B, 3, H, W) in [0, 1].
 
@@ -98,7 +103,7 @@ class ArbitraryStyleNet(nn.Module):
 
     def condition(self, vector: torch.Tensor) -> torch.Tensor:
         """(B, style_dims) -> (B, style_dims + 1): the norms' condition, with the constant 1."""
-        return torch.cat([vector, vector.new_ones(vector.shape[0], 1)], 1)
+        return with_constant(vector)
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         return self.transfer(content, self.condition(self.style_vector(style)))
@@ -115,7 +120,7 @@ class ScriptableArbitrary(nn.Module):
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         vector = unit_vector(self.bottleneck(style_statistics(self.encoder.first_of_blocks(style))))
-        return self.transfer(content, torch.cat([vector, vector.new_ones(vector.shape[0], 1)], 1))
+        return self.transfer(content, with_constant(vector))
 
 
 STYLE_CHECK_SIZE = (72, 56)  # the style image that export checks use: a size unlike the content's

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from stylenet.config import require
+from stylenet.config import describe_style_dataset, require
 from stylenet.images import load_image, resize_long_side, to_tensor
 from stylenet.kinds.adain import ADAIN_LAYER, ENCODER_LAYERS, AdaINNet, adain, channel_stats
 from stylenet.loss_network import LossNetwork
@@ -69,8 +69,7 @@ class AdaINSystem(StyleSystem):
     def from_config(cls, cfg: DictConfig, sample_styles: list[str]) -> AdaINSystem:
         model = cfg.model
         description = {
-            "style": {"name": "any (--style-image)", "dataset": str(cfg.style_dataset.root),
-                      "held_out": list(cfg.style_dataset.get("exclude") or [])},
+            "style": describe_style_dataset(cfg),
             "loss_network": {"name": cfg.loss_network.name, "content_layers": [ADAIN_LAYER], "style_layers": list(ENCODER_LAYERS)},
             "loss": {"content_weight": float(model.content_weight), "style_weight": float(model.style_weight)},
             "image_size": cfg.data.image_size,

@@ -9,8 +9,7 @@ from typing import Any, ClassVar
 import torch
 from omegaconf import DictConfig
 
-from stylenet.config import require, style_layer_weights
-from stylenet.kinds.adain import ENCODER_LAYERS
+from stylenet.config import describe_style_dataset, require, style_layer_weights
 from stylenet.kinds.arbitrary import ArbitraryStyleNet
 from stylenet.loss_network import LossNetwork
 from stylenet.losses import content_loss, gram_matrix, style_loss, tv_loss
@@ -46,8 +45,8 @@ class ArbitrarySystem(StyleSystem):
         total = sum(spec["style_layer_weights"].values()) or 1.0
         self.layer_weights = {layer: weight / total for layer, weight in spec["style_layer_weights"].items()}
         self.loss_network = LossNetwork(spec["arch"], spec["weights"], [*self.content_layers, *self.layer_weights])
-        encoder = LossNetwork("vgg19", spec["weights"], ENCODER_LAYERS)  # the predictor reads the same VGG-19
-        self.network = ArbitraryStyleNet(channels, num_residual_blocks, style_dims, spec["weights"], encoder.conv_state())
+        # the predictor reads the same VGG-19 (check_config holds the loss network to it): its weights, once loaded
+        self.network = ArbitraryStyleNet(channels, num_residual_blocks, style_dims, spec["weights"], self.loss_network.conv_state())
         self.sample_styles = paintings(sample_styles)  # the TensorBoard grid: one row per painting
 
     @classmethod
@@ -65,8 +64,7 @@ class ArbitrarySystem(StyleSystem):
         loss_network = {"arch": cfg.loss_network.arch, "weights": cfg.loss_network.weights,
                         "content_layers": list(cfg.loss_network.content_layers), "style_layer_weights": style_layer_weights(cfg)}
         description = {
-            "style": {"name": "any (--style-image)", "dataset": str(cfg.style_dataset.name),
-                      "held_out": list(cfg.style_dataset.get("exclude") or [])},
+            "style": describe_style_dataset(cfg),
             "loss_network": {"name": cfg.loss_network.name, "content_layers": loss_network["content_layers"],
                              "style_layer_weights": loss_network["style_layer_weights"]},
             "loss": {"content_weight": float(loss.content_weight), "style_weight": float(loss.style_weight),

@@ -21,11 +21,20 @@ from tests.conftest import PYTHON, REPO_ROOT, run_env
 
 STYLENET = str(Path(PYTHON).parent / "stylenet")
 SHIPPED = zoo.names()
+ANY_STYLE = [name for name in SHIPPED if zoo.metadata_of(name)["architecture"] in ("adain", "arbitrary")]
 
 
 def test_stylenet_ships_ready_made_models_within_its_size_budget() -> None:
-    assert "starry_night" in SHIPPED
-    assert sum(zoo.path_of(name).stat().st_size for name in SHIPPED) < 15e6
+    assert "starry_night" in SHIPPED and "any" in ANY_STYLE
+    # the wheel stays under 30 MB (issue 29): the any-style model carries its VGG-19 encoder (~7 MB in fp16)
+    assert sum(zoo.path_of(name).stat().st_size for name in SHIPPED) < 25e6
+
+
+def painted(model: object, data: Path) -> object:
+    """A ready-made model ready to stylize: an any-style one with a painting it never trained on."""
+    if model.model_kind.style_input == "style_image":
+        model.use_style_images([Image.open(data / "styles" / "udnie.jpg")])
+    return model
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -52,11 +61,14 @@ def test_a_shipped_model_loads_by_name_matches_its_metadata_and_stylizes(name: s
         assert {file.get_slice(key).get_dtype() for key in file.keys()} == {"F16"}  # stored at half the bytes
     model = load_model(name, "cpu")
     metadata = model.metadata
-    assert metadata["style"]["name"] == name and metadata["weights"] == "float16"
+    assert metadata["weights"] == "float16" and metadata["eval"]["judge"] == "v1"
     assert metadata["recipe"].startswith("python train.py") and metadata["training"]["seconds"] > 0
-    assert metadata["eval"]["judge"] == "v1" and len(metadata["eval"]["per_photo"]) == len(metadata["eval"]["photos"])
+    if name in ANY_STYLE:  # judged on the seven held-out paintings: a placement on each
+        assert metadata["style"]["name"].startswith("any") and len(metadata["eval"]["per_painting"]) == 7
+    else:
+        assert metadata["style"]["name"] == name and len(metadata["eval"]["per_photo"]) == len(metadata["eval"]["photos"])
     photo = Image.open(data_dir / "content_test" / "fruits.jpg").convert("RGB").resize((96, 64))
-    stylized = model.stylize(photo)
+    stylized = painted(model, data_dir).stylize(photo)
     assert stylized.size == photo.size
     change = np.abs(np.asarray(stylized, dtype=np.float32) - np.asarray(photo, dtype=np.float32))
     assert change.mean() > 10  # painted, not passed through
@@ -99,11 +111,28 @@ def test_every_command_takes_a_name(tmp_path: Path, data_dir: Path) -> None:
     assert load_model(tmp_path / "s.pt", "cpu").metadata["eval"]["judge"] == "v1"  # the metadata travels
 
 
-def test_torch_hub_has_an_entry_point_per_shipped_model() -> None:
+def test_torch_hub_has_an_entry_point_per_shipped_model(data_dir: Path) -> None:
     for name in SHIPPED:
         model = torch.hub.load(str(REPO_ROOT), name, device="cpu", source="local")
-        assert model.metadata["style"]["name"] == name
-        assert model.stylize(Image.new("RGB", (24, 16), (120, 80, 40))).size == (24, 16)
+        assert model.metadata["style"]["name"] == name or name in ANY_STYLE
+        assert painted(model, data_dir).stylize(Image.new("RGB", (24, 16), (120, 80, 40))).size == (24, 16)
+
+
+@pytest.mark.slow  # seconds of end-to-end work
+def test_the_first_minute_a_painting_alone_uses_the_shipped_any_style_model(tmp_path: Path, data_dir: Path) -> None:
+    photo = tmp_path / "photo.png"
+    Image.open(data_dir / "content_test" / "fruits.jpg").convert("RGB").resize((64, 48)).save(photo)
+    painting = data_dir / "styles" / "the_scream.jpg"
+    done = subprocess.run([STYLENET, "stylize", str(photo), "--style-image", str(painting), "-o", str(tmp_path / "a.png"),
+                           "--strength", "0.8", "--preserve-color"], capture_output=True, text=True, env=run_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert Image.open(tmp_path / "a.png").size == (64, 48)
+    blend = subprocess.run([STYLENET, "stylize", str(photo), "--style-image", f"{painting}=0.5", "--style-image",
+                            str(data_dir / "styles" / "great_wave.jpg") + "=0.5", "-o", str(tmp_path / "b.png")],
+                           capture_output=True, text=True, env=run_env(), timeout=120)
+    assert blend.returncode == 0, blend.stderr
+    neither = subprocess.run([STYLENET, "stylize", str(photo)], capture_output=True, text=True, env=run_env(), timeout=120)
+    assert neither.returncode == 2 and "--style-image PAINTING" in neither.stderr and len(neither.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow  # seconds of end-to-end work: make test runs it, test-fast stays under 3 min

@@ -30,6 +30,19 @@ def channel_stats(features: torch.Tensor, epsilon: float = EPSILON) -> tuple[tor
     return mean, std
 
 
+def frozen_encoder(encoder_weights: str, encoder_state: dict[str, torch.Tensor] | None) -> LossNetwork:
+    """VGG-19 up to relu4_1 whose weights are part of the model (persistent buffers, saved in its files), for the
+    any-style networks; encoder_state None leaves zero placeholders for a model file's weights to fill."""
+    if encoder_weights not in ("caffe", "torchvision"):
+        raise ValueError(f"encoder_weights must be caffe or torchvision, got {encoder_weights!r}")
+    if encoder_state is None:
+        encoder_state = {
+            f"{name}.{kind}": torch.zeros((out, inp, 3, 3) if kind == "weight" else (out,))
+            for name, (out, inp) in conv_shapes("vgg19").items() for kind in ("weight", "bias")
+        }
+    return LossNetwork("vgg19", encoder_weights, ENCODER_LAYERS, state=encoder_state, persistent=True)
+
+
 MARGIN = 16  # px of edge padding around the photo when stylizing: VGG's zero padding otherwise darkens the border
 
 
@@ -91,15 +104,8 @@ class AdaINNet(nn.Module):
         super().__init__()
         if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= 512:
             raise ValueError(f"channels must be an integer from 1 to 512, got {channels!r}")
-        if encoder_weights not in ("caffe", "torchvision"):
-            raise ValueError(f"encoder_weights must be caffe or torchvision, got {encoder_weights!r}")
         self.channels, self.encoder_weights = channels, encoder_weights
-        if encoder_state is None:
-            encoder_state = {
-                f"{name}.{kind}": torch.zeros((out, inp, 3, 3) if kind == "weight" else (out,))
-                for name, (out, inp) in conv_shapes("vgg19").items() for kind in ("weight", "bias")
-            }
-        self.encoder = LossNetwork("vgg19", encoder_weights, ENCODER_LAYERS, state=encoder_state, persistent=True)
+        self.encoder = frozen_encoder(encoder_weights, encoder_state)
         # Each layer's mean activation (set by calibrate()): features are divided by it, so the decoder reads
         # inputs near 1 and the style terms of the four layers weigh alike, whatever the VGG weights' scale
         # (Caffe's relu4_1 averages ~500; Huang & Belongie's "normalised" VGG had this built into its weights).
@@ -248,6 +254,11 @@ def bind_paintings(network: nn.Module, paintings: Sequence[torch.Tensor], weight
     if isinstance(network, AdaINNet):
         with torch.inference_mode():
             return AdaINStylizer.blend(network, paintings, weights)
+    return bound_file(network, paintings)
+
+
+def bound_file(network: Callable[..., torch.Tensor], paintings: Sequence[torch.Tensor]) -> BoundStyle:
+    """An exported any-style file (TorchScript, ONNX) with its painting input fixed: one painting, no blend."""
     if len(paintings) > 1:
         raise StylenetError("blending several style images needs the model's weights; an exported TorchScript or "
                             "ONNX file takes one --style-image (use the .safetensors model to blend)")

@@ -19,11 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylenet.errors import StylenetError
-from stylenet.kinds.adain import ENCODER_LAYERS, ScriptableEncoder, channel_stats
+from stylenet.kinds.adain import ENCODER_LAYERS, ScriptableEncoder, bound_file, channel_stats, frozen_encoder
 from stylenet.kinds.multistyle import ConditionalInstanceNorm2d, ConditionalTransformerNet
-from stylenet.loss_network import VGG_BLOCKS, LossNetwork, conv_shapes
-from stylenet.registry import BoundStyle, ModelKind, register_kind
+from stylenet.loss_network import VGG_BLOCKS
+from stylenet.registry import ModelKind, register_kind
 
 STYLE_SIZE = 256  # long side (px) of the painting the predictor reads: the scale its training crops had
 STATISTICS = 2 * sum(VGG_BLOCKS["vgg19"][block][0] for block in range(len(ENCODER_LAYERS)))  # mean and std: 1920
@@ -67,16 +66,9 @@ class ArbitraryStyleNet(nn.Module):
         super().__init__()
         if not isinstance(style_dims, int) or isinstance(style_dims, bool) or not 1 <= style_dims <= 4096:
             raise ValueError(f"style_dims must be an integer from 1 to 4096, got {style_dims!r}")
-        if encoder_weights not in ("caffe", "torchvision"):
-            raise ValueError(f"encoder_weights must be caffe or torchvision, got {encoder_weights!r}")
         self.channels, self.num_residual_blocks = channels, num_residual_blocks
         self.style_dims, self.encoder_weights = style_dims, encoder_weights
-        if encoder_state is None:
-            encoder_state = {
-                f"{name}.{kind}": torch.zeros((out, inp, 3, 3) if kind == "weight" else (out,))
-                for name, (out, inp) in conv_shapes("vgg19").items() for kind in ("weight", "bias")
-            }
-        self.encoder = LossNetwork("vgg19", encoder_weights, ENCODER_LAYERS, state=encoder_state, persistent=True)
+        self.encoder = frozen_encoder(encoder_weights, encoder_state)
         self.bottleneck = nn.Linear(STATISTICS, style_dims)  # Ghiasi et al.: a 100-d style embedding
         self.transfer = ConditionalTransformerNet(style_dims + 1, channels, num_residual_blocks)
         with torch.no_grad():  # the constant's row is the plain norm's scale 1 and shift 0; the others start small
@@ -134,10 +126,7 @@ def bind_paintings(network: nn.Module, paintings: Sequence[torch.Tensor], weight
         with torch.inference_mode():
             vector = sum(weight / total * network.style_vector(painting.float()) for painting, weight in zip(paintings, weights))
             return network.transfer.specialize(network.condition(vector)[0])
-    if len(paintings) > 1:
-        raise StylenetError("blending several style images needs the model's weights; an exported TorchScript or "
-                            "ONNX file takes one --style-image (use the .safetensors model to blend)")
-    return BoundStyle(network, paintings[0])
+    return bound_file(network, paintings)
 
 
 register_kind(ModelKind(

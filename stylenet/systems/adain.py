@@ -12,17 +12,14 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from stylenet.config import describe_style_dataset, require
-from stylenet.images import load_image, resize_long_side, to_tensor
 from stylenet.kinds.adain import ADAIN_LAYER, ENCODER_LAYERS, AdaINNet, adain, channel_stats
 from stylenet.loss_network import LossNetwork
-from stylenet.systems.base import StyleSystem, register_system
+from stylenet.systems.base import SAMPLE_ROWS, AnyStyleSystem, paintings, register_system
 
-SAMPLE_SIZE = 256  # long side of the paintings shown in the TensorBoard grid and used for calibration
 
 
 @register_system("adain")
-class AdaINSystem(StyleSystem):
-    uses_style_dataset = True
+class AdaINSystem(AnyStyleSystem):
     unused_config: ClassVar[dict[str, str]] = {
         "style": "its paintings come from style_dataset",
         "loss": "its loss weights are model.content_weight and model.style_weight",
@@ -82,16 +79,6 @@ class AdaINSystem(StyleSystem):
             description=description,
         )
 
-    def eval_painting(self) -> str | None:
-        """AdaIN takes any painting: eval during training judges the first of the sample grid's."""
-        return (self.hparams.sample_styles or [None])[0]
-
-    def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        return self.network(content, style)
-
-    def sample_rows(self, images: torch.Tensor) -> list[torch.Tensor]:
-        return [self.network(images, style.unsqueeze(0).to(images.device)) for style in self.sample_styles]
-
     def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted content and style terms and their total for a batch of (photo, painting) pairs."""
         network = self.network
@@ -109,15 +96,5 @@ class AdaINSystem(StyleSystem):
         terms["total"] = terms["content"] + terms["style"]
         return terms
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        return self.finish_step(self.losses(*batch))
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.with_schedule(torch.optim.Adam(self.network.decoder.parameters(), lr=self.hparams.lr))  # Huang & Belongie: 1e-4
-
-
-SAMPLE_ROWS = 3  # the TensorBoard grid shows the photos in the first 3 paintings of the style dataset
-
-
-def paintings(paths: list[str] | None) -> list[torch.Tensor]:
-    return [to_tensor(resize_long_side(load_image(path, "style painting"), SAMPLE_SIZE)) for path in paths or []]

@@ -13,14 +13,12 @@ from stylenet.config import describe_style_dataset, require, style_layer_weights
 from stylenet.kinds.arbitrary import ArbitraryStyleNet
 from stylenet.loss_network import LossNetwork
 from stylenet.losses import content_loss, gram_matrix, style_loss, tv_loss
-from stylenet.systems.adain import SAMPLE_ROWS, paintings
-from stylenet.systems.base import StyleSystem, register_system
+from stylenet.systems.base import SAMPLE_ROWS, AnyStyleSystem, paintings, register_system
 from stylenet.systems.transformer import StyleTransferSystem
 
 
 @register_system("arbitrary")
-class ArbitrarySystem(StyleSystem):
-    uses_style_dataset = True
+class ArbitrarySystem(AnyStyleSystem):
     unused_config: ClassVar[dict[str, str]] = {"style": "its paintings come from style_dataset"}
 
     def __init__(
@@ -79,16 +77,6 @@ class ArbitrarySystem(StyleSystem):
             sample_styles=sample_styles[:SAMPLE_ROWS], description=description,
         )
 
-    def eval_painting(self) -> str | None:
-        """Any painting: eval during training judges the first of the sample grid's."""
-        return (self.hparams.sample_styles or [None])[0]
-
-    def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        return self.network(content, style)
-
-    def sample_rows(self, images: torch.Tensor) -> list[torch.Tensor]:
-        return [self.network(images, style.unsqueeze(0).to(images.device)) for style in self.sample_styles]
-
     def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted content, style and tv terms and their total for a batch of (photo, painting) pairs; each
         photo's style term is against its own painting's Gram matrices, relative to their scale."""
@@ -107,9 +95,6 @@ class ArbitrarySystem(StyleSystem):
         }
         terms["total"] = terms["content"] + terms["style"] + terms["tv"]
         return terms
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        return self.finish_step(self.losses(*batch))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         trained = [*self.network.bottleneck.parameters(), *self.network.transfer.parameters()]  # the VGG stays frozen

@@ -15,6 +15,7 @@ from torch import nn
 
 from stylenet.config import refuse_unused
 from stylenet.errors import StylenetError
+from stylenet.images import load_image, resize_long_side, to_tensor
 from stylenet.modelfile import METADATA_KEY, model_metadata, upgrade_checkpoint_state
 
 log = logging.getLogger(__name__)
@@ -124,3 +125,36 @@ class StyleSystem(pl.LightningModule):
             f"loss became non-finite at step {self.global_step} ({what}); checkpoints/last.ckpt keeps the last good "
             "state. Lower optimizer.lr or loss weights, or set on_nonfinite_loss=skip to skip such batches"
         )
+
+
+SAMPLE_ROWS = 3  # the TensorBoard grid of an any-style system: the photos in the first 3 paintings of its dataset
+SAMPLE_SIZE = 256  # long side of those paintings (and of AdaIN's calibration paintings)
+
+
+def paintings(paths: list[str] | None) -> list[torch.Tensor]:
+    """Painting files as (3, H, W) tensors at SAMPLE_SIZE: the grid's rows (and AdaIN's calibration)."""
+    return [to_tensor(resize_long_side(load_image(path, "style painting"), SAMPLE_SIZE)) for path in paths or []]
+
+
+class AnyStyleSystem(StyleSystem):
+    """What the any-style systems (adain, arbitrary) share: batches of (photo, painting) pairs from style_dataset,
+    forward(content, style), a grid row per sample painting, and a step that is their losses() total."""
+
+    uses_style_dataset = True
+    sample_styles: list[torch.Tensor]  # set by the subclass: the grid's paintings, (3, H, W) each
+
+    def eval_painting(self) -> str | None:
+        """Any painting: eval during training judges the first of the sample grid's."""
+        return (self.hparams.sample_styles or [None])[0]
+
+    def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return self.network(content, style)
+
+    def sample_rows(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return [self.network(images, style.unsqueeze(0).to(images.device)) for style in self.sample_styles]
+
+    def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        return self.finish_step(self.losses(*batch))

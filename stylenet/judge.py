@@ -326,11 +326,15 @@ def medians(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {name: float(statistics.median(row[name] for row in rows)) for name in numbers}
 
 
+def lower_median(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The row of the lower median placement: an actual figure and label ("beyond 200" stays that, never averaged)."""
+    return sorted(rows, key=lambda row: row["placement"])[(len(rows) - 1) // 2]
+
+
 def summarize(path: str, model: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """A model's figures on every photo, and their medians."""
     median = medians(rows)
-    # placement: the lower median, an actual photo's figure and label ("beyond 200" stays that, never averaged)
-    middle = sorted(rows, key=lambda row: row["placement"])[(len(rows) - 1) // 2]
+    middle = lower_median(rows)
     median["placement"], median["placement_label"] = middle["placement"], middle["placement_label"]
     kept = ("architecture", "arguments", "style", "steps", "loss", "image_size", "training")
     metadata = {key: value for key, value in model.metadata.items() if key in kept}
@@ -370,12 +374,12 @@ def evaluate_paintings(
 
 def painting_summary(per: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One model's figures over paintings ({painting: figures}): the lower median placement, photos lost, medians."""
-    middle = sorted(per.values(), key=lambda row: row["placement"])[(len(per) - 1) // 2]
+    middle = lower_median(list(per.values()))
     return {
         "placement": middle["placement"], "placement_label": middle["placement_label"],
         "photo_lost": sum(row["photo_lost"] for row in per.values()), "photos": sum(row["photos"] for row in per.values()),
         **{key: float(statistics.median(row[key] for row in per.values()))
-           for key in ("checkerboard", "gatys_checkerboard", "border", "gatys_border", "colour_shift")},
+           for key in ("content", "style", "checkerboard", "gatys_checkerboard", "border", "gatys_border", "colour_shift")},
         "paintings": per,
     }
 

@@ -94,7 +94,8 @@ def tv_loss(images: torch.Tensor) -> torch.Tensor:
 class PerceptualLoss(nn.Module):
     """content + style + tv for fixed style image(s); returns a dict of weighted named terms and their 'total'.
 
-    The style Gram targets are computed once here and kept in non-persistent buffers; several style images
+    The style Gram targets are computed once here and kept in non-persistent buffers (no style images: none,
+    and forward() takes each batch's targets, painting_grams() of its paintings, as model=arbitrary does); several style images
     mix their Gram matrices with `style_blend` weights, or, with `separate_styles`, stay one target each
     (S, C, C), and forward() picks each image's painting by `style_ids` (the multi-style network).
     With `normalize`, each content and style layer's error
@@ -160,6 +161,12 @@ class PerceptualLoss(nn.Module):
         grams = {layer: getattr(self, f"style_gram_{layer}") for layer in self.style_layers}
         return grams if style_ids is None else {layer: gram[style_ids] for layer, gram in grams.items()}
 
+    @torch.no_grad()
+    def painting_grams(self, paintings: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each style layer's Gram matrices of a batch of paintings (B, 3, H, W): (B, C, C), one target per image."""
+        features = self.loss_network(paintings, self.style_layers)
+        return {layer: gram_matrix(features[layer]) for layer in self.style_layers}
+
     def content_features(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
         """The content targets of a batch of photos (no gradient)."""
         with torch.no_grad():
@@ -167,17 +174,18 @@ class PerceptualLoss(nn.Module):
 
     def forward(
         self, stylized: torch.Tensor, content: torch.Tensor | Mapping[str, torch.Tensor],
-        style_ids: torch.Tensor | None = None,
+        style_ids: torch.Tensor | None = None, grams: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """stylized (B, 3, H, W) RGB in [0, 1]; content: the photos, or their content_features() when fixed;
-        style_ids (B,): each image's painting, with separate_styles."""
+        style_ids (B,): each image's painting, with separate_styles; grams: this batch's own targets instead."""
         features = self.loss_network(stylized, self.layers)
         targets = content if isinstance(content, Mapping) else self.content_features(content)
         content_term = sum(
             content_loss(features[layer], targets[layer], self.normalize) for layer in self.content_layers
         )
         style_term = style_loss(
-            features, self.style_grams(style_ids), self.style_layer_weights, self.normalize, self.fast_ops,
+            features, self.style_grams(style_ids) if grams is None else grams, self.style_layer_weights, self.normalize,
+            self.fast_ops,
         )
         terms = {
             "content": self.content_weight * content_term,

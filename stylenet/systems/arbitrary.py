@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 
 from stylenet.config import describe_style_dataset, require, style_layer_weights
 from stylenet.kinds.arbitrary import ArbitraryStyleNet
-from stylenet.loss_network import LossNetwork
-from stylenet.losses import content_loss, gram_matrix, style_loss, tv_loss
+from stylenet.loss_network import GATYS_STYLE_LAYERS, LossNetwork
+from stylenet.losses import PerceptualLoss
 from stylenet.systems.base import SAMPLE_ROWS, AnyStyleSystem, paintings, register_system
 from stylenet.systems.transformer import StyleTransferSystem
 
@@ -38,13 +38,14 @@ class ArbitrarySystem(AnyStyleSystem):
         super().__init__()
         self.save_hyperparameters()
         spec = loss_network or {"arch": "vgg19", "weights": "caffe", "content_layers": ["relu4_2"],
-                                "style_layer_weights": dict.fromkeys(("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), 1.0)}
-        self.content_layers = list(spec["content_layers"])
-        total = sum(spec["style_layer_weights"].values()) or 1.0
-        self.layer_weights = {layer: weight / total for layer, weight in spec["style_layer_weights"].items()}
-        self.loss_network = LossNetwork(spec["arch"], spec["weights"], [*self.content_layers, *self.layer_weights])
+                                "style_layer_weights": dict.fromkeys(GATYS_STYLE_LAYERS, 1.0)}
+        layer_weights, content_layers = dict(spec["style_layer_weights"]), list(spec["content_layers"])
+        network = LossNetwork(spec["arch"], spec["weights"], [*content_layers, *layer_weights])
+        # relative terms, as the per-painting recipe; no fixed painting: each batch brings its targets (losses())
+        self.criterion = PerceptualLoss(network, [], content_layers, layer_weights, content_weight, style_weight,
+                                        tv_weight, normalize=True)
         # the predictor reads the same VGG-19 (check_config holds the loss network to it): its weights, once loaded
-        self.network = ArbitraryStyleNet(channels, num_residual_blocks, style_dims, spec["weights"], self.loss_network.conv_state())
+        self.network = ArbitraryStyleNet(channels, num_residual_blocks, style_dims, spec["weights"], network.conv_state())
         self.sample_styles = paintings(sample_styles)  # the TensorBoard grid: one row per painting
 
     @classmethod
@@ -80,21 +81,8 @@ class ArbitrarySystem(AnyStyleSystem):
     def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted content, style and tv terms and their total for a batch of (photo, painting) pairs; each
         photo's style term is against its own painting's Gram matrices, relative to their scale."""
-        hparams = self.hparams
-        with torch.no_grad():
-            targets = self.loss_network(content, self.content_layers)
-            painted = self.loss_network(style, list(self.layer_weights))
-            grams = {layer: gram_matrix(painted[layer]) for layer in self.layer_weights}  # (B, C, C) each
         stylized = self.network(content, style)  # (B, 3, H, W) in [0, 1]
-        features = self.loss_network(stylized, [*self.content_layers, *self.layer_weights])
-        content_term = sum(content_loss(features[layer], targets[layer], normalize=True) for layer in self.content_layers)
-        terms = {
-            "content": hparams.content_weight * content_term,
-            "style": hparams.style_weight * style_loss(features, grams, self.layer_weights, normalize=True),
-            "tv": hparams.tv_weight * tv_loss(stylized),
-        }
-        terms["total"] = terms["content"] + terms["style"] + terms["tv"]
-        return terms
+        return self.criterion(stylized, content, grams=self.criterion.painting_grams(style))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         trained = [*self.network.bottleneck.parameters(), *self.network.transfer.parameters()]  # the VGG stays frozen

@@ -51,7 +51,7 @@ BENCH := $(PY) -m stylenet bench
 BENCH_OUT ?= bench-results.md
 GPU := $(BENCH) --device cuda --warmup 3 --repeats 10
 BENCH_GPU_OUT ?= bench-gpu-results.md
-bench: $(STAMP)  ## time training, inference and optimization here, baseline beside ours (CPU: ~30 min) -> $(BENCH_OUT)
+bench: $(STAMP)  ## time training, inference, optimization and folders (local and Ray engines) here, baseline beside ours (CPU: ~32 min) -> $(BENCH_OUT)
 	rm -f $(BENCH_OUT)
 	$(BENCH) train --loss-network vgg16 --baseline --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) train --loss-network vgg16 --precision fp32 --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
@@ -70,6 +70,7 @@ bench: $(STAMP)  ## time training, inference and optimization here, baseline bes
 	$(BENCH) video --model transformer,transformer_small,starry_night --markdown $(BENCH_OUT)
 	$(BENCH) infer --model transformer_small,starry_night --sizes 1024 --backends compile --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) video --model transformer_small,starry_night --size 640x360 --backends compile --markdown $(BENCH_OUT)
+	$(BENCH) folder --photos 200 --markdown $(BENCH_OUT)
 
 bench-gpu: $(STAMP)  ## the GPU checklist (BENCHMARKS.md): baseline beside ours, bf16/fp16/compile/channels-last, 4K latency -> $(BENCH_GPU_OUT)
 	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'error: make bench-gpu needs a CUDA GPU; torch sees none (make bench times the CPU)')"

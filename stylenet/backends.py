@@ -28,6 +28,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ import torch
 
 from stylenet.errors import StylenetError, brief
 from stylenet.files import atomic_write, cache_root
-from stylenet.inference import StyleModel
+from stylenet.images import load_image
+from stylenet.inference import StyleModel, load_model
 from stylenet.tiling import machine_name
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,32 @@ BACKENDS = ("auto", "eager", "onnx", "compile")
 MEASURE_SIZE = 512  # px, square: the picture both backends stylize when a verdict is measured
 MARGIN = 1.1  # ONNX Runtime must be this many times faster to be chosen: within noise, eager (tiles, bf16) wins
 REPEATS = 3
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as a command names it (--model, --device, --precision, --style or --style-image, --backend):
+    load() opens it ready to stylize. The Ray engine ships one to each worker (stylenet/cluster.py)."""
+
+    model: str  # a model file's path, or a ready-made model's name
+    device: str = "auto"
+    precision: str = "auto"
+    style: str | None = None  # multi-style models: a name or a blend
+    style_images: tuple[tuple[str, float], ...] = ()  # any-style models: (painting's path, weight)
+    style_size: int | None = None
+    backend: str = "auto"
+
+    def load(self) -> StyleModel:
+        model = load_model(self.model, self.device, self.precision)
+        if self.style is not None:
+            model.use_style(self.style)
+        if self.style_images:
+            images = [load_image(path, "--style-image") for path, _ in self.style_images]
+            model.use_style_images(images, [weight for _, weight in self.style_images], self.style_size)
+        elif model.model_kind.style_input == "style_image":
+            raise StylenetError(f"{self.model} is an any-style model: give the painting with --style-image PATH (any image)")
+        use_backend(model, self.backend)
+        return model
 
 
 def onnx_unavailable(model: StyleModel) -> str | None:

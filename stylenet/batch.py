@@ -45,6 +45,18 @@ class StylizeOptions:
 
 
 @dataclass
+class Outcome:
+    """What one job did: the local engine and the Ray workers (stylenet/cluster.py) report the same."""
+
+    target: Path | str
+    error: str | None = None  # one line, when the job failed
+    megapixels: float = 0.0
+    video: bool = False
+    frames: int = 0
+    video_seconds: float = 0.0
+
+
+@dataclass
 class Summary:
     written: list[Path] = field(default_factory=list)
     existing: list[Path] = field(default_factory=list)
@@ -54,6 +66,18 @@ class Summary:
     videos: int = 0
     frames: int = 0
     video_seconds: float = 0.0
+    first_seconds: float | None = None  # from the start until the first file was done: start-up (model, workers)
+
+    def add(self, source: Path | str, outcome: Outcome) -> None:
+        """Count one job's outcome."""
+        if outcome.error is not None:
+            self.failed.append((source, outcome.error))
+            return
+        self.written.append(outcome.target)
+        self.megapixels += outcome.megapixels
+        if outcome.video:
+            self.videos, self.frames = self.videos + 1, self.frames + outcome.frames
+            self.video_seconds += outcome.video_seconds
 
     def line(self) -> str:
         images = len(self.written) - self.videos
@@ -62,6 +86,8 @@ class Summary:
             rate = self.frames / self.video_seconds if self.video_seconds else 0.0
             parts.append(f"{self.videos} video(s), {self.frames} frames at {rate:.1f} frames/s")
         text = f"stylized {'; '.join(parts)} in {self.seconds:.1f} s"
+        if images and self.seconds:
+            text += f" ({images / self.seconds:.2f} images/s)"
         if self.existing:
             text += f"; {len(self.existing)} left as they were (output exists; --overwrite replaces)"
         if self.failed:
@@ -155,26 +181,33 @@ def stylize_file(model: StyleModel, job: Job, options: StylizeOptions) -> Image.
     return result
 
 
+def run_job(model: StyleModel, job: Job, options: StylizeOptions, progress: bool = True) -> Outcome:
+    """Stylize one image or video; a StylenetError becomes the outcome's error, written nowhere."""
+    try:
+        if is_video(job.source):
+            video = stylize_video(model, job.source, job.target, options.video_options(), progress=progress)
+            return Outcome(job.target, video=True, frames=video.frames, video_seconds=video.seconds)
+        result = stylize_file(model, job, options)
+    except StylenetError as error:
+        return Outcome(job.target, error=str(error))
+    return Outcome(job.target, megapixels=result.size[0] * result.size[1] / 1e6)
+
+
+def pending(jobs: list[Job], overwrite: bool) -> tuple[list[Job], list[Job]]:
+    """(jobs to run, jobs whose output exists and stays): a rerun does only what is missing."""
+    todo, existing = [], []
+    for job in jobs:
+        (todo if overwrite or not job.target.exists() else existing).append(job)
+    return todo, existing
+
+
 def stylize_jobs(model: StyleModel, jobs: list[Job], options: StylizeOptions, overwrite: bool = False) -> Summary:
     """Stylize every job; a failing image is recorded and the rest go on. Outputs are written atomically."""
-    summary = Summary()
     started = time.perf_counter()
-    todo = []
-    for job in jobs:
-        (todo if overwrite or not job.target.exists() else summary.existing).append(job)
+    todo, existing = pending(jobs, overwrite)
+    summary = Summary(existing=[job.target for job in existing])
     for job in tqdm(todo, desc="stylize", unit="file", disable=len(todo) < 2, dynamic_ncols=True):
-        try:
-            if is_video(job.source):
-                video = stylize_video(model, job.source, job.target, options.video_options(), progress=True)
-                summary.videos, summary.frames = summary.videos + 1, summary.frames + video.frames
-                summary.video_seconds += video.seconds
-                summary.written.append(job.target)
-                continue
-            result = stylize_file(model, job, options)
-        except StylenetError as error:
-            summary.failed.append((job.source, str(error)))
-            continue
-        summary.written.append(job.target)
-        summary.megapixels += result.size[0] * result.size[1] / 1e6
+        summary.add(job.source, run_job(model, job, options))
+        summary.first_seconds = summary.first_seconds or time.perf_counter() - started
     summary.seconds = time.perf_counter() - started
     return summary

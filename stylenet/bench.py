@@ -5,6 +5,7 @@
     stylenet bench infer   [--sizes 512,1024,2048,3840x2160] [--model PRESETS|NAMES] [--backends eager,torchscript,onnx] [--baseline]
     stylenet bench optimize [--size 512] [--precision auto|fp32|bf16] [--baseline]
     stylenet bench video   [--size 640x360,1280x720] [--model transformer,transformer_small|NAME] [--precisions fp32,bf16]
+    stylenet bench folder  [--photos 200] [--size 512x384] [--model starry_night] [--engines local,ray] [--workers 1,2]
 
 Every figure is the median of N timed repeats after warm-up, on synthetic images (timing does not depend on
 pixel values), and carries the machine, torch version and thread count. Every row has its own peak memory
@@ -451,6 +452,45 @@ def bench_video(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                         }
 
 
+def bench_folder(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """Images per second of `stylenet stylize FOLDER -o OUT`: the local engine, then --engine ray with each number of
+    --workers (a Ray started on this machine), on a folder of --photos synthetic JPEG photos. seconds runs from the
+    start (model, Ray and its workers included) to the last file; steady_images_per_s counts after the first file."""
+    from stylenet.backends import ModelSpec
+    from stylenet.batch import StylizeOptions, plan, stylize_jobs
+    from stylenet.cluster import RaySettings, stylize_on_ray
+    from stylenet.images import to_pil
+
+    height, width = parse_size(args.size)
+    spec = ModelSpec(args.model, args.device)  # what `stylenet stylize` runs by default: precision and backend auto
+    with tempfile.TemporaryDirectory() as folder:
+        photos = Path(folder) / "photos"
+        photos.mkdir()
+        for index in range(args.photos):
+            to_pil(pattern_image(height, width, torch.device("cpu"), shift=index)[0]).save(photos / f"{index:04d}.jpg", quality=90)
+        model = spec.load()
+        runs = [("local", None)] + [("ray", int(workers)) for workers in args.workers.split(",")]
+        for engine, workers in runs:
+            if engine not in args.engines.split(","):
+                continue
+            out = Path(folder) / f"{engine}-{workers}"
+            started = time.perf_counter()
+            if engine == "local":
+                summary = stylize_jobs(spec.load(), plan([str(photos)], out), StylizeOptions())
+            else:
+                settings = RaySettings(workers=workers, batch_size=args.batch)
+                summary = stylize_on_ray(spec, [str(photos)], str(out), None, StylizeOptions(), settings)
+            seconds = time.perf_counter() - started
+            steady = (args.photos - 1) / (summary.seconds - summary.first_seconds)
+            yield {
+                "bench": "folder", "engine": engine, "workers": workers or "-", "photos": len(summary.written),
+                "size": f"{width}x{height}", "model": args.model, "precision": model.precision, "backend": model.backend,
+                "seconds": round(seconds, 1), "images_per_s": round(len(summary.written) / seconds, 2),
+                "first_file_s": round(summary.first_seconds, 2), "steady_images_per_s": round(steady, 2),
+                **machine(torch.device("cpu"), args),
+            }
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table, one column per key that any row has."""
     keys = list(dict.fromkeys(key for row in rows for key in row))
@@ -461,11 +501,12 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylenet bench", description="Time training, inference or optimization.")
-    parser.add_argument("what", choices=["train", "infer", "optimize", "video"])
+    parser.add_argument("what", choices=["train", "infer", "optimize", "video", "folder"])
     parser.add_argument("--size", help="image side (train: 256; optimize: 512); video: frame sizes WIDTHxHEIGHT, "
                         "comma-separated (640x360,1280x720)")
     parser.add_argument("--sizes", default="512,1024,2048,3840x2160", help="infer: sizes, WIDTHxHEIGHT or N")
-    parser.add_argument("--batch", type=int, default=4, help="train: photos per step; video: frames per network call")
+    parser.add_argument("--batch", type=int, default=4, help="train: photos per step; video: frames per network call; "
+                        "folder: photos per Ray task")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default=AUTO, choices=PRECISION_CHOICES,
                         help="train, optimize (auto: bf16 where the hardware computes it natively, else fp32)")
@@ -479,6 +520,9 @@ def parser() -> argparse.ArgumentParser:
                         "video: comma-separated presets, model files or ready-made names (default infer: transformer; "
                         "video: transformer,transformer_small)")
     parser.add_argument("--frames", type=int, default=48, help="video: frames in the synthetic clip")
+    parser.add_argument("--photos", type=int, default=200, help="folder: synthetic photos in the folder")
+    parser.add_argument("--engines", default="local,ray", help="folder: local, ray (stylenet[ray]) or both")
+    parser.add_argument("--workers", default="1,2", help="folder: Ray workers, comma-separated (one row each)")
     parser.add_argument("--temporal", type=float, default=0.0, help="video: --temporal strength (flow blending)")
     parser.add_argument("--loss-network", default="vgg19_caffe", choices=sorted(PRESETS),
                         help="train (torchvision weights replaced by random ones: same speed, no download)")
@@ -502,7 +546,7 @@ def main(argv: list[str]) -> None:
     # the reference runs on glibc's defaults; ours keeps freed memory as `stylenet` and train.py do
     args.keep_freed_memory = not args.baseline and keep_freed_memory()
     video = args.what == "video"
-    args.model = args.model or ("transformer,transformer_small" if video else "transformer")
+    args.model = args.model or {"video": "transformer,transformer_small", "folder": "starry_night"}.get(args.what, "transformer")
     if args.what in ("train", "optimize") and args.model not in MODELS:
         raise StylenetError(f"--model {args.model}: {args.what} benchmarks a network preset: {', '.join(sorted(MODELS))}")
     device = resolve_device(args.device)
@@ -519,10 +563,13 @@ def main(argv: list[str]) -> None:
         raise StylenetError(f"--precisions {unknown[0]}: valid are {', '.join(PRECISION_CHOICES)}")
     if video:
         args.size = args.size or "640x360,1280x720"
+    elif args.what == "folder":
+        args.size = args.size or "512x384"
     else:
         args.size = int(args.size or (512 if args.what == "optimize" else 256))
     rows = []
-    for row in {"train": bench_train, "infer": bench_infer, "optimize": bench_optimize, "video": bench_video}[args.what](args):
+    benches = {"train": bench_train, "infer": bench_infer, "optimize": bench_optimize, "video": bench_video, "folder": bench_folder}
+    for row in benches[args.what](args):
         print(json.dumps(row), flush=True)
         rows.append(row)
     if args.markdown:

@@ -25,7 +25,7 @@ commands:
   models                         list the ready-made models (stylize photo.jpg --model NAME)
   serve [--models DIR ...]       a local web page: stylize photos in the browser (http://127.0.0.1:7860)
   webcam --model M               stylize a camera live (window, --virtual camera, --record FILE)
-  bench train|infer|optimize|video  time the hot paths (one JSON line per figure; see BENCHMARKS.md)
+  bench train|infer|optimize|video|folder  time the hot paths (one JSON line per figure; see BENCHMARKS.md)
 
 --debug shows full tracebacks instead of one-line errors (for training: HYDRA_FULL_ERROR=1).
 """
@@ -85,27 +85,22 @@ def note_precision(precision: str, device: str, inference: bool = False) -> None
         print(auto_precision_note(device, inference), file=sys.stderr)
 
 
+def model_spec(args: argparse.Namespace):
+    """The model that --model, --device, --precision, --style or --style-image and --backend name."""
+    from stylenet.backends import ModelSpec
+    from stylenet.inference import ANY_STYLE_MODEL
+
+    if args.model is None and not args.style_image:
+        raise StylenetError("name the model: --model NAME (`stylenet models` lists them) or a model file; or give "
+                            "--style-image PAINTING to paint with any painting")
+    paintings = tuple((str(path), weight) for path, weight in map(split_weight, args.style_image or []))
+    return ModelSpec(str(args.model or ANY_STYLE_MODEL), args.device, args.precision, args.style, paintings,
+                     args.style_size, args.backend)
+
+
 def model_from_arguments(args: argparse.Namespace):
     """The model of --model, --device and --precision, bound to --style or --style-image."""
-    from stylenet.backends import use_backend
-    from stylenet.images import load_image
-    from stylenet.inference import ANY_STYLE_MODEL, load_model
-
-    if args.model is None:
-        if not args.style_image:
-            raise StylenetError("name the model: --model NAME (`stylenet models` lists them) or a model file; or give "
-                                "--style-image PAINTING to paint with any painting")
-        args.model = Path(ANY_STYLE_MODEL)
-    model = load_model(args.model, args.device, args.precision)
-    if args.style is not None:
-        model.use_style(args.style)
-    if args.style_image:
-        paths, weights = zip(*(split_weight(text) for text in args.style_image))
-        model.use_style_images([load_image(path, "--style-image") for path in paths], list(weights), args.style_size)
-    elif model.model_kind.style_input == "style_image":
-        raise StylenetError(f"{args.model} is an any-style model: give the painting with --style-image PATH (any image)")
-    use_backend(model, args.backend)
-    return model
+    return model_spec(args).load()
 
 
 def note_choices(model, backend: str) -> None:
@@ -178,7 +173,7 @@ def stylize_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or quoted globs")
     add_model_arguments(parser)
-    parser.add_argument("-o", "--output", type=Path,
+    parser.add_argument("-o", "--output",  # a str: with --engine ray it may be a URI, which Path would mangle
                         help="output file for one input, else a folder mirroring the inputs "
                              "(default: NAME_stylized.EXT, or ./stylized/)")
     scale = parser.add_mutually_exclusive_group()
@@ -197,12 +192,22 @@ def stylize_parser() -> argparse.ArgumentParser:
     video.add_argument("--end", type=float, help="second to stop at (default: its end)")
     video.add_argument("--codec", help="video encoder (default: libx264; libvpx-vp9 for .webm; mpeg4, ...)")
     video.add_argument("--crf", type=int, default=VIDEO_CRF, help="quality of libx264/libvpx-vp9: lower is better, 0 lossless")
-    video.add_argument("--batch-size", type=int, default=VIDEO_BATCH, help="frames per network call")
+    video.add_argument("--batch-size", type=int, default=VIDEO_BATCH,
+                       help="frames per network call; with --engine ray also the images each task takes")
     video.add_argument("--temporal", type=float, default=VIDEO_TEMPORAL, metavar="STRENGTH",
                        help="against flicker: blend each frame with the previous output carried along the optical "
                             "flow, where the flow is reliable (about 2x less flicker at 0.75; 0: frame by frame)")
     parser.add_argument("--max-image-pixels", type=int,
                         help="decode images up to this many pixels (default: Pillow's decompression-bomb limit, 89478485)")
+    ray = parser.add_argument_group("scaling out (--engine ray: a Ray Data pipeline; pip install 'stylenet[ray]')")
+    ray.add_argument("--engine", choices=["local", "ray"], default="local",
+                     help="local: this process; ray: a pool of Ray workers on this machine or a cluster (same outputs)")
+    ray.add_argument("--address", help="join this Ray cluster (auto, HOST:6379 or ray://HOST:10001; default: start a Ray "
+                                       "on this machine); inputs and outputs must be paths every node sees, or URIs")
+    ray.add_argument("--workers", type=int, help="workers, each loading the model once (default: one per GPU with "
+                                                 "--gpus-per-worker, else one per --cpus-per-worker CPUs)")
+    ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs each worker takes (0: CPU workers)")
+    ray.add_argument("--cpus-per-worker", type=float, help="CPUs (and torch threads) each worker takes (default: 1)")
     return parser
 
 
@@ -213,22 +218,29 @@ def stylize_command(argv: list[str]) -> None:
 
     args = stylize_parser().parse_args(argv)
     set_max_image_pixels(args.max_image_pixels)
-    model = model_from_arguments(args)
-    jobs = batch.plan(args.inputs, args.output, args.ext)
-    single = batch.one_file(args.inputs)
-    if single and jobs[0].target.exists() and not args.overwrite:
-        raise StylenetError(f"{jobs[0].target} exists; pass --overwrite to replace it, or choose another -o")
     video = VideoOptions(start=args.start, end=args.end, codec=args.codec, crf=args.crf, batch=args.batch_size,
                          temporal=args.temporal)
     options = batch.StylizeOptions(args.size, args.scale, args.strength, args.preserve_color, args.tile, args.quality, video)
-    summary = batch.stylize_jobs(model, jobs, options, overwrite=args.overwrite)
+    model = model_from_arguments(args) if args.engine == "local" else None  # ray: each worker loads it
+    output = Path(args.output) if args.output else None
+    single = batch.one_file(args.inputs) and "://" not in str(args.output)
+    where = batch.plan(args.inputs, output, args.ext)[0].target if single else (args.output or "stylized")
+    if single and where.exists() and not args.overwrite:
+        raise StylenetError(f"{where} exists; pass --overwrite to replace it, or choose another -o")
+    if model is None:
+        from stylenet.cluster import RaySettings, stylize_on_ray
+
+        settings = RaySettings(args.address, args.workers, args.gpus_per_worker, args.cpus_per_worker, args.batch_size)
+        summary = stylize_on_ray(model_spec(args), args.inputs, args.output, args.ext, options, settings, args.overwrite)
+    else:
+        summary = batch.stylize_jobs(model, batch.plan(args.inputs, output, args.ext), options, args.overwrite)
     if single and summary.failed:
         raise StylenetError(summary.failed[0][1])
-    note_choices(model, args.backend)  # after the work: an error stays the only line
-    note_compile(model, args.backend, summary.video_seconds)
+    if model is not None:
+        note_choices(model, args.backend)  # after the work: an error stays the only line
+        note_compile(model, args.backend, summary.video_seconds)
     for source, reason in summary.failed:
         print(f"failed: {source}: {reason}", file=sys.stderr)
-    where = jobs[0].target if single else (args.output or Path("stylized"))
     print(f"{summary.line()} -> {where}")
     if summary.failed:
         sys.exit(1)

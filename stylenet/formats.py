@@ -139,7 +139,9 @@ class OnnxNetwork:
         except ImportError:
             raise StylenetError("ONNX models need onnxruntime: pip install 'stylenet[onnx]'") from None
         try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=self.providers(onnxruntime))
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()  # torch's threads (OMP_NUM_THREADS, a Ray worker's CPUs)
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=self.providers(onnxruntime))
         except Exception as error:
             raise StylenetError(f"{path} is not a loadable ONNX model ({brief(error, 200)})") from None
         self.input_names = [node.name for node in self.session.get_inputs()]

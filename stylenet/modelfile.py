@@ -8,6 +8,7 @@ model_args).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -84,3 +85,14 @@ def rebuild(state: dict[str, torch.Tensor], arguments: Any, source: str, kind_na
     except (RuntimeError, TypeError, ValueError, StylenetError) as error:
         raise StylenetError(f"{source}: weights do not fit the network they describe ({brief(error)})") from None
     return network.eval()
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's names, shapes and fp32 values, in name order: equal for equal weights in any
+    file format or device (DDP's ranks compare theirs after training)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().to("cpu", torch.float32).contiguous()
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()

@@ -21,6 +21,7 @@ from stylenet.callbacks import GracefulStop, PeriodicCheckpoint, PeriodicEval, S
 from stylenet.config import user_overrides, validate
 from stylenet.data import ContentDataModule
 from stylenet.export import save_safetensors
+from stylenet.modelfile import weights_digest
 from stylenet.hostmemory import keep_freed_memory
 from stylenet.images import find_images, set_max_image_pixels
 from stylenet.systems import StyleSystem, system_for
@@ -122,12 +123,31 @@ def train(cfg: DictConfig) -> Path:
     seconds = time.monotonic() - started - (evaluator.eval_seconds if evaluator else 0.0)  # training alone, this process's
     module.run_facts["training"]["seconds"] = round(seconds, 1)
     report_skipped(skipped_log)
+    check_replicas(trainer, module)
     if stopper.received is not None and trainer.global_step < trainer.max_steps:  # a signal at the end: done anyway
         raise Interrupted(stopper.received, trainer.global_step, run_dir)
     model_path = run_dir / "model.safetensors"
     if trainer.is_global_zero:
         export(module, trainer.global_step, model_path)
     return model_path
+
+
+def check_replicas(trainer: pl.Trainer, module: StyleSystem) -> None:
+    """Under DDP, every rank gathers each rank's step and weights digest; rank 0 says whether they agree (they
+    must: each step all-reduces the gradients, so every replica takes the same Adam step)."""
+    if trainer.world_size < 2 or not torch.distributed.is_initialized():
+        return
+    mine = (trainer.global_rank, trainer.global_step, weights_digest(module.network.state_dict()))
+    ranks: list[tuple[int, int, str] | None] = [None] * trainer.world_size
+    torch.distributed.all_gather_object(ranks, mine)
+    if not trainer.is_global_zero:
+        return
+    steps, digests = {rank[1] for rank in ranks}, {rank[2] for rank in ranks}
+    if len(steps) == 1 and len(digests) == 1:
+        log.info("DDP: %d ranks at step %d hold the same weights (sha256 %s)", len(ranks), steps.pop(), digests.pop()[:16])
+    else:
+        log.warning("DDP: the ranks disagree after training (rank, step, weights): %s",
+                    ", ".join(f"({rank}, {step}, {digest[:16]})" for rank, step, digest in ranks))
 
 
 class Interrupted(Exception):

@@ -41,6 +41,16 @@ def test_infer_figures_for_each_backend_and_size(capsys: pytest.CaptureFixture[s
     assert lines[0].startswith("| bench | mode | model | backend") and len(lines) == 2 + len(found)
 
 
+@pytest.mark.slow  # --backend auto measures the tiny network's backends first: seconds
+def test_folder_rows_for_the_local_engine(capsys: pytest.CaptureFixture[str], tiny_model: Path) -> None:
+    """`bench folder` stylizes a synthetic folder with `stylenet stylize`'s code; the Ray rows need a Ray (the
+    figures in BENCHMARKS.md), the engine's own tests are in test_cluster.py."""
+    row, = rows(capsys, "folder", "--photos", "3", "--size", "48x32", "--model", str(tiny_model), "--engines", "local")
+    assert row["engine"] == "local" and row["photos"] == 3 and row["size"] == "48x32"
+    assert row["images_per_s"] > 0 and row["steady_images_per_s"] > 0 and row["first_file_s"] < row["seconds"]
+    assert {"machine", "torch", "threads", "precision", "backend"} <= set(row)
+
+
 def test_optimize_figures_for_stylenet_and_baseline(capsys: pytest.CaptureFixture[str]) -> None:
     tiny = ["--size", "32", "--device", "cpu", "--warmup", "0", "--repeats", "1", "--precision", "bf16"]
     row, = rows(capsys, "optimize", *tiny)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from stylenet.modelfile import load_safetensors
+from stylenet.modelfile import load_safetensors, weights_digest
 from stylenet.inference import load_model
 from tests.conftest import PYTHON, TRAIN_PY, run_env
 
@@ -126,12 +127,19 @@ def test_console_script_trains_with_the_same_overrides(tmp_path: Path) -> None:
 
 
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
+    """train.py under DDP with two CPU processes: both ranks step the same model; one checkpoint, one model file."""
     result = train(
         tmp_path / "ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=3",
         "checkpoint.every_n_steps=3",
     )
-    assert "All distributed processes registered. Starting with 2 processes" in result.stdout + result.stderr
-    assert (tmp_path / "ddp" / "model.safetensors").is_file()
+    output = result.stdout + result.stderr
+    assert "All distributed processes registered. Starting with 2 processes" in output
+    agreed = re.search(r"DDP: 2 ranks at step 3 hold the same weights \(sha256 ([0-9a-f]{16})\)", output)
+    assert agreed, output[-3000:]
+    network, _ = load_safetensors(tmp_path / "ddp" / "model.safetensors")
+    assert weights_digest(network.state_dict())[:16] == agreed.group(1)  # the file holds the weights both ranks trained
+    assert sorted(path.name for path in (tmp_path / "ddp").glob("*.safetensors")) == ["model.safetensors"]
+    assert sorted(path.name for path in (tmp_path / "ddp" / "checkpoints").iterdir()) == ["last.ckpt", "step-000003.ckpt"]
     assert torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
 
 

@@ -1,0 +1,369 @@
+"""`stylenet stylize ... --engine ray`: the local engine's jobs as a Ray Data pipeline, on this machine or a cluster.
+
+    jobs (batch.plan, or a listing through pyarrow for URIs) -> the ones whose output is missing
+      -> ray.data.from_items(tasks) -> map_batches(Stylizer, a pool of long-lived actors) -> results to the driver
+
+A task is a few images (--batch-size) or one video. Each actor loads the model once (the driver ships the
+model file and paintings with the actor's arguments, so nodes need only stylenet installed, not the files) and
+runs batch.run_job on each file: the same code, options and atomic writes as the local engine, so the outputs are
+the same bytes. Ray retries the tasks of an actor or node that dies; a retried file is written again under the
+same name (atomically), so every output appears once and none is torn. A rerun skips finished outputs.
+
+Inputs and outputs are local paths (shared by every node on a cluster: NFS, a mounted bucket) or URIs of any
+filesystem pyarrow opens (file://, s3://, gs://, hdfs://): workers copy a URI's file in, stylize it locally and
+copy the result out (an object store shows an upload only once it is complete).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from stylenet.backends import ModelSpec
+from stylenet.batch import Job, Outcome, StylizeOptions, Summary, check_target, output_suffix, plan, run_job
+from stylenet.errors import StylenetError, brief
+from stylenet.images import image_extensions
+from stylenet.video import VIDEO_EXTENSIONS, is_video
+
+log = logging.getLogger(__name__)
+
+INSTALL = "pip install 'stylenet[ray]'"
+
+
+@dataclass
+class RaySettings:
+    address: str | None = None  # None: start a Ray on this machine; "auto", "HOST:6379" or "ray://HOST:10001": join one
+    workers: int | None = None  # None: one per GPU (with gpus_per_worker), else one per CPU
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float | None = None  # None: workers share the CPUs, else 1 each (torch threads follow)
+    batch_size: int = 4  # images per task (a video is a task of its own)
+
+
+def require_ray() -> None:
+    missing = [name for name in ("ray", "pyarrow", "pandas") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise StylenetError(f"--engine ray needs {', '.join(missing)}: {INSTALL} (or drop --engine ray)")
+
+
+def is_uri(text: str | Path) -> bool:
+    return "://" in str(text)
+
+
+# --- planning: which files go where ---------------------------------------------------------------------------
+
+def plan_jobs(inputs: list[str], output: str | None, extension: str | None) -> list[Job]:
+    """The local engine's plan for paths; for URIs the same mirrored layout, listed through pyarrow."""
+    if not any(is_uri(text) for text in [*inputs, output or ""]):
+        return plan(inputs, Path(output) if output else None, extension)
+    if output is None:
+        raise StylenetError("with URI inputs give the output folder: -o URI (or a path)")
+    root = output.rstrip("/")
+    jobs = []
+    for text in inputs:
+        filesystem, base, files = list_files(text)
+        folder = f"{root}/{PurePosixPath(base).name}" if len(inputs) > 1 and files != [base] else root
+        for path in files:
+            relative = PurePosixPath(path).relative_to(base) if path != base else PurePosixPath(path).name
+            target = str(PurePosixPath(relative).with_suffix(output_suffix(Path(path), extension)))
+            jobs.append(Job(uri_of(text, path), f"{folder}/{target}"))  # type: ignore[arg-type]
+    if not jobs:
+        raise StylenetError(f"no images found in {' '.join(inputs)}")
+    for job in jobs:
+        check_target(Path(job.source), Path(job.target))
+    return jobs
+
+
+def filesystem_of(text: str) -> tuple[Any, str]:
+    from pyarrow import fs
+
+    try:
+        return fs.FileSystem.from_uri(text if is_uri(text) else os.path.abspath(text))
+    except Exception as error:  # pyarrow raises ArrowInvalid, ArrowNotImplementedError, OSError ...
+        raise StylenetError(f"{text}: pyarrow cannot open this filesystem ({brief(error)})") from None
+
+
+def list_files(text: str) -> tuple[Any, str, list[str]]:
+    """(filesystem, the folder outputs are relative to, the image and video files) of one URI or path."""
+    from pyarrow import fs
+
+    filesystem, path = filesystem_of(text)
+    info = filesystem.get_file_info(path)
+    if info.type == fs.FileType.File:
+        return filesystem, path, [path]
+    if info.type != fs.FileType.Directory:
+        raise StylenetError(f"input not found: {text} (give image or video files or folders)")
+    extensions = image_extensions() | VIDEO_EXTENSIONS
+    found = filesystem.get_file_info(fs.FileSelector(path, recursive=True))
+    files = sorted(item.path for item in found if item.type == fs.FileType.File
+                   and PurePosixPath(item.path).suffix.lower() in extensions)
+    return filesystem, path, files
+
+
+def uri_of(text: str, path: str) -> str:
+    """A path that pyarrow listed, as a URI (or path) like the input it came from."""
+    if not is_uri(text):
+        return path
+    scheme = text.split("://", 1)[0]
+    return f"{scheme}://{path}" if scheme != "file" else f"file://{path}"
+
+
+def exists(target: str | Path) -> bool:
+    if not is_uri(target):
+        return Path(target).exists()
+    from pyarrow import fs
+
+    filesystem, path = filesystem_of(str(target))
+    return filesystem.get_file_info(path).type != fs.FileType.NotFound
+
+
+def tasks_of(jobs: list[Job], batch_size: int) -> list[dict[str, list[str]]]:
+    """Videos first, one per task (the longest work starts first), then the images, batch_size per task."""
+    videos = [[job] for job in jobs if is_video(Path(job.source))]
+    images = [job for job in jobs if not is_video(Path(job.source))]
+    chunks = videos + [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
+    return [{"sources": [str(job.source) for job in chunk], "targets": [str(job.target) for job in chunk]}
+            for chunk in chunks]
+
+
+# --- the workers ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """A ModelSpec with the bytes of its files, so that a worker on a node without them can load it."""
+
+    spec: ModelSpec
+    files: dict[str, bytes]  # the spec's path -> its bytes (model file, paintings)
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> ShippedModel:
+        paths = [spec.model] + [path for path, _ in spec.style_images]
+        return cls(spec, {path: Path(path).read_bytes() for path in paths if Path(path).is_file()})
+
+    def load(self, folder: Path) -> Any:
+        """Write the files into folder (their names kept: the suffix says the format) and load the model."""
+        local: dict[str, str] = {}
+        for index, (path, data) in enumerate(self.files.items()):
+            copy = folder / str(index) / Path(path).name
+            copy.parent.mkdir(parents=True)
+            copy.write_bytes(data)
+            local[path] = str(copy)
+        spec = replace(self.spec, model=local.get(self.spec.model, self.spec.model),
+                       style_images=tuple((local.get(path, path), weight) for path, weight in self.spec.style_images))
+        return spec.load()
+
+
+class Stylizer:
+    """One Ray actor: loads the model once, then stylizes the files of each task it is given."""
+
+    shipped: ShippedModel  # set on the subclass that results() makes for each run
+    options: StylizeOptions
+    threads: int
+
+    def __init__(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
+        self.folder = tempfile.TemporaryDirectory(prefix="stylenet-worker-")
+        self.model = self.shipped.load(Path(self.folder.name))
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        rows = [self.run(source, target) for sources, targets in zip(batch["sources"], batch["targets"])
+                for source, target in zip(sources, targets)]
+        return {name: [getattr(row, name) for row in rows] for name in ("source", "target", "error", "megapixels",
+                                                                        "video", "frames", "video_seconds")}
+
+    def run(self, source: str, target: str) -> Any:
+        if not (is_uri(source) or is_uri(target)):
+            outcome = run_job(self.model, Job(Path(source), Path(target)), self.options, progress=False)
+        else:
+            outcome = self.run_staged(source, target)
+        return Row(source, target, outcome.error, outcome.megapixels, outcome.video, outcome.frames,
+                   outcome.video_seconds)
+
+    def run_staged(self, source: str, target: str) -> Outcome:
+        """A file on another filesystem: copy it here, stylize it, copy the result there."""
+        with tempfile.TemporaryDirectory(dir=self.folder.name) as folder:
+            local_source = Path(folder) / ("in" + PurePosixPath(source).suffix)
+            local_target = Path(folder) / ("out" + PurePosixPath(target).suffix)
+            try:
+                copy_in(source, local_source)
+            except OSError as error:
+                return Outcome(target, error=f"cannot read {source}: {brief(error)}")
+            outcome = run_job(self.model, Job(local_source, local_target), self.options, progress=False)
+            if outcome.error is None:
+                copy_out(local_target, target)
+            return outcome
+
+
+@dataclass
+class Row:
+    source: str
+    target: str
+    error: str | None
+    megapixels: float
+    video: bool
+    frames: int
+    video_seconds: float
+
+
+def copy_in(source: str, local: Path) -> None:
+    filesystem, path = filesystem_of(source)
+    with filesystem.open_input_stream(path) as stream, open(local, "wb") as out:
+        while chunk := stream.read(1 << 20):
+            out.write(chunk)
+
+
+def copy_out(local: Path, target: str) -> None:
+    """Write a finished file to a URI: on a local filesystem under a temp name, then renamed (atomic); an object
+    store makes an upload visible only when it is complete."""
+    from pyarrow import fs
+
+    filesystem, path = filesystem_of(target)
+    parent = str(PurePosixPath(path).parent)
+    filesystem.create_dir(parent, recursive=True)
+    atomic = isinstance(filesystem, fs.LocalFileSystem)
+    written = f"{parent}/.{PurePosixPath(path).name}.{uuid.uuid4().hex}.tmp" if atomic else path
+    with open(local, "rb") as data, filesystem.open_output_stream(written) as out:
+        while chunk := data.read(1 << 20):
+            out.write(chunk)
+    if atomic:
+        filesystem.move(written, path)
+
+
+# --- the driver -----------------------------------------------------------------------------------------------
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[TextIO]:
+    """Join the cluster at address, or start a Ray on this machine (stopped again at the end); yields the terminal.
+
+    Ray's C++ core writes its notes (and one alarming-looking line per actor pool about restarts) straight to file
+    descriptor 2; while Ray runs, that goes to a log file and our progress bar to the terminal."""
+    import ray
+
+    logging.getLogger("ray").setLevel(logging.ERROR)  # its start-up and execution notes are not the user's business
+    started = not ray.is_initialized()
+    log_path = Path(tempfile.gettempdir()) / f"stylenet-ray-{os.getuid()}.log"
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    try:
+        with open(log_path, "ab") as ray_log, os.fdopen(os.dup(terminal), "w") as stream:
+            os.dup2(ray_log.fileno(), 2)
+            try:
+                if started:
+                    init(address)
+                yield stream
+            finally:
+                if started:
+                    ray.shutdown()
+                sys.stderr.flush()
+                os.dup2(terminal, 2)
+    finally:
+        os.close(terminal)
+
+
+def init(address: str | None) -> None:
+    import ray
+
+    try:
+        if address is None:
+            ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        else:
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        where = f"join the Ray cluster at {address}" if address else "start Ray on this machine"
+        raise StylenetError(f"--engine ray could not {where}: {brief(error)} (start one with `ray start --head`, then "
+                            "pass its address, or leave out --address)") from None
+
+
+def pool_size(settings: RaySettings, tasks: int) -> tuple[int, float]:
+    """(workers, CPUs per worker). GPU workers: --workers, else one per GPU. CPU workers: --cpus-per-worker each,
+    else --workers share the cluster's CPUs (at most one node's) or one worker per CPU. Never more than tasks."""
+    import ray
+
+    resources = ray.cluster_resources()
+    if settings.gpus_per_worker:
+        workers = settings.workers or int(resources.get("GPU", 0) // settings.gpus_per_worker)
+        if not resources.get("GPU"):
+            raise StylenetError(f"--gpus-per-worker {settings.gpus_per_worker}: this Ray cluster has no GPUs "
+                                "(leave it out to stylize on CPUs)")
+        cpus = settings.cpus_per_worker or 1.0
+    elif settings.cpus_per_worker:
+        cpus = settings.cpus_per_worker
+        workers = settings.workers or max(1, int(resources.get("CPU", 1) // cpus))
+    elif settings.workers:
+        largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=1)
+        workers, cpus = settings.workers, float(max(1, min(largest, resources.get("CPU", 1) // settings.workers)))
+    else:
+        workers, cpus = max(1, int(resources.get("CPU", 1))), 1.0
+    return max(1, min(workers, tasks)), cpus
+
+
+def results(shipped: ShippedModel, tasks: list[dict], options: StylizeOptions, settings: RaySettings) -> Iterator[Row]:
+    """Run the tasks on a pool of Stylizer actors; yields each file's row as it finishes."""
+    import ray.data
+
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # ours counts files
+    context.print_on_execution_start = False
+    workers, cpus = pool_size(settings, len(tasks))
+    # The model travels inside the actor class (pickled by value), not as constructor arguments in the object store:
+    # Ray restarts an actor whose node died (its tasks retried) only from arguments that outlive that node.
+    worker = type("Stylizer", (Stylizer,), {"shipped": shipped, "options": options, "threads": max(1, int(cpus))})
+    dataset = ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
+        worker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=cpus, num_gpus=settings.gpus_per_worker or None,
+    )
+    for batch in dataset.iter_batches(batch_size=None, batch_format="pandas"):
+        for record in batch.to_dict("records"):
+            yield Row(**{name: record[name] for name in Row.__dataclass_fields__})
+
+
+def stylize_on_ray(spec: ModelSpec, inputs: list[str], output: str | None, extension: str | None,
+                   options: StylizeOptions, settings: RaySettings, overwrite: bool = False) -> Summary:
+    """Stylize the inputs as the local engine would (same files, names, options), on Ray."""
+    require_ray()
+    if settings.batch_size < 1:
+        raise StylenetError(f"--batch-size {settings.batch_size}: must be at least 1")
+    if settings.workers is not None and settings.workers < 1:
+        raise StylenetError(f"--workers {settings.workers}: must be at least 1")
+    started = time.perf_counter()
+    jobs = plan_jobs(inputs, output, extension)
+    todo = [job for job in jobs if overwrite or not exists(job.target)]
+    summary = Summary(existing=[job.target for job in jobs if job not in todo])
+    if todo:
+        # a wrong model, style or painting: one line here, before any worker starts (on the CPU: the driver may have no GPU)
+        replace(spec, device="cpu", precision="fp32", backend="eager").load()
+        tasks = tasks_of(todo, settings.batch_size)
+        with ray_session(settings.address) as terminal, tqdm(
+            total=len(todo), desc="stylize (ray)", unit="file", disable=len(todo) < 2, dynamic_ncols=True, file=terminal,
+        ) as bar:
+            for row in results(ShippedModel.of(spec), tasks, options, settings):
+                summary.add(row.source, Outcome(row.target, row.error or None, row.megapixels, bool(row.video),
+                                                int(row.frames), row.video_seconds))
+                summary.first_seconds = summary.first_seconds or time.perf_counter() - started
+                bar.update()
+        sweep(todo)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def sweep(jobs: list[Job]) -> None:
+    """Remove the temp files that workers killed mid-write left beside these outputs (local paths)."""
+    for job in jobs:
+        if not is_uri(job.target):
+            target = Path(job.target)
+            for stale in target.parent.glob(f".{target.name}.*.tmp"):
+                stale.unlink(missing_ok=True)

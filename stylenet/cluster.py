@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -248,29 +249,49 @@ def copy_out(local: Path, target: str) -> None:
 def ray_session(address: str | None) -> Iterator[TextIO]:
     """Join the cluster at address, or start a Ray on this machine (stopped again at the end); yields the terminal.
 
-    Ray's C++ core writes its notes (and one alarming-looking line per actor pool about restarts) straight to file
-    descriptor 2; while Ray runs, that goes to a log file and our progress bar to the terminal."""
+    Ray's C++ core and raylet write notes straight to file descriptors 1 and 2 (one alarming-looking line per actor
+    pool about restarts, one per task retried after Ctrl-C); while Ray runs they go to a log file, and our progress
+    bar to the terminal."""
     import ray
 
     logging.getLogger("ray").setLevel(logging.ERROR)  # its start-up and execution notes are not the user's business
-    started = not ray.is_initialized()
+    if address is not None:
+        reachable(address)
+    started = not ray.is_initialized()  # a program that called ray.init() itself keeps its connection
     log_path = Path(tempfile.gettempdir()) / f"stylenet-ray-{os.getuid()}.log"
+    sys.stdout.flush()
     sys.stderr.flush()
-    terminal = os.dup(2)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     try:
-        with open(log_path, "ab") as ray_log, os.fdopen(os.dup(terminal), "w") as stream:
-            os.dup2(ray_log.fileno(), 2)
+        with open(log_path, "ab") as ray_log, os.fdopen(os.dup(saved[2]), "w") as terminal:
+            for fd in saved:
+                os.dup2(ray_log.fileno(), fd)
             try:
                 if started:
                     init(address)
-                yield stream
+                yield terminal
             finally:
                 if started:
                     ray.shutdown()
+                sys.stdout.flush()
                 sys.stderr.flush()
-                os.dup2(terminal, 2)
+                for fd, original in saved.items():
+                    os.dup2(original, fd)
     finally:
-        os.close(terminal)
+        for original in saved.values():
+            os.close(original)
+
+
+def reachable(address: str, seconds: float = 5.0) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) address that nothing answers: one line now, not Ray's minutes of retries."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and the like: Ray resolves them
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as error:
+        raise StylenetError(f"--address {address}: nothing answers there ({error.strerror or error}); start the cluster's "
+                            "head with `ray start --head` and pass the address it prints") from None
 
 
 def init(address: str | None) -> None:

@@ -161,6 +161,9 @@ def test_ray_missing_bad_settings_and_no_cluster_are_one_line_errors(
     base = ["stylize", photo_folder, "--model", tiny_model, "-o", tmp_path / "out", "--engine", "ray"]
     assert run(*base, "--workers", "0") == 2
     assert capsys.readouterr().err.strip() == "error: --workers 0: must be at least 1"
+    assert run(*base, "--address", "127.0.0.1:1") == 2  # no cluster there: one line at once, not Ray's retries
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--address 127.0.0.1:1: nothing answers there" in err and "ray start --head" in err
     import importlib.util
 
     real = importlib.util.find_spec

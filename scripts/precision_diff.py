@@ -24,7 +24,7 @@ from stylenet import zoo  # noqa: E402
 from stylenet.config import data_root  # noqa: E402
 from stylenet.images import load_image  # noqa: E402
 from stylenet.inference import load_model  # noqa: E402
-from stylenet.tiling import machine_name  # noqa: E402
+from stylenet.device import machine_name  # noqa: E402
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ from stylenet.errors import StylenetError, brief
 from stylenet.files import atomic_write, cache_root
 from stylenet.images import load_image
 from stylenet.inference import StyleModel, load_model
-from stylenet.tiling import machine_name
+from stylenet.device import machine_name
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from stylenet.kinds.transformer import set_fast_ops
 from stylenet.loss_network import PRESETS, LossNetwork
 from stylenet.losses import PerceptualLoss
 from stylenet.modelfile import model_metadata
-from stylenet.tiling import AUTO, PRECISION_CHOICES, PRECISIONS, auto_precision, machine_name, resolve_device
+from stylenet.device import AUTO, PRECISION_CHOICES, PRECISIONS, auto_precision, machine_name, resolve_device
 
 # The networks training builds, by preset name: transformer, transformer_small, multistyle, adain (conf/model/)
 MODELS = presets()

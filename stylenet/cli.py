@@ -72,14 +72,14 @@ PRECISION_HELP = ("auto: bf16 where the CPU (AVX512-BF16 or AMX) computes it nat
 
 
 def add_precision_argument(parser: argparse.ArgumentParser, help: str = PRECISION_HELP) -> None:
-    from stylenet.tiling import AUTO, PRECISION_CHOICES
+    from stylenet.device import AUTO, PRECISION_CHOICES
 
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=AUTO, help=help)
 
 
 def note_precision(precision: str, device: str, inference: bool = False) -> None:
     """--precision auto: say once, on stderr, what it chose on this machine."""
-    from stylenet.tiling import AUTO, auto_precision_note
+    from stylenet.device import AUTO, auto_precision_note
 
     if precision == AUTO:
         print(auto_precision_note(device, inference), file=sys.stderr)
@@ -105,7 +105,7 @@ def model_from_arguments(args: argparse.Namespace):
 
 def note_choices(model, backend: str) -> None:
     """Once the work is about to start, say on stderr what --precision auto and --backend chose here."""
-    from stylenet.tiling import precision_note
+    from stylenet.device import precision_note
 
     if model.runner.auto:
         print(precision_note(model.precision, model.device) if model.file_format != "onnx"

@@ -4,7 +4,7 @@
     result = model.stylize(Image.open("photo.jpg"), strength=0.8)
 
 StyleModel is the PIL pipeline around a network: the file's model kind binds the style (stylenet/kinds/),
-the Runner (tiling.py) decides device, precision, tiles and memory.
+the Runner (tiling.py) runs it on the device and in the precision of device.py, whole or in tiles.
 """
 
 from __future__ import annotations

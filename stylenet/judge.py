@@ -36,7 +36,7 @@ from stylenet.images import find_images, load_image, resize_long_side, save_imag
 from stylenet.inference import load_model
 from stylenet.optimize import OptimizeSettings, loss_builder, optimize
 from stylenet.report import write_report
-from stylenet.tiling import machine_name
+from stylenet.device import machine_name
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from stylenet.errors import StylenetError
 from stylenet.images import preserve_color, resize_long_side, to_pil, to_tensor
 from stylenet.loss_network import PRESETS, LossNetwork
 from stylenet.losses import PerceptualLoss
-from stylenet.tiling import auto_precision, resolve_device
+from stylenet.device import auto_precision, resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -463,7 +463,7 @@ def serve(settings: Settings, host: str = HOST, port: int = PORT) -> None:
         log.warning("warning: serving on %s: anyone who can reach this machine on port %d can use the page and "
                     "its CPU/GPU (the default, 127.0.0.1, is this machine only)", host, port)
     if settings.precision == "auto":
-        from stylenet.tiling import auto_precision_note
+        from stylenet.device import auto_precision_note
 
         log.info("%s", auto_precision_note(settings.device, inference=True))
     shown = f"[{host}]" if ":" in host else host

@@ -25,7 +25,7 @@ from stylenet.modelfile import weights_digest
 from stylenet.hostmemory import keep_freed_memory
 from stylenet.images import find_images, set_max_image_pixels
 from stylenet.systems import StyleSystem, system_for
-from stylenet.tiling import machine_name, native_bf16
+from stylenet.device import machine_name, native_bf16
 
 log = logging.getLogger(__name__)
 

@@ -69,8 +69,17 @@ def test_formats_read_below_the_writers_and_model_files_below_both() -> None:
     assert not {"stylenet.export", "stylenet.formats"} & imports_of(PACKAGE / "modelfile.py")
 
 
+def test_precision_and_machine_policy_live_in_device_and_only_inference_runs_tiles() -> None:
+    """device.py answers "which device, which precision, what machine, how much memory"; tiling.py only tiles, so
+    the modules that ask about the machine import device, and only inference's StyleModel imports tiling."""
+    modules = {module_name(path): imports_of(path) for path in PACKAGE.rglob("*.py")}
+    assert sorted(name for name, found in modules.items() if "stylenet.tiling" in found) == ["stylenet.inference"]
+    askers = {name for name, found in modules.items() if "stylenet.device" in found}
+    assert {"stylenet.training", "stylenet.bench", "stylenet.backends", "stylenet.tiling", "stylenet.cli"} <= askers
+
+
 def test_inference_and_export_import_neither_hydra_nor_lightning() -> None:
-    code = ("import sys, stylenet.inference, stylenet.export, stylenet.tiling; "
+    code = ("import sys, stylenet.inference, stylenet.export, stylenet.tiling, stylenet.device; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('hydra', 'omegaconf', 'pytorch_lightning', 'lightning')))")
     result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=run_env(), check=True)
     assert result.stdout.strip() == "[]"

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from stylenet.tiling import native_bf16
+from stylenet.device import native_bf16
 from tests.test_stylize_cli import run
 
 
@@ -212,7 +212,7 @@ def test_backend_compile_of_a_torchscript_file_is_one_line(
 def test_precision_auto_stylizes_in_fp16_on_cuda_gpus_and_says_so() -> None:
     """On an H200 eager bf16 inference was slower than fp32 and fp16 faster (BENCHMARKS.md): auto follows that
     for stylizing (no GPU is needed to check the choice), and keeps CPUs on bf16 or fp32."""
-    from stylenet.tiling import auto_precision, precision_note
+    from stylenet.device import auto_precision, precision_note
 
     assert auto_precision(torch.device("cuda"), inference=True) == "fp16"
     cpu = "bf16" if native_bf16(torch.device("cpu")) else "fp32"

@@ -201,7 +201,7 @@ def test_eval_during_training_logs_quality_and_keeps_each_report(tmp_path: Path,
 def test_a_time_limit_ends_the_run_with_a_model_and_the_precision_is_recorded(tmp_path: Path) -> None:
     """trainer.max_time (what experiment=cpu budgets by) stops early and still exports; trainer.precision=auto
     picks bf16-mixed or 32-true by the CPU and the model's metadata says which."""
-    from stylenet.tiling import native_bf16
+    from stylenet.device import native_bf16
 
     train(tmp_path, "trainer.max_steps=100000", "trainer.max_time=00:00:00:04", "trainer.precision=auto")
     metadata = load_model(tmp_path / "model.safetensors", "cpu").metadata

@@ -485,7 +485,7 @@ def bench_folder(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             yield {
                 "bench": "folder", "engine": engine, "workers": workers or "-", "photos": len(summary.written),
                 "size": f"{width}x{height}", "model": args.model, "precision": model.precision, "backend": model.backend,
-                "seconds": round(seconds, 1), "images_per_s": round(len(summary.written) / seconds, 2),
+                "seconds": round(seconds, 2), "images_per_s": round(len(summary.written) / seconds, 2),
                 "first_file_s": round(summary.first_seconds, 2), "steady_images_per_s": round(steady, 2),
                 **machine(torch.device("cpu"), args),
             }

@@ -47,7 +47,7 @@ def test_folder_rows_for_the_local_engine(capsys: pytest.CaptureFixture[str], ti
     figures in BENCHMARKS.md), the engine's own tests are in test_cluster.py."""
     row, = rows(capsys, "folder", "--photos", "3", "--size", "48x32", "--model", str(tiny_model), "--engines", "local")
     assert row["engine"] == "local" and row["photos"] == 3 and row["size"] == "48x32"
-    assert row["images_per_s"] > 0 and row["steady_images_per_s"] > 0 and row["first_file_s"] < row["seconds"]
+    assert row["images_per_s"] > 0 and row["steady_images_per_s"] > 0 and row["first_file_s"] <= row["seconds"]
     assert {"machine", "torch", "threads", "precision", "backend"} <= set(row)
 
 

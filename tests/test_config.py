@@ -45,6 +45,25 @@ def test_defaults_follow_the_papers() -> None:
     assert compose_config("loss_network=vgg16").loss_network.content_layers == ["relu2_2"]
 
 
+@pytest.mark.parametrize("kind", ["transformer", "arbitrary", "adain"])
+def test_each_training_systems_defaults_are_the_configs(kind: str) -> None:
+    """A system built in Python without from_config trains the recipe `python train.py model=KIND` trains."""
+    import inspect
+
+    from stylenet.systems import system_for
+
+    cfg = compose_config(f"model={kind}")
+    defaults = {name: parameter.default for name, parameter in inspect.signature(system_for(kind).__init__).parameters.items()}
+    weights = cfg.model if kind == "adain" else cfg.loss  # adain's loss weights are model.*
+    expected = {"channels": cfg.model.channels, "lr": cfg.optimizer.lr, "content_weight": weights.content_weight,
+                "style_weight": weights.style_weight}
+    if kind != "adain":
+        expected |= {"num_residual_blocks": cfg.model.num_residual_blocks, "tv_weight": cfg.loss.tv_weight}
+    if kind == "transformer":
+        expected |= {"relative": cfg.loss.relative, "style_size": cfg.style.size, "temporal_weight": cfg.loss.temporal_weight}
+    assert {name: defaults[name] for name in expected} == expected
+
+
 def test_data_root_comes_from_stylenet_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("STYLENET_DATA", str(tmp_path))
     cfg = compose_config()

@@ -27,7 +27,8 @@ class StyleTransferSystem(StyleSystem):
 
     separate_styles = False  # one Gram target per painting (multistyle), or all paintings' blended
 
-    # Defaults are those of conf/ (model=transformer, loss_network=vgg19_caffe); from_config passes every value.
+    # Defaults are those of conf/ (model=transformer, loss_network=vgg19_caffe, train.yaml's loss:); from_config
+    # passes every value, and tests/test_config.py checks that the two agree.
     def __init__(
         self,
         style_images: list[str],
@@ -37,9 +38,9 @@ class StyleTransferSystem(StyleSystem):
         style_size: int = 512,
         loss_network: dict[str, Any] | None = None,  # arch, weights, content_layers, style_layer_weights
         content_weight: float = 1.0,
-        style_weight: float = 0.3,
-        tv_weight: float = 1.0e3,
-        relative: bool = False,
+        style_weight: float = 3.0,
+        tv_weight: float = 10.0,
+        relative: bool = True,
         temporal_weight: float = 0.0,
         lr: float = 1e-3,
         on_nonfinite_loss: str = "stop",
@@ -121,7 +122,7 @@ class StyleTransferSystem(StyleSystem):
             style_images=list(chosen.values()), style_names=list(chosen), channels=cfg.model.channels,
             num_residual_blocks=cfg.model.num_residual_blocks, style_size=cfg.style.size, loss_network=loss_network,
             content_weight=float(cfg.loss.content_weight), style_weight=float(cfg.loss.style_weight),
-            tv_weight=float(cfg.loss.tv_weight), relative=cfg.loss.get("relative", False),
+            tv_weight=float(cfg.loss.tv_weight), relative=bool(cfg.loss.relative),
             temporal_weight=float(cfg.loss.get("temporal_weight", 0.0)), lr=float(cfg.optimizer.lr),
             on_nonfinite_loss=cfg.on_nonfinite_loss,
             description=description, style_crops=[crops.get(name) for name in chosen],

@@ -114,56 +114,70 @@ def preset_network(name: str) -> torch.nn.Module:
     return get_kind(kind).network(**arguments)
 
 
-def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
-    """One optimizer step of the model kind's training recipe (its LightningModule's training_step, without
-    Lightning): transformer and multistyle against the loss network, AdaIN's decoder against its encoder.
-    Returns with the peak memory reset, so that the row's peak is the steps' (and a CUDA graph's capture)."""
-    kind, arguments = MODELS[args.model]
-    fast = not args.baseline
-    graphed = fast and args.cuda_graph
-    photos = torch.rand(args.batch, 3, args.size, args.size, device=device)
+def bench_system(args: argparse.Namespace, folder: Path) -> Any:  # StyleSystem
+    """The model kind's training system as `python train.py` builds it (its defaults are the config's), on
+    --loss-network (torchvision's weights replaced by random ones: same speed, no download) and synthetic paintings
+    written to folder; AdaIN's with its real encoder."""
     from stylenet.systems import system_for
 
-    if system_for(kind).uses_style_dataset:  # adain, arbitrary: (photo, painting) pairs, their system's own loss
-        system = system_for(kind)(**arguments).to(device)
-        network = set_fast_ops(system.network, fast)
-        paintings = torch.rand(args.batch, 3, args.size, args.size, device=device)
-        # what the system trains (AdaIN's decoder; the predictor and transformer): the frozen VGG is buffers
-        optimizer = torch.optim.Adam(network.parameters(), lr=1e-4, fused=device.type == "cuda" and fast,
-                                     capturable=graphed)
+    kind, arguments = MODELS[args.model]
+    system = system_for(kind)
+    if system.uses_style_dataset:  # adain, arbitrary: their paintings come with each batch
+        return system(**arguments)
+    preset = PRESETS[args.loss_network]
+    spec = {"arch": preset.arch, "weights": "random" if preset.weights == "torchvision" else preset.weights,
+            "content_layers": list(preset.content_layers), "style_layer_weights": dict.fromkeys(preset.style_layers, 1.0)}
+    names = list(arguments.get("styles") or ["synthetic"])
+    paths = []
+    for index, name in enumerate(names):
+        painting = bench_painting().rotate(90 * index)
+        paths.append(str(folder / f"{name}.png"))
+        painting.save(paths[-1])
+    return system(style_images=paths, style_names=names, channels=arguments["channels"],
+                  num_residual_blocks=arguments["num_residual_blocks"], loss_network=spec)
 
-        def loss() -> torch.Tensor:
-            return system.losses(photos, paintings)["total"]
+
+def train_step(args: argparse.Namespace, device: torch.device) -> tuple[Callable[[], None], dict[str, Any]]:
+    """One optimizer step of the model kind's training recipe: its system's own objective (what training_step
+    minimizes, with the config's loss weights), backward and Adam, without Lightning. --baseline runs the
+    per-painting kinds the way pytorch/examples does (the photo through the whole loss network too, fp32, the layers
+    as written). Returns (the step, the objective's weights for the row), with the peak memory reset, so that the
+    row's peak is the steps' (and a CUDA graph's capture)."""
+    fast = not args.baseline
+    graphed = fast and args.cuda_graph
+    kind, _ = MODELS[args.model]
+    with tempfile.TemporaryDirectory() as folder:
+        system = set_fast_ops(bench_system(args, Path(folder)), fast).to(device)
+    photos = torch.rand(args.batch, 3, args.size, args.size, device=device)
+    if system.uses_style_dataset:  # adain, arbitrary: (photo, painting) pairs
+        batch: Any = (photos, torch.rand(args.batch, 3, args.size, args.size, device=device))
     else:
-        network = set_fast_ops(preset_network(args.model), fast).to(device)
-        preset = PRESETS[args.loss_network]
-        content_layers, style_layers = list(preset.content_layers), list(preset.style_layers)
-        weights = "random" if preset.weights == "torchvision" else preset.weights  # same speed; no download
-        loss_network = LossNetwork(preset.arch, weights, [*content_layers, *style_layers])
-        styles = [torch.rand(3, 256, 256) for _ in getattr(network, "styles", [None])]
-        criterion = PerceptualLoss(loss_network, styles, content_layers, dict.fromkeys(style_layers, 1.0), 1.0, 1.0, 1.0,
-                                   separate_styles=kind == "multistyle")
-        criterion = set_fast_ops(criterion, fast).to(device)
         if fast and args.channels_last:
-            network = network.to(memory_format=torch.channels_last)
+            system.network = system.network.to(memory_format=torch.channels_last)
             photos = photos.contiguous(memory_format=torch.channels_last)
-        optimizer = torch.optim.Adam(network.parameters(), lr=1e-3, fused=device.type == "cuda" and fast,
-                                     capturable=graphed)
         if fast and args.compile and device.type == "cpu":
             # torch 2.14's CPU inductor picks channels-last layouts whose replication_pad2d_backward fails its own
             # stride check; contiguous layouts compile (2.81 s/step vs 2.40 eager at 256 px bf16 on a 2-core Xeon)
             import torch._inductor.config as inductor
 
             inductor.layout_optimization = False
-        model = torch.compile(network) if fast and args.compile else network
-        style_ids = torch.arange(args.batch, device=device) % len(styles)  # multistyle: a painting per photo
-        mix = torch.nn.functional.one_hot(style_ids, len(styles)).float()
+        batch = photos
+    # what the system trains (the transformer; AdaIN's decoder; the predictor and transformer): the VGGs are buffers
+    optimizer = torch.optim.Adam(system.network.parameters(), lr=system.hparams.lr,
+                                 fused=device.type == "cuda" and fast, capturable=graphed)
+    if fast and args.compile and not system.uses_style_dataset:
+        system.network = torch.compile(system.network)
 
-        def loss() -> torch.Tensor:
-            stylized = model(photos, mix) if kind == "multistyle" else model(photos)
-            # baseline: the photo through the whole loss network too, as pytorch/examples does
-            content = criterion.loss_network(photos, criterion.layers) if args.baseline else photos
-            return criterion(stylized, content, style_ids if kind == "multistyle" else None)["total"]
+    def loss() -> torch.Tensor:
+        if not args.baseline or system.uses_style_dataset:
+            return system.objective(batch)["total"]
+        # --baseline: the photo through the whole loss network in a second pass too, as pytorch/examples does
+        content = system.criterion.loss_network(photos, system.criterion.layers)
+        if kind == "multistyle":
+            ids = torch.arange(args.batch, device=device) % len(system.network.styles)
+            stylized = system.network(photos, torch.nn.functional.one_hot(ids, len(system.network.styles)).float())
+            return system.criterion(stylized, content, ids)["total"]
+        return system.criterion(system.network(photos), content)["total"]
 
     def step() -> None:
         with autocast(device, "fp32" if args.baseline else args.precision, cache=not graphed):
@@ -173,9 +187,11 @@ def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], N
         if not graphed:
             optimizer.zero_grad(set_to_none=True)  # a captured backward overwrites its gradients at each replay
 
+    weights = {key: system.hparams[key] for key in ("content_weight", "style_weight", "tv_weight", "relative")
+               if key in system.hparams}
     if not graphed:
         reset_peak_memory(device)  # the row's peak: the steps' own memory
-        return step
+        return step, weights
     batches = torch.rand(2, *photos.shape, device=device)  # as from a loader: each replay copies a new batch in
     reset_peak_memory(device)  # the row's peak: replays allocate nothing, the capture allocated the step's memory
     replay = cuda_graph(step, optimizer, device)
@@ -185,7 +201,7 @@ def train_step(args: argparse.Namespace, device: torch.device) -> Callable[[], N
         photos.copy_(batches[next(count) % 2])
         replay()
 
-    return graphed_step
+    return graphed_step, weights
 
 
 def cuda_graph(step: Callable[[], None], optimizer: torch.optim.Optimizer, device: torch.device,
@@ -213,7 +229,7 @@ def cuda_graph(step: Callable[[], None], optimizer: torch.optim.Optimizer, devic
 
 def bench_train(args: argparse.Namespace) -> list[dict[str, Any]]:
     device = resolve_device(args.device)
-    step = train_step(args, device)  # with the peak memory reset where the row's memory starts
+    step, objective = train_step(args, device)  # with the peak memory reset where the row's memory starts
     seconds = median_seconds(step, device, args.warmup, args.repeats)
     kind, _ = MODELS[args.model]
     return [{
@@ -222,7 +238,7 @@ def bench_train(args: argparse.Namespace) -> list[dict[str, Any]]:
         "batch": args.batch, "device": device.type,
         "precision": "fp32" if args.baseline else args.precision, "channels_last": args.channels_last and not args.baseline,
         "compile": args.compile and not args.baseline, "cuda_graph": args.cuda_graph and not args.baseline,
-        "data": "synthetic", "s_per_step": round(seconds, 4),
+        "data": "synthetic", "objective": objective, "s_per_step": round(seconds, 4),
         "images_per_s": round(args.batch / seconds, 3), "peak_memory_mb": round(peak_memory_mb(device)),
         **machine(device, args),
     }]

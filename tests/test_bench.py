@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from stylenet.bench import cuda_graph, main
+from tests.conftest import compose_config
 
 MACHINE_KEYS = {"machine", "torch", "threads", "device", "precision", "model", "mode", "peak_memory_mb"}
 
@@ -26,6 +27,8 @@ def test_train_figures_for_stylenet_and_baseline(capsys: pytest.CaptureFixture[s
         assert MACHINE_KEYS <= set(row) and row["s_per_step"] > 0 and row["data"] == "synthetic"
         assert row["images_per_s"] == pytest.approx(2 / row["s_per_step"], rel=0.01)
     assert ours["mode"] == "stylenet" and baseline["mode"] == "baseline" and baseline["loss_network"] == "vgg16"
+    cfg = compose_config("model=transformer_small")  # the step timed is the one training takes: its objective's weights
+    assert ours["objective"] == {key: cfg.loss[key] for key in ("content_weight", "style_weight", "tv_weight", "relative")}
 
 
 @pytest.mark.slow  # seconds of end-to-end work: make test runs it, test-fast stays under 3 min

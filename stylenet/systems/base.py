@@ -104,6 +104,14 @@ class StyleSystem(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def objective(self, batch: Any) -> dict[str, torch.Tensor]:
+        """The weighted loss terms and their "total" for one batch from the data module: what training minimizes
+        (training_step) and what `stylenet bench train` times."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+        return self.finish_step(self.objective(batch))
+
     def finish_step(self, terms: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """Log the terms and return the total to backpropagate; None skips the batch (on_nonfinite_loss=skip)."""
         if self.nonfinite(terms):
@@ -156,5 +164,5 @@ class AnyStyleSystem(StyleSystem):
     def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        return self.finish_step(self.losses(*batch))
+    def objective(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.losses(*batch)

@@ -37,10 +37,10 @@ class MultiStyleSystem(StyleTransferSystem):
         one_hot = torch.eye(len(self.network.styles), device=images.device)  # row i: style i alone
         return [self.network(images, one_hot[index : index + 1]) for index in range(len(one_hot))]
 
-    def training_step(self, content: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
+    def objective(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
         count = len(self.network.styles)
         style_ids = torch.randint(count, (content.shape[0],), device=content.device)  # a painting per photo
         mix = F.one_hot(style_ids, count).float()
         stylized = self.network(content, mix)
         terms = self.criterion(stylized, content, style_ids)
-        return self.finish_step(self.with_stability(terms, lambda images: self.network(images, mix), content, stylized))
+        return self.with_stability(terms, lambda images: self.network(images, mix), content, stylized)

@@ -139,10 +139,10 @@ class StyleTransferSystem(StyleSystem):
         """What the TensorBoard grid shows below the photos: their stylized versions, a row per painting."""
         return [self.network(images)]
 
-    def training_step(self, content: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
+    def objective(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
         stylized = self.network(content)  # (B, 3, H, W) in [0, 1]
         terms = self.criterion(stylized, content)  # content, style, tv and total
-        return self.finish_step(self.with_stability(terms, self.network, content, stylized))
+        return self.with_stability(terms, self.network, content, stylized)
 
     def with_stability(self, terms: dict[str, torch.Tensor], network: Callable[[torch.Tensor], torch.Tensor],
                        content: torch.Tensor, stylized: torch.Tensor) -> dict[str, torch.Tensor]:

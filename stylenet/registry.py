@@ -7,9 +7,12 @@ Formats, export, inference, training, bench and the sample grid ask this table i
 
 from __future__ import annotations
 
+import copy
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -17,6 +20,37 @@ from torch import nn
 from stylenet.errors import StylenetError
 
 StyleBinder = Callable[[Any, Sequence[torch.Tensor], Sequence[float]], Callable[..., torch.Tensor]]
+
+
+class ConfigMixin:
+    """A network that remembers the arguments its __init__ took (defaults filled in), once, as diffusers'
+    ConfigMixin does: config() returns them, and kind.network(**network.config()) rebuilds it, so a model file's
+    "arguments" cannot drift from the constructor. Arguments named in config_ignore (weights passed in, such as an
+    encoder's state) are not kept. For a subclass, the outermost __init__'s arguments are the config."""
+
+    config_ignore: ClassVar[tuple[str, ...]] = ()
+    __jit_ignored_attributes__: ClassVar[list[str]] = ["_config_arguments"]  # TorchScript compiles around it
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__:
+            return
+        init, signature = cls.__init__, inspect.signature(cls.__init__)
+
+        @functools.wraps(init)
+        def recording_init(self: Any, *args: Any, **kwargs: Any) -> None:
+            if "_config_arguments" not in self.__dict__:  # the outermost __init__ of a subclass chain
+                bound = signature.bind(self, *args, **kwargs)
+                bound.apply_defaults()
+                arguments = {name: value for name, value in list(bound.arguments.items())[1:] if name not in cls.config_ignore}
+                self.__dict__["_config_arguments"] = copy.deepcopy(arguments)
+            init(self, *args, **kwargs)
+
+        cls.__init__ = recording_init  # type: ignore[method-assign]
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments: all a checkpoint or export needs to rebuild this network."""
+        return copy.deepcopy(self.__dict__["_config_arguments"])
 
 
 @dataclass(frozen=True)

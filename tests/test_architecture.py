@@ -5,6 +5,7 @@ file format, and an installed wheel works away from the checkout."""
 from __future__ import annotations
 
 import ast
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,9 @@ from torch import nn
 
 from stylenet.export import export_model, save_safetensors
 from stylenet.inference import load_model
-from stylenet.kinds import KINDS, ModelKind, get_kind, register_kind
+from stylenet.kinds import KINDS, ModelKind, get_kind, presets, register_kind
 from stylenet.loss_network import PRESETS
-from stylenet.modelfile import model_metadata
+from stylenet.modelfile import load_safetensors, model_metadata
 from stylenet.systems import SYSTEMS
 from tests.conftest import CONF_DIR, PYTHON, REPO_ROOT, run_env
 
@@ -83,6 +84,33 @@ def test_inference_and_export_import_neither_hydra_nor_lightning() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('hydra', 'omegaconf', 'pytorch_lightning', 'lightning')))")
     result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=run_env(), check=True)
     assert result.stdout.strip() == "[]"
+
+
+# every kind's presets, and each constructor option away from its default
+NETWORKS = {
+    **{name: (kind, arguments) for name, (kind, arguments) in presets().items()},
+    "transformer, clamp output": ("transformer", {"channels": 8, "num_residual_blocks": 0, "output": "clamp"}),
+    "multistyle, two paintings": ("multistyle", {"styles": ["a", "b"], "channels": 4, "num_residual_blocks": 1}),
+    "adain, torchvision encoder": ("adain", {"channels": 8, "encoder_weights": "torchvision"}),
+    "arbitrary, all options": ("arbitrary", {"channels": 4, "num_residual_blocks": 1, "style_dims": 7,
+                                             "encoder_weights": "torchvision"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_every_network_saves_the_arguments_it_was_built_with_and_rebuilds_from_them(name: str, tmp_path: Path) -> None:
+    kind, arguments = NETWORKS[name]
+    network_class = get_kind(kind).network
+    network = network_class(**arguments)
+    defaults = {key: parameter.default for key, parameter in inspect.signature(network_class).parameters.items()
+                if key not in network_class.config_ignore}
+    assert network.config() == {**defaults, **arguments}  # every argument, the defaults filled in
+    path = save_safetensors(network, model_metadata(network), tmp_path / "model.safetensors")
+    rebuilt, metadata = load_safetensors(path)
+    assert metadata["arguments"] == network.config() == rebuilt.config()
+    assert type(rebuilt) is type(network)
+    ours, theirs = network.state_dict(), rebuilt.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[key], theirs[key]) for key in ours)
 
 
 def test_every_kind_has_a_training_system_and_a_config() -> None:

@@ -15,7 +15,7 @@ from torch import nn
 
 from stylenet.errors import StylenetError
 from stylenet.loss_network import LossNetwork, conv_shapes
-from stylenet.registry import ModelKind, BoundStyle, register_kind
+from stylenet.registry import BoundStyle, ConfigMixin, ModelKind, register_kind
 
 ENCODER_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # Huang & Belongie: style loss layers
 ADAIN_LAYER = "relu4_1"  # where AdaIN acts; the decoder inverts the encoder from here
@@ -91,12 +91,14 @@ class Decoder(nn.Module):
         return self.layers(features)
 
 
-class AdaINNet(nn.Module):
+class AdaINNet(ConfigMixin, nn.Module):
     """(content (B, 3, H, W), style (1 or B, 3, H', W')) in [0, 1] -> stylized (B, 3, H, W) in [0, 1].
 
     encoder_state: the VGG-19 conv weights ({conv1_1.weight: ...}); None leaves placeholders for a model
     file's weights. encoder_weights names their input convention ("caffe" or "torchvision").
     """
+
+    config_ignore = ("encoder_state",)  # the VGG weights: in the state dict, not the config
 
     def __init__(
         self, channels: int = 64, encoder_weights: str = "caffe", encoder_state: dict[str, torch.Tensor] | None = None,
@@ -111,9 +113,6 @@ class AdaINNet(nn.Module):
         # (Caffe's relu4_1 averages ~500; Huang & Belongie's "normalised" VGG had this built into its weights).
         self.register_buffer("feature_scale", torch.ones(len(ENCODER_LAYERS)))
         self.decoder = Decoder(channels)
-
-    def config(self) -> dict[str, int | str]:
-        return {"channels": self.channels, "encoder_weights": self.encoder_weights}
 
     def train(self, mode: bool = True) -> AdaINNet:
         super().train(mode)

@@ -22,7 +22,7 @@ from torch import nn
 from stylenet.kinds.adain import ENCODER_LAYERS, ScriptableEncoder, bound_file, channel_stats, frozen_encoder
 from stylenet.kinds.multistyle import ConditionalInstanceNorm2d, ConditionalTransformerNet
 from stylenet.loss_network import VGG_BLOCKS
-from stylenet.registry import ModelKind, register_kind
+from stylenet.registry import ConfigMixin, ModelKind, register_kind
 
 STYLE_SIZE = 256  # long side (px) of the painting the predictor reads: the scale its training crops had
 STATISTICS = 2 * sum(VGG_BLOCKS["vgg19"][block][0] for block in range(len(ENCODER_LAYERS)))  # mean and std: 1920
@@ -51,13 +51,15 @@ def with_constant(vector: torch.Tensor) -> torch.Tensor:
     return torch.cat([vector, vector.new_ones(vector.shape[0], 1)], 1)
 
 
-class ArbitraryStyleNet(nn.Module):
+class ArbitraryStyleNet(ConfigMixin, nn.Module):
     """(content (B, 3, H, W), style (1 or B, 3, H', W')) in [0, 1] -> stylized (B, 3, H, W) in [0, 1].
 
     The style vector v (style_dims) is extended by a constant 1, so each norm's scale is v @ W + w0 and its
     shift v @ B + b0: at initialization (W, B small) every painting starts from plain instance norm.
     encoder_state: the VGG-19 conv weights; None leaves placeholders for a model file's weights.
     """
+
+    config_ignore = ("encoder_state",)  # the VGG weights: in the state dict, not the config
 
     def __init__(
         self, channels: int = 16, num_residual_blocks: int = 5, style_dims: int = 100,
@@ -76,10 +78,6 @@ class ArbitraryStyleNet(nn.Module):
                 if isinstance(module, ConditionalInstanceNorm2d):
                     module.weight[:-1].normal_(0.0, 0.01), module.weight[-1].fill_(1.0)
                     module.bias[:-1].normal_(0.0, 0.01), module.bias[-1].zero_()
-
-    def config(self) -> dict[str, int | str]:
-        return {"channels": self.channels, "num_residual_blocks": self.num_residual_blocks,
-                "style_dims": self.style_dims, "encoder_weights": self.encoder_weights}
 
     def train(self, mode: bool = True) -> ArbitraryStyleNet:
         super().train(mode)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylenet.kinds.transformer import TransformerNet, instance_norm, upsample_conv
-from stylenet.registry import ModelKind, BoundStyle, register_kind
+from stylenet.registry import BoundStyle, ConfigMixin, ModelKind, register_kind
 
 
 class ConditionalInstanceNorm2d(nn.Module):
@@ -80,7 +80,7 @@ def single_style_names(num_residual_blocks: int) -> dict[str, str]:
     return names
 
 
-class ConditionalTransformerNet(nn.Module):
+class ConditionalTransformerNet(ConfigMixin, nn.Module):
     """TransformerNet whose instance norms take their scales and shifts from a condition vector: each norm's
     (scale, shift) is mix @ (its weight, its bias), mix (1 or B, S). The multi-style network's mix weighs its
     S paintings; the any-style network's is a predicted style vector. specialize(mix) gives the equivalent
@@ -142,9 +142,6 @@ class MultiStyleTransformerNet(ConditionalTransformerNet):
             raise ValueError(f"styles must be distinct non-empty names, got {styles!r}")
         super().__init__(len(styles), channels, num_residual_blocks)
         self.styles = list(styles)
-
-    def config(self) -> dict[str, object]:
-        return {"styles": list(self.styles), "channels": self.channels, "num_residual_blocks": self.num_residual_blocks}
 
 
 def bind_styles(network: nn.Module, rows: Sequence[torch.Tensor], weights: Sequence[float]) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylenet.errors import StylenetError
-from stylenet.registry import ModelKind, register_kind
+from stylenet.registry import ConfigMixin, ModelKind, register_kind
 
 
 def phase_taps(weight: torch.Tensor, dim: int) -> list[torch.Tensor]:
@@ -168,7 +168,7 @@ class ResidualBlock(nn.Module):
 CLAMP_MARKER = "clamp_output"  # the state dict key that says a network's output is clamped, not a sigmoid
 
 
-class TransformerNet(nn.Module):
+class TransformerNet(ConfigMixin, nn.Module):
     """RGB in [0, 1], any size -> stylized RGB in [0, 1], same size.
 
     channels is the width of the first layer (32 in the paper); the net goes 1x, 2x, 4x that width.
@@ -200,10 +200,6 @@ class TransformerNet(nn.Module):
             ConvLayer(width[1], width[0], 3, upsample=True),
             ConvLayer(width[0], 3, 9, norm_relu=False),
         )
-
-    def config(self) -> dict[str, int | str]:
-        """The constructor arguments: all a checkpoint or export needs to rebuild this network."""
-        return {"channels": self.channels, "num_residual_blocks": self.num_residual_blocks, "output": self.output}
 
     @staticmethod
     def state_defaults(arguments: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 from stylenet.inference import load_model  # noqa: E402
 from stylenet.judge import Judge  # noqa: E402
 from stylenet.temporal import FlowBlend, warping_error  # noqa: E402
-from stylenet.video import VideoOptions, frames_of, stylize_frames  # noqa: E402
+from stylenet.options import StylizeOptions  # noqa: E402
+from stylenet.video import frames_of, stylize_frames  # noqa: E402
 
 
 def main() -> None:
@@ -44,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
 
     raw = list(itertools.islice(frames_of(args.clip), args.frames))
-    options = VideoOptions(size=args.size)
+    options = StylizeOptions(size=args.size)
     judge = picks = None
     rows: dict[tuple[str, float], list[np.ndarray]] = {}
     for name in args.model:

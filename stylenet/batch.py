@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -14,34 +14,18 @@ from tqdm import tqdm
 from stylenet.errors import StylenetError
 from stylenet.images import find_images, image_extensions, load_image, output_format, save_image
 from stylenet.inference import StyleModel
-from stylenet.video import VIDEO_EXTENSIONS, WRITTEN_EXTENSIONS, VideoOptions, is_video, stylize_video, video_suffix
+from stylenet.options import StylizeOptions
+from stylenet.video import VIDEO_EXTENSIONS, WRITTEN_EXTENSIONS, is_video, stylize_video, video_suffix
 
 log = logging.getLogger(__name__)
 
 KEPT_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}  # others are written as .png
-QUALITY = 95  # JPEG/WebP quality: visually lossless, about a third of PNG's size
 
 
 @dataclass
 class Job:
     source: Path
     target: Path
-
-
-@dataclass
-class StylizeOptions:
-    size: int | None = None
-    scale: float | None = None
-    strength: float = 1.0
-    preserve_color: bool = False
-    tile: int | None = None
-    quality: int = QUALITY
-    video: VideoOptions = field(default_factory=VideoOptions)  # --start/--end/--codec/--crf/--batch-size for videos
-
-    def video_options(self) -> VideoOptions:
-        """The video settings with this run's size, scale, strength, colour and tiling."""
-        return replace(self.video, size=self.size, scale=self.scale, strength=self.strength,
-                       preserve_color=self.preserve_color, tile=self.tile)
 
 
 @dataclass
@@ -185,7 +169,7 @@ def run_job(model: StyleModel, job: Job, options: StylizeOptions, progress: bool
     """Stylize one image or video; a StylenetError becomes the outcome's error, written nowhere."""
     try:
         if is_video(job.source):
-            video = stylize_video(model, job.source, job.target, options.video_options(), progress=progress)
+            video = stylize_video(model, job.source, job.target, options, progress=progress)
             return Outcome(job.target, video=True, frames=video.frames, video_seconds=video.seconds)
         result = stylize_file(model, job, options)
     except StylenetError as error:

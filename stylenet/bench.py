@@ -431,7 +431,8 @@ def synthetic_clip(path: Path, width: int, height: int, frames: int) -> Path:
 def bench_video(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     """Frames per second of `stylenet stylize clip.mp4`: decode, network, encode (frames_per_s), and the network
     alone on batches of decoded frames (network_frames_per_s), per model, backend, precision and frame size."""
-    from stylenet.video import VideoOptions, frames_of, stylize_frames, stylize_video
+    from stylenet.options import StylizeOptions
+    from stylenet.video import frames_of, stylize_frames, stylize_video
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -452,7 +453,7 @@ def bench_video(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                     if backend == "onnx" and precision != "fp32":
                         continue
                     model = torch_backend(bench_model(loaded, device, precision), backend)
-                    options = VideoOptions(tile=0, batch=args.batch, temporal=args.temporal)
+                    options = StylizeOptions(tile=0, batch=args.batch, temporal=args.temporal)
                     for size, clip in clips.items():
                         frames = samples[size]
                         reset_peak_memory(device)
@@ -473,9 +474,10 @@ def bench_folder(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     --workers (a Ray started on this machine), on a folder of --photos synthetic JPEG photos. seconds runs from the
     start (model, Ray and its workers included) to the last file; steady_images_per_s counts after the first file."""
     from stylenet.backends import ModelSpec
-    from stylenet.batch import StylizeOptions, plan, stylize_jobs
+    from stylenet.batch import plan, stylize_jobs
     from stylenet.cluster import RaySettings, stylize_on_ray
     from stylenet.images import to_pil
+    from stylenet.options import StylizeOptions
 
     height, width = parse_size(args.size)
     spec = ModelSpec(args.model, args.device)  # what `stylenet stylize` runs by default: precision and backend auto

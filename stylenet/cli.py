@@ -130,7 +130,8 @@ def note_compile(model, backend: str, video_seconds: float) -> None:
 
 
 def webcam_command(argv: list[str]) -> None:
-    from stylenet.webcam import WebcamOptions, run_webcam
+    from stylenet.options import StylizeOptions
+    from stylenet.webcam import Camera, run_webcam
 
     parser = argparse.ArgumentParser(
         prog="stylenet webcam", description="Stylize a camera live: a window, a virtual camera and/or a recording.",
@@ -153,10 +154,11 @@ def webcam_command(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.record is not None and args.record.exists() and not args.overwrite:
         raise StylenetError(f"{args.record} exists; pass --overwrite to replace it, or choose another --record")
-    options = WebcamOptions(args.camera, args.size, args.strength, args.preserve_color, args.temporal, args.window,
-                            args.virtual, args.record, args.max_frames)
+    camera = Camera(args.camera, args.window, args.virtual, args.record, args.max_frames)
+    options = StylizeOptions(size=args.size, strength=args.strength, preserve_color=args.preserve_color,
+                             temporal=args.temporal)
     model = model_from_arguments(args)
-    result = run_webcam(model, options)
+    result = run_webcam(model, camera, options)
     note_choices(model, args.backend)
     width, height = result.size
     print(f"{result.frames} frames of {width}x{height} in {result.seconds:.1f} s ({result.frames_per_s:.1f} frames/s)"
@@ -164,8 +166,7 @@ def webcam_command(argv: list[str]) -> None:
 
 
 def stylize_parser() -> argparse.ArgumentParser:
-    from stylenet.batch import QUALITY
-    from stylenet.video import BATCH as VIDEO_BATCH, CRF as VIDEO_CRF, TEMPORAL as VIDEO_TEMPORAL
+    from stylenet.options import BATCH as VIDEO_BATCH, CRF as VIDEO_CRF, QUALITY, TEMPORAL as VIDEO_TEMPORAL
 
     parser = argparse.ArgumentParser(
         prog="stylenet stylize", description="Stylize images and videos with a trained model.",
@@ -214,13 +215,12 @@ def stylize_parser() -> argparse.ArgumentParser:
 def stylize_command(argv: list[str]) -> None:
     from stylenet import batch
     from stylenet.images import set_max_image_pixels
-    from stylenet.video import VideoOptions
+    from stylenet.options import StylizeOptions
 
     args = stylize_parser().parse_args(argv)
     set_max_image_pixels(args.max_image_pixels)
-    video = VideoOptions(start=args.start, end=args.end, codec=args.codec, crf=args.crf, batch=args.batch_size,
-                         temporal=args.temporal)
-    options = batch.StylizeOptions(args.size, args.scale, args.strength, args.preserve_color, args.tile, args.quality, video)
+    options = StylizeOptions(args.size, args.scale, args.strength, args.preserve_color, args.tile, args.quality,
+                             args.start, args.end, args.codec, args.crf, args.batch_size, args.temporal)
     model = model_from_arguments(args) if args.engine == "local" else None  # ray: each worker loads it
     output = Path(args.output) if args.output else None
     single = batch.one_file(args.inputs) and "://" not in str(args.output)

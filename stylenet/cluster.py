@@ -33,9 +33,10 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from stylenet.backends import ModelSpec
-from stylenet.batch import Job, Outcome, StylizeOptions, Summary, check_target, output_suffix, plan, run_job
+from stylenet.batch import Job, Outcome, Summary, check_target, output_suffix, plan, run_job
 from stylenet.errors import StylenetError, brief
 from stylenet.images import image_extensions
+from stylenet.options import StylizeOptions
 from stylenet.video import VIDEO_EXTENSIONS, is_video
 
 log = logging.getLogger(__name__)

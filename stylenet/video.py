@@ -34,16 +34,14 @@ from stylenet.errors import StylenetError, brief, require
 from stylenet.files import atomic_write
 from stylenet.images import preserve_color
 from stylenet.inference import StyleModel, target_size
+from stylenet.options import StylizeOptions
 from stylenet.temporal import check_strength
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 WRITTEN_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm"}  # others (.avi) are written as .mp4
-CODEC, CRF, BATCH = "libx264", 18, 4  # H.264 at visually lossless quality; frames per network call
-# The flow blend's default strength: on vtest (24 frames at 384 px) it cut the warping error 2.1x for +8.4% judged
-# style with starry_night and 1.95x for -1.0% with the_scream (README, "Flicker"); 0 stylizes frame by frame.
-TEMPORAL = 0.75
+CODEC = "libx264"
 WEBM_CODEC = "libvpx-vp9"  # WebM holds VP8/VP9/AV1 only: its default
 # audio codecs each container holds as they are (where its muxer takes the packets: copy_refused tries them);
 # anything else is re-encoded: to AAC, or to Opus at 48 kHz (its own rate; it takes 48/24/16/12/8 kHz only) for WebM
@@ -68,21 +66,6 @@ def video_suffix(source: Path) -> str:
 
 
 @dataclass
-class VideoOptions:
-    size: int | None = None
-    scale: float | None = None
-    strength: float = 1.0
-    preserve_color: bool = False
-    tile: int | None = None
-    start: float | None = None  # seconds
-    end: float | None = None
-    codec: str | None = None  # None: libx264, or libvpx-vp9 for .webm
-    crf: int = CRF
-    batch: int = BATCH
-    temporal: float = TEMPORAL  # blend with the previous output along the optical flow (stylenet/temporal.py); 0: off
-
-
-@dataclass
 class VideoResult:
     frames: int
     seconds: float  # wall time
@@ -95,7 +78,7 @@ def import_av() -> ModuleType:
     return require("av", "video", "pip install av (PyAV; make install includes it)")
 
 
-def check_options(options: VideoOptions) -> None:
+def check_options(options: StylizeOptions) -> None:
     if options.start is not None and options.start < 0:
         raise StylenetError(f"--start {options.start}: must be 0 or more seconds")
     if options.end is not None and options.end <= (options.start or 0):
@@ -133,7 +116,7 @@ def open_input(source: Path):
     return container
 
 
-def stylize_video(model: StyleModel, source: Path, target: Path, options: VideoOptions, progress: bool = True) -> VideoResult:
+def stylize_video(model: StyleModel, source: Path, target: Path, options: StylizeOptions, progress: bool = True) -> VideoResult:
     """Stylize every frame of `source` (between options.start and options.end) into `target`, with its audio."""
     check_options(options)
     av = import_av()
@@ -154,7 +137,7 @@ class Transcode:
     writing errors are one-line StylenetErrors that say which step failed."""
 
     def __init__(self, av: ModuleType, model: StyleModel, container, source: Path, target: Path,
-                 options: VideoOptions) -> None:
+                 options: StylizeOptions) -> None:
         self.av, self.model, self.container, self.options = av, model, container, options
         self.source, self.target = source, target
         self.video = container.streams.video[0]
@@ -331,7 +314,7 @@ def estimate_frames(container, video, start: float, end: float) -> int | None:
     return max(0, round((min(duration, end) - start) * rate))
 
 
-def add_video_stream(output, options: VideoOptions, width: int, height: int, rate: Fraction, time_base: Fraction):
+def add_video_stream(output, options: StylizeOptions, width: int, height: int, rate: Fraction, time_base: Fraction):
     """The encoder stream: options.codec (default H.264, VP9 for WebM) at options.crf, 4:2:0 where the size allows."""
     codec = options.codec or (WEBM_CODEC if output.format.name == "webm" else CODEC)
     try:
@@ -521,7 +504,7 @@ def copy_refused(av: ModuleType, source: Path, target: Path, begin: float, end: 
 
 
 @torch.inference_mode()
-def stylize_frames(model: StyleModel, arrays: list[np.ndarray], options: VideoOptions) -> tuple[np.ndarray, np.ndarray]:
+def stylize_frames(model: StyleModel, arrays: list[np.ndarray], options: StylizeOptions) -> tuple[np.ndarray, np.ndarray]:
     """(N, H, W, 3) uint8 frames -> (stylized, inputs): both (N, H', W', 3) uint8, sized by options.size/scale."""
     height, width = arrays[0].shape[:2]
     out_width, out_height = target_size((width, height), options.size, options.scale)

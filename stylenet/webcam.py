@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
@@ -25,7 +25,8 @@ from stylenet.errors import StylenetError, brief, require
 from stylenet.files import atomic_write
 from stylenet.inference import StyleModel
 from stylenet.temporal import check_strength, import_cv2 as import_opencv
-from stylenet.video import VideoOptions, add_video_stream, container_format, import_av, stylize_frames
+from stylenet.options import StylizeOptions
+from stylenet.video import add_video_stream, container_format, import_av, stylize_frames
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,11 @@ MILLISECONDS = Fraction(1, 1000)  # recording time base: live frames are stamped
 
 
 @dataclass
-class WebcamOptions:
-    camera: str = "0"  # a camera index, or a video file / stream URL
-    size: int | None = None  # long side of the stylized frames (default: the camera's)
-    strength: float = 1.0
-    preserve_color: bool = False
-    temporal: float = 0.0
+class Camera:
+    """Where the frames come from and go; how they are stylized is a StylizeOptions (size, strength,
+    preserve_color, temporal)."""
+
+    source: str = "0"  # a camera index, or a video file / stream URL
     window: bool = True
     virtual: bool = False
     record: Path | None = None
@@ -63,18 +63,18 @@ def import_cv2() -> ModuleType:
     return cv2
 
 
-def check_outputs(options: WebcamOptions, cv2) -> None:
+def check_outputs(camera: Camera, options: StylizeOptions, cv2) -> None:
     """Fail before the camera opens when the run would show nothing or cannot show what it was asked to."""
-    if not (options.window or options.virtual or options.record):
+    if not (camera.window or camera.virtual or camera.record):
         raise StylenetError("--no-window leaves nothing to show: add --virtual or --record FILE, or drop --no-window")
-    if options.record is not None and options.record.suffix.lower() not in (".mp4", ".mkv", ".mov", ".m4v"):
-        raise StylenetError(f"--record {options.record}: give a .mp4, .mkv or .mov file")
-    if options.max_frames is not None and options.max_frames < 1:
-        raise StylenetError(f"--max-frames {options.max_frames}: must be at least 1")
+    if camera.record is not None and camera.record.suffix.lower() not in (".mp4", ".mkv", ".mov", ".m4v"):
+        raise StylenetError(f"--record {camera.record}: give a .mp4, .mkv or .mov file")
+    if camera.max_frames is not None and camera.max_frames < 1:
+        raise StylenetError(f"--max-frames {camera.max_frames}: must be at least 1")
     check_strength(options.temporal)
-    if options.virtual:
+    if camera.virtual:
         import_pyvirtualcam()
-    if options.window:
+    if camera.window:
         if "GUI:                           NONE" in cv2.getBuildInformation():
             raise StylenetError("this OpenCV has no window support (opencv-python-headless): pip install opencv-python "
                                 "for a window, or use --no-window with --virtual or --record out.mp4")
@@ -108,7 +108,7 @@ class Recorder:
         av = import_av()
         self.av = av
         self.output = av.open(str(tmp), "w", format=container_format(target))
-        self.stream = add_video_stream(self.output, VideoOptions(), width, height, Fraction(30), MILLISECONDS)
+        self.stream = add_video_stream(self.output, StylizeOptions(), width, height, Fraction(30), MILLISECONDS)
         self.last = -1
 
     def write(self, array: np.ndarray, milliseconds: int) -> None:
@@ -137,66 +137,68 @@ def virtual_camera(width: int, height: int, fps: float):
         raise StylenetError(f"--virtual: no virtual camera to send to ({brief(error, 160)})") from None
 
 
-def run_webcam(model: StyleModel, options: WebcamOptions, progress: bool = True) -> WebcamResult:
-    """Stylize camera frames until the camera ends, q/Esc, Ctrl-C or --max-frames; returns what it did."""
+def run_webcam(model: StyleModel, camera: Camera, options: StylizeOptions | None = None,
+               progress: bool = True) -> WebcamResult:
+    """Stylize camera frames until the camera ends, q/Esc, Ctrl-C or --max-frames; returns what it did. options:
+    size, strength, preserve_color and temporal (default: StylizeOptions with temporal 0, frame by frame)."""
+    options = replace(options or StylizeOptions(temporal=0.0), tile=0)  # a live frame runs whole
     cv2 = import_cv2()
-    check_outputs(options, cv2)
-    capture = open_camera(options.camera, cv2)
-    live = options.camera.isdigit() or "://" in options.camera
+    check_outputs(camera, options, cv2)
+    capture = open_camera(camera.source, cv2)
+    live = camera.source.isdigit() or "://" in camera.source
     rate = capture.get(cv2.CAP_PROP_FPS) or 30.0
     try:
-        if options.record is None:
-            return stream_frames(model, options, capture, cv2, live, rate, None, progress)
-        with atomic_write(options.record) as tmp:
-            return stream_frames(model, options, capture, cv2, live, rate, tmp, progress)
+        if camera.record is None:
+            return stream_frames(model, camera, options, capture, cv2, live, rate, None, progress)
+        with atomic_write(camera.record) as tmp:
+            return stream_frames(model, camera, options, capture, cv2, live, rate, tmp, progress)
     finally:
         capture.release()
-        if options.window:
+        if camera.window:
             cv2.destroyAllWindows()
 
 
-def stream_frames(model: StyleModel, options: WebcamOptions, capture, cv2, live: bool, rate: float,
+def stream_frames(model: StyleModel, camera: Camera, options: StylizeOptions, capture, cv2, live: bool, rate: float,
                   tmp: Path | None, progress: bool) -> WebcamResult:
-    settings = VideoOptions(size=options.size, strength=options.strength, preserve_color=options.preserve_color, tile=0)
     blend = None
     if options.temporal > 0:
         from stylenet.temporal import FlowBlend
 
         blend = FlowBlend(options.temporal)
-    recorder = camera = None
+    recorder = sink = None
     frames, size, started = 0, (0, 0), time.perf_counter()
     bar = None  # made at the first frame, so an error before it is the only line printed
     try:
-        while options.max_frames is None or frames < options.max_frames:
+        while camera.max_frames is None or frames < camera.max_frames:
             ok, bgr = capture.read()
             if not ok:
                 if frames == 0:
-                    raise StylenetError(f"--camera {options.camera}: gave no frame (busy, or an empty video)")
+                    raise StylenetError(f"--camera {camera.source}: gave no frame (busy, or an empty video)")
                 break  # the end of a file standing in for a camera, or the camera went away
-            stylized, inputs = stylize_frames(model, [np.ascontiguousarray(bgr[:, :, ::-1])], settings)
+            stylized, inputs = stylize_frames(model, [np.ascontiguousarray(bgr[:, :, ::-1])], options)
             out = blend(inputs[0], stylized[0]) if blend is not None else stylized[0]
             height, width = out.shape[:2]
             size = (width, height)
             milliseconds = round((time.perf_counter() - started) * 1000) if live else round(frames * 1000 / rate)
             if tmp is not None:
-                recorder = recorder or Recorder(options.record, tmp, width, height)
+                recorder = recorder or Recorder(camera.record, tmp, width, height)
                 recorder.write(out, milliseconds)
-            if options.virtual:
-                camera = camera or virtual_camera(width, height, rate)
-                camera.send(out)
+            if camera.virtual:
+                sink = sink or virtual_camera(width, height, rate)
+                sink.send(out)
             frames += 1
-            bar = bar if bar is not None else tqdm(total=options.max_frames, desc="webcam", unit="frame", disable=not progress,
+            bar = bar if bar is not None else tqdm(total=camera.max_frames, desc="webcam", unit="frame", disable=not progress,
                                                    dynamic_ncols=True)
             bar.update(1)
-            if options.window and show(cv2, out, frames / max(time.perf_counter() - started, 1e-9)):
+            if camera.window and show(cv2, out, frames / max(time.perf_counter() - started, 1e-9)):
                 break
     except KeyboardInterrupt:  # Ctrl-C ends a live run the way q does: what was recorded is kept
         log.info("stopped after %d frames", frames)
     finally:
         if bar is not None:
             bar.close()
-        if camera is not None:
-            camera.close()
+        if sink is not None:
+            sink.close()
     if recorder is not None:
         recorder.close()
     elif tmp is not None:

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from stylenet.backends import ModelSpec
-from stylenet.batch import StylizeOptions
+from stylenet.options import StylizeOptions
 from stylenet.cli import main
 from stylenet.cluster import RaySettings, stylize_on_ray
 from tests.conftest import PYTHON, exif_rotated_jpeg, run_env

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylenet.batch import StylizeOptions, plan, stylize_jobs
+from stylenet.batch import plan, stylize_jobs
 from stylenet.errors import StylenetError
 from stylenet.inference import load_model
-from stylenet.video import VideoOptions, frames_of, stylize_video
+from stylenet.options import StylizeOptions
+from stylenet.video import frames_of, stylize_video
 from tests.conftest import PYTHON, run_env
 
 STYLENET = str(Path(PYTHON).parent / "stylenet")
@@ -108,26 +109,26 @@ def test_a_long_video_run_eager_by_auto_names_backend_compile(
 
 def test_start_and_end_cut_video_and_audio_together(tmp_path: Path, model) -> None:
     clip = make_clip(tmp_path / "clip.mp4", size=(64, 48), frames=20)
-    result = stylize_video(model, clip, tmp_path / "cut.mp4", VideoOptions(start=0.5, end=1.2), progress=False)
+    result = stylize_video(model, clip, tmp_path / "cut.mp4", StylizeOptions(start=0.5, end=1.2), progress=False)
     assert result.frames == 7 and result.size == (64, 48)
     with av.open(str(tmp_path / "cut.mp4")) as container:
         audio = container.streams.audio[0]
         seconds = sum(p.duration or 0 for p in container.demux(audio)) * audio.time_base
     assert 0.6 <= float(seconds) <= 0.9  # the tone cut to the same 0.7 s (whole packets)
     with pytest.raises(StylenetError, match="--end 0.2: must be after --start"):
-        stylize_video(model, clip, tmp_path / "bad.mp4", VideoOptions(start=0.5, end=0.2), progress=False)
+        stylize_video(model, clip, tmp_path / "bad.mp4", StylizeOptions(start=0.5, end=0.2), progress=False)
 
 
 def test_audio_the_container_cannot_hold_is_reencoded(tmp_path: Path, model) -> None:
     clip = make_clip(tmp_path / "clip.avi", size=(64, 48), audio="pcm_s16le", video_codec="mpeg4")
-    stylize_video(model, clip, tmp_path / "out.mp4", VideoOptions(size=32), progress=False)
+    stylize_video(model, clip, tmp_path / "out.mp4", StylizeOptions(size=32), progress=False)
     after = streams(tmp_path / "out.mp4")
     assert after["audio"] == "aac" and after["size"] == (32, 24) and len(after["frames"]) == 12
-    stylize_video(model, tmp_path / "out.mp4", tmp_path / "out.webm", VideoOptions(), progress=False)
+    stylize_video(model, tmp_path / "out.mp4", tmp_path / "out.webm", StylizeOptions(), progress=False)
     webm = streams(tmp_path / "out.webm")  # WebM holds VP9 and Opus only: both chosen for it
     assert (webm["codec"], webm["audio"], len(webm["frames"])) == ("vp9", "opus", 12)
     with pytest.raises(StylenetError, match="--codec libx264: cannot be written to webm"):
-        stylize_video(model, tmp_path / "out.mp4", tmp_path / "x.webm", VideoOptions(codec="libx264"), progress=False)
+        stylize_video(model, tmp_path / "out.mp4", tmp_path / "x.webm", StylizeOptions(codec="libx264"), progress=False)
 
 
 def test_a_folder_mixing_photos_and_videos_mirrors_both(tmp_path: Path, model) -> None:
@@ -157,12 +158,12 @@ def test_damaged_and_foreign_inputs_fail_or_stop_with_one_line(tmp_path: Path, m
     data = streamable.read_bytes()
     truncated = tmp_path / "truncated.mkv"  # cut part-way: the frames before the cut decode
     truncated.write_bytes(data[: len(data) * 2 // 3])
-    result = stylize_video(model, truncated, tmp_path / "t.mkv", VideoOptions(), progress=False)
+    result = stylize_video(model, truncated, tmp_path / "t.mkv", StylizeOptions(), progress=False)
     assert 0 < result.frames < 30 and len(list(frames_of(tmp_path / "t.mkv"))) == result.frames
     assert f"ends after {result.frames} of the 30 frames" in result.warning
     truncated.write_bytes(data[: len(data) // 4])  # nothing left to decode: one line, no file
     with pytest.raises(StylenetError, match="no frame could be decoded .*nothing written"):
-        stylize_video(model, truncated, tmp_path / "t2.mkv", VideoOptions(), progress=False)
+        stylize_video(model, truncated, tmp_path / "t2.mkv", StylizeOptions(), progress=False)
     assert not (tmp_path / "t2.mkv").exists()
 
 
@@ -180,7 +181,7 @@ def test_ctrl_c_leaves_no_file_under_the_output_name(tmp_path: Path, model, monk
 
     monkeypatch.setattr(model, "stylize_tensor", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        stylize_video(model, clip, tmp_path / "out.mp4", VideoOptions(batch=4), progress=False)
+        stylize_video(model, clip, tmp_path / "out.mp4", StylizeOptions(batch=4), progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]  # no output, no temp file
     assert "interrupted after 8 frames; nothing written" in caplog.text
 
@@ -211,11 +212,11 @@ def test_the_flow_blend_cuts_flicker_on_a_moving_camera(tmp_path: Path, data_dir
     errors = {}
     for strength in (0.0, 0.7):
         out = tmp_path / f"out-{strength}.mkv"
-        stylize_video(model, clip, out, VideoOptions(temporal=strength, crf=0), progress=False)
+        stylize_video(model, clip, out, StylizeOptions(temporal=strength, crf=0), progress=False)
         errors[strength] = warping_error(list(frames_of(clip)), list(frames_of(out)))
     assert errors[0.7] < errors[0.0] / 2, errors  # the blend halves the flicker at least
     with pytest.raises(StylenetError, match="--temporal 1.0: must be at least 0 .off. and below 1"):
-        stylize_video(model, clip, tmp_path / "x.mkv", VideoOptions(temporal=1.0), progress=False)
+        stylize_video(model, clip, tmp_path / "x.mkv", StylizeOptions(temporal=1.0), progress=False)
 
 
 def display_rotation(path: Path, clockwise: bool = True) -> Path:
@@ -238,7 +239,7 @@ def test_a_phone_clip_comes_out_upright(tmp_path: Path, model) -> None:
     stored = next(frames_of(clip))
     display_rotation(clip)
     out = tmp_path / "out.mp4"
-    stylize_video(model, clip, out, VideoOptions(strength=0.0, crf=0), progress=False)  # strength 0: the input
+    stylize_video(model, clip, out, StylizeOptions(strength=0.0, crf=0), progress=False)  # strength 0: the input
     frames = list(frames_of(out))
     assert len(frames) == 3 and frames[0].shape == (32, 16, 3)  # as a player shows it: taller than wide
     turned = np.rot90(stored, -1)  # stored sideways; shown turned 90 degrees clockwise

@@ -18,11 +18,12 @@ import pytest
 
 from stylenet.errors import StylenetError
 from stylenet.inference import load_model
-from stylenet.video import VideoOptions, frames_of, stylize_video
+from stylenet.options import StylizeOptions
+from stylenet.video import frames_of, stylize_video
 from tests.conftest import PYTHON, run_env
 
 STYLENET = str(Path(PYTHON).parent / "stylenet")
-PASS = VideoOptions(strength=0.0, temporal=0, crf=0)  # strength 0: the picture passes through, so a flash stays one
+PASS = StylizeOptions(strength=0.0, temporal=0, crf=0)  # strength 0: the picture passes through, so a flash stays one
 VIDEO_CODEC = {".webm": "libvpx-vp9", ".avi": "mpeg4"}  # libx264 elsewhere
 SAMPLE_FORMAT = {"aac": "fltp", "mp3": "fltp", "libopus": "flt", "ac3": "fltp", "pcm_s16le": "s16"}
 
@@ -105,7 +106,7 @@ def model(tiny_model: Path):
 def test_44k_aac_to_webm_is_resampled_to_48k_opus(tmp_path: Path, model) -> None:
     """libopus takes 48/24/16/12/8 kHz only; 44.1 kHz, the most common rate, failed as a 'damaged input'."""
     clip = make_clip(tmp_path / "clip.mp4", "aac", 44100)
-    result = stylize_video(model, clip, tmp_path / "out.webm", VideoOptions(temporal=0), progress=False)
+    result = stylize_video(model, clip, tmp_path / "out.webm", StylizeOptions(temporal=0), progress=False)
     sound = audio_facts(tmp_path / "out.webm")
     assert (sound["codec"], sound["rate"]) == ("opus", 48000) and result.frames == 10
     assert "resampled" in result.audio and abs(sound["last"] - 1.0) < 0.05
@@ -141,7 +142,7 @@ def test_ac3_avi_to_mp4_copies_or_reencodes_never_a_traceback(tmp_path: Path, mo
     cut across frames: the parser splits them into frames that share a chunk's timestamp, and the muxer takes no
     dts twice. Such audio is re-encoded to AAC."""
     aligned = make_clip(tmp_path / "aligned.avi", "ac3", 48000, seconds=2, channels=2)
-    result = stylize_video(model, aligned, tmp_path / "aligned.mp4", VideoOptions(temporal=0), progress=False)
+    result = stylize_video(model, aligned, tmp_path / "aligned.mp4", StylizeOptions(temporal=0), progress=False)
     assert audio_facts(tmp_path / "aligned.mp4")["codec"] == "ac3" and result.audio == "copied"
     dvd = split_audio_chunks(make_clip(tmp_path / "dvd.avi", "ac3", 48000, seconds=2, channels=2), 1000)
     with av.open(str(dvd)) as container:  # the cause: two packets with one dts
@@ -159,7 +160,7 @@ def test_encoder_and_muxer_errors_say_which_step_failed(tmp_path: Path, model, t
     """One line naming the step (encoding, writing), not 'damaged input'; no traceback; nothing left behind."""
     clip = make_clip(tmp_path / "clip.mp4", "aac", 8000)
     with pytest.raises(StylenetError, match=r"encoding the video \(mpeg2video\) failed: Invalid argument") as error:
-        stylize_video(model, clip, tmp_path / "out.mp4", VideoOptions(codec="mpeg2video", temporal=0), progress=False)
+        stylize_video(model, clip, tmp_path / "out.mp4", StylizeOptions(codec="mpeg2video", temporal=0), progress=False)
     assert "decod" not in str(error.value) and "\n" not in str(error.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
@@ -193,7 +194,7 @@ def test_sound_and_picture_stay_in_sync_when_the_video_starts_late(tmp_path: Pat
     print(f"{suffix}: click - flash = {offset * 1000:+.1f} ms (the input: {source * 1000:+.1f} ms)")
     assert abs(offset - source) < 0.04, offset
     cut = tmp_path / f"cut{suffix}"
-    result = stylize_video(model, clip, cut, VideoOptions(strength=0.0, temporal=0, start=0.5, end=2.0), progress=False)
+    result = stylize_video(model, clip, cut, StylizeOptions(strength=0.0, temporal=0, start=0.5, end=2.0), progress=False)
     kept = [t for t in times if times[0] + 0.5 - 1e-6 <= t < times[0] + 2.0]  # 0.5 s to 2 s after the stream's start
     assert result.frames == len(kept) and abs(flash_time(cut) - (flash_time(clip) - kept[0])) < 1e-3
     offset = click_time(cut) - flash_time(cut)
@@ -218,7 +219,7 @@ def matrix_row(tmp_path: Path, model, suffix: str, codec: str, rate: int) -> dic
     row = {}
     for out_suffix in OUTPUTS:
         out = tmp_path / f"out{out_suffix}"
-        stylize_video(model, clip, out, VideoOptions(temporal=0, batch=10), progress=False)
+        stylize_video(model, clip, out, StylizeOptions(temporal=0, batch=10), progress=False)
         after = audio_facts(out)
         assert after["codec"] is not None and len(list(frames_of(out))) == 10, out_suffix
         assert abs(after["first"]) < 0.1 and abs(after["last"] - before["last"]) < 0.15, (out_suffix, after, before["last"])

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from stylenet.inference import load_model
-from stylenet.video import VideoOptions, frames_of, stylize_frames
+from stylenet.options import StylizeOptions
+from stylenet.video import frames_of, stylize_frames
 from tests.test_stylize_cli import run
 from tests.test_video import make_clip
 
@@ -22,7 +23,7 @@ def test_a_video_file_as_camera_is_recorded_stylized(tiny_model: Path, tmp_path:
     assert "8 frames of 64x48" in capsys.readouterr().out
     recorded, source = list(frames_of(record)), list(frames_of(clip))
     assert len(recorded) == len(source) == 8
-    expected, _ = stylize_frames(load_model(tiny_model), source[:1], VideoOptions(tile=0))
+    expected, _ = stylize_frames(load_model(tiny_model), source[:1], StylizeOptions(tile=0))
     to_stylized = np.abs(recorded[0].astype(int) - expected[0]).mean()  # through H.264 4:2:0: a few levels off
     to_camera = np.abs(recorded[0].astype(int) - source[0]).mean()
     assert to_stylized < 10 and to_camera > 3 * to_stylized

@@ -94,7 +94,7 @@ def use_backend(model: StyleModel, backend: str, cache: Path | None = None) -> s
     Call it after choosing the style (use_style and use_style_images go back to eager)."""
     if backend not in BACKENDS:
         raise StylenetError(f"--backend {backend}: valid are {', '.join(BACKENDS)}")
-    if not model.eager:  # a TorchScript or ONNX file runs as it is
+    if not model.has_weights:  # a TorchScript or ONNX file runs as it is
         if backend == "onnx" and model.file_format != "onnx":
             raise StylenetError(f"--backend onnx runs a model's weights; {model.file_format} files run as they are "
                                 "(use the .safetensors model, or --backend auto)")
@@ -199,7 +199,7 @@ def measure(network: torch.nn.Module, precision: str, cache: Path) -> dict[str, 
         for parameter in shaped.parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
     images = torch.rand(1, 3, MEASURE_SIZE, MEASURE_SIZE, generator=generator)
-    eager = StyleModel(shaped, {"kind": "safetensors"}, "cpu", precision)
+    eager = StyleModel(shaped, {}, "cpu", precision)
     onnx = onnx_network(shaped, cache)
     runs = {"eager_s": lambda: eager.stylize_tensor(images, tile=0), "onnx_s": lambda: onnx(images)}
     # after a warm-up each (first-call allocations, oneDNN primitives, ONNX Runtime's graph setup), in turns, so

@@ -338,7 +338,7 @@ def bench_infer(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                 set_fast_ops(network, not args.baseline)
             for backend in args.backends.split(","):
                 if backend in ("eager", "compile"):
-                    loaded = (eager_variant(network, channels_last), {**metadata, "kind": "safetensors"})
+                    loaded = (eager_variant(network, channels_last), metadata)
                 else:
                     path = Path(folder) / f"{name.replace('/', '_')}.{backend}"
                     export_model(network, metadata, path, backend)
@@ -444,7 +444,7 @@ def bench_video(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             network, metadata = bench_network(name)
             for backend in args.backends.split(","):
                 if backend in ("eager", "compile"):
-                    loaded = (network, {**metadata, "kind": "safetensors"})
+                    loaded = (network, metadata)
                 else:
                     path = Path(folder) / f"{name.replace('/', '_')}.{backend}"
                     export_model(network, metadata, path, backend)

@@ -110,7 +110,7 @@ def note_choices(model, backend: str) -> None:
     if model.runner.auto:
         print(precision_note(model.precision, model.device) if model.file_format != "onnx"
               else "precision auto: fp32 (ONNX models run in fp32)", file=sys.stderr)
-    if model.eager and model.backend == "onnx":  # switched by use_backend, not an .onnx file
+    if model.has_weights and model.backend == "onnx":  # switched by use_backend, not an .onnx file
         print("backend: ONNX Runtime (fp32) for whole images" + (", measured faster here" if backend == "auto" else ""),
               file=sys.stderr)
 
@@ -269,7 +269,7 @@ def export_command(argv: list[str]) -> None:
     parser.add_argument("--style-size", type=int, help="with --style-image: the painting's long side in px (default: the model's)")
     args = parser.parse_args(argv)
     model = load_model(args.source, "cpu", "fp32")
-    if not model.eager:  # TorchScript and ONNX files hold a compiled graph, not the network's weights
+    if not model.has_weights:  # TorchScript and ONNX files hold a compiled graph, not the network's weights
         raise StylenetError(f"{args.source} is a {model.file_format} file: export from the .safetensors or .ckpt it came from")
     stem = args.source.name.split(".")[0] + (f"_{args.style_image.stem}" if args.style_image else "")
     output = args.output or args.source.with_name(stem + EXTENSIONS[args.format])
@@ -277,10 +277,10 @@ def export_command(argv: list[str]) -> None:
         raise StylenetError(f"-o {output} is the source file; choose another output")
     if output.exists() and not args.overwrite:
         raise StylenetError(f"{output} exists; pass --overwrite to replace it, or choose another -o")
-    network, metadata = model.loaded, {key: value for key, value in model.metadata.items() if key != "kind"}
+    network, metadata = model.loaded, {key: value for key, value in model.metadata.items() if key != "format"}
     if args.style_image is not None:
         network, metadata = baked_network(model, args.style_image, args.style_size)
-    metadata["exported_from"] = {"file": args.source.name, "kind": model.file_format}
+    metadata["exported_from"] = {"file": args.source.name, "format": model.file_format}
     worst = export_model(network, metadata, output, args.format)
     sizes = " and ".join(f"{w}x{h}" for h, w in VERIFY_SIZES)
     print(

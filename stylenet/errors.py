@@ -18,7 +18,7 @@ def brief(error: BaseException, limit: int = 300, last: bool = False) -> str:
     return (lines[-1] if last else lines[0])[:limit] if lines else ""
 
 
-def require(module: str, purpose: str, install: str) -> ModuleType:
+def import_optional(module: str, purpose: str, install: str) -> ModuleType:
     """Import an optional library, or say in one line what needs it and how to install it."""
     try:
         return importlib.import_module(module)

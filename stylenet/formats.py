@@ -25,7 +25,7 @@ from stylenet.modelfile import (
 
 Loaded = tuple[Callable[[torch.Tensor], torch.Tensor], dict[str, Any]]  # (network, metadata)
 
-def detect_kind(path: Path) -> str:
+def detect_format(path: Path) -> str:
     """'torchscript', 'torch' (torch.save: checkpoint or state dict), 'safetensors' or 'onnx', from the bytes."""
     with path.open("rb") as file:
         head = file.read(16)
@@ -61,15 +61,23 @@ def torch_load(path: Path) -> Any:
         raise StylenetError(f"{path} is not a readable torch file ({type(error).__name__}: {error})") from None
 
 
+def with_format(stored: dict[str, Any], file_format: str) -> dict[str, Any]:
+    """A file's own metadata plus "format": what file it was read from (safetensors, checkpoint, state_dict,
+    torchscript, onnx). "kind" names the architecture's registry entry everywhere else; files exported before the
+    two were told apart may hold their source file's format under "kind" (a stale one): it is dropped."""
+    return {**{key: value for key, value in stored.items() if key not in ("kind", "format")}, "format": file_format}
+
+
 def load_network(path: Path) -> Loaded:
-    """(network, metadata) from any model file; the network maps (B, 3, H, W) in [0, 1] to the same."""
-    kind = detect_kind(path)
-    if kind == "safetensors":
+    """(network, metadata) from any model file; the network maps (B, 3, H, W) in [0, 1] to the same, and
+    metadata["format"] says which file format it came from."""
+    file_format = detect_format(path)
+    if file_format == "safetensors":
         network, metadata = load_safetensors(path)
-        return network, {"kind": "safetensors", **metadata}
-    if kind == "torchscript":
+        return network, with_format(metadata, "safetensors")
+    if file_format == "torchscript":
         return load_torchscript(path)
-    if kind == "onnx":
+    if file_format == "onnx":
         return load_onnx(path)
     content = torch_load(path)
     if isinstance(content, dict) and "state_dict" in content and "hyper_parameters" in content:
@@ -87,7 +95,7 @@ def from_checkpoint(checkpoint: dict[str, Any]) -> Loaded:
     trained = upgrade_checkpoint_state(checkpoint["state_dict"])
     state = {key[len(NETWORK_PREFIX):]: value for key, value in trained.items() if key.startswith(NETWORK_PREFIX)}
     network = rebuild(state, metadata.get("arguments"), "training checkpoint", metadata.get("architecture", DEFAULT_KIND))
-    return network, {"kind": "checkpoint", **metadata, "steps": checkpoint.get("global_step")}
+    return network, with_format({**metadata, "steps": checkpoint.get("global_step")}, "checkpoint")
 
 
 def legacy_checkpoint_metadata(hparams: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +122,7 @@ def from_state_dict(path: Path, state: dict[str, torch.Tensor]) -> Loaded:
         if reading is not None:
             arguments, weights, source = reading
             network = rebuild(weights, arguments, str(path), kind.name)
-            return network, {"kind": "state_dict", **model_metadata(network, source=source, style={"name": path.stem})}
+            return network, with_format(model_metadata(network, source=source, style={"name": path.stem}), "state_dict")
     raise StylenetError(f"{path}: a state dict of an unknown network (first key: {next(iter(state))})")
 
 
@@ -127,7 +135,7 @@ def load_torchscript(path: Path) -> Loaded:
     except RuntimeError as error:
         raise StylenetError(f"{path} is not a loadable TorchScript file ({brief(error, 200)})") from None
     metadata = json.loads(extra_files["stylenet.json"] or "{}")
-    return network.eval(), {"kind": "torchscript", **metadata}
+    return network.eval(), with_format(metadata, "torchscript")
 
 
 class OnnxNetwork:
@@ -165,4 +173,4 @@ class OnnxNetwork:
 
 def load_onnx(path: Path) -> Loaded:
     network = OnnxNetwork(path)
-    return network, {"kind": "onnx", **network.metadata()}
+    return network, with_format(network.metadata(), "onnx")

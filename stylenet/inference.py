@@ -40,7 +40,9 @@ class StyleModel:
         device: str | torch.device = "cpu", precision: str = "auto",
     ) -> None:
         self.metadata = metadata
-        self.file_format: str = metadata.get("kind", "unknown")  # safetensors, checkpoint, torchscript, onnx, ...
+        # what file it came from (formats.load_network: safetensors, checkpoint, torchscript, onnx, ...); "module":
+        # a network handed over in memory
+        self.file_format: str = metadata.get("format", "module")
         self.model_kind = get_kind(metadata.get("architecture", DEFAULT_KIND))
         if precision not in ("fp32", "auto") and self.file_format == "onnx":
             raise StylenetError("ONNX models run in fp32 only (use --precision fp32, or the .safetensors model)")
@@ -48,9 +50,11 @@ class StyleModel:
         if isinstance(network, torch.nn.Module):
             network = network.eval().to(self.runner.device)
         self.loaded = network  # as the file holds it: what export writes
-        self.eager = isinstance(network, self.model_kind.network)  # its weights in torch, not TorchScript or ONNX
+        # the kind's torch module with its weights (a .safetensors, .ckpt or state dict), which stylenet can tile, cast,
+        # compile or re-export; False for a TorchScript or ONNX file, a compiled graph that runs as it is
+        self.has_weights = isinstance(network, self.model_kind.network)
         # AdaIN's strength blends features, which needs the eager network; other models blend pixels
-        self.feature_strength = self.model_kind.feature_strength and self.eager
+        self.feature_strength = self.model_kind.feature_strength and self.has_weights
         self.styles: list[str] = list(metadata.get("styles") or [])  # a multi-style model's paintings
         self.bound: Callable[..., torch.Tensor] | None = network  # images -> images: loaded with its style bound
         # whole images on another backend (ONNX Runtime or torch.compile: stylenet.backends.use_backend); tiles stay eager
@@ -119,11 +123,11 @@ class StyleModel:
         "torchscript" or "eager"."""
         if self.whole is not None:
             return self.whole_backend
-        return "eager" if self.eager else self.file_format
+        return "eager" if self.has_weights else self.file_format
 
     def tileable(self) -> torch.nn.Module | None:
         """The bound network when it can run in tiles: an eager network of a kind that tiles."""
-        eager = self.eager and self.model_kind.tileable and isinstance(self.bound, torch.nn.Module)
+        eager = self.has_weights and self.model_kind.tileable and isinstance(self.bound, torch.nn.Module)
         return self.bound if eager else None
 
     def __repr__(self) -> str:

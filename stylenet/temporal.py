@@ -16,11 +16,11 @@ from types import ModuleType
 
 import numpy as np
 
-from stylenet.errors import StylenetError, require
+from stylenet.errors import StylenetError, import_optional
 
 
 def import_cv2() -> ModuleType:
-    return require("cv2", "optical flow and the webcam", "pip install opencv-python-headless (make install includes it)")
+    return import_optional("cv2", "optical flow and the webcam", "pip install opencv-python-headless (make install includes it)")
 
 
 def gray(frame: np.ndarray) -> np.ndarray:
@@ -69,7 +69,7 @@ def dis(preset: str = "fast"):
 PHOTOMETRIC_LEVELS = 12  # largest |previous input warped - input| (0-255) where the previous output may be carried
 
 
-def check_strength(strength: float) -> None:
+def check_temporal(strength: float) -> None:
     """--temporal's range, checked where a run starts (video, webcam) and where a blend is made."""
     if not 0.0 <= strength < 1.0:
         raise StylenetError(f"--temporal {strength}: must be at least 0 (off) and below 1 (1 would freeze the "
@@ -80,7 +80,7 @@ class FlowBlend:
     """Feed it (input frame, stylized frame) pairs in order; it returns the temporally blended output frames."""
 
     def __init__(self, strength: float, preset: str = "fast") -> None:
-        check_strength(strength)
+        check_temporal(strength)
         self.strength = strength
         self.estimator = dis(preset)
         self.previous_gray: np.ndarray | None = None

@@ -30,12 +30,12 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from stylenet.errors import StylenetError, brief, require
+from stylenet.errors import StylenetError, brief, import_optional
 from stylenet.files import atomic_write
 from stylenet.images import preserve_color
 from stylenet.inference import StyleModel, target_size
 from stylenet.options import StylizeOptions
-from stylenet.temporal import check_strength
+from stylenet.temporal import check_temporal
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class VideoResult:
 
 
 def import_av() -> ModuleType:
-    return require("av", "video", "pip install av (PyAV; make install includes it)")
+    return import_optional("av", "video", "pip install av (PyAV; make install includes it)")
 
 
 def check_options(options: StylizeOptions) -> None:
@@ -85,7 +85,7 @@ def check_options(options: StylizeOptions) -> None:
         raise StylenetError(f"--end {options.end}: must be after --start ({options.start or 0} s)")
     if not 0 <= options.crf <= 63:
         raise StylenetError(f"--crf {options.crf}: must be between 0 (lossless) and 51 (H.264) or 63 (VP9/AV1)")
-    check_strength(options.temporal)
+    check_temporal(options.temporal)
     if options.batch < 1:
         raise StylenetError(f"--batch-size {options.batch}: must be at least 1")
     av = import_av()

@@ -21,10 +21,10 @@ from types import ModuleType
 import numpy as np
 from tqdm import tqdm
 
-from stylenet.errors import StylenetError, brief, require
+from stylenet.errors import StylenetError, brief, import_optional
 from stylenet.files import atomic_write
 from stylenet.inference import StyleModel
-from stylenet.temporal import check_strength, import_cv2 as import_opencv
+from stylenet.temporal import check_temporal, import_cv2 as import_opencv
 from stylenet.options import StylizeOptions
 from stylenet.video import add_video_stream, container_format, import_av, stylize_frames
 
@@ -71,7 +71,7 @@ def check_outputs(camera: Camera, options: StylizeOptions, cv2) -> None:
         raise StylenetError(f"--record {camera.record}: give a .mp4, .mkv or .mov file")
     if camera.max_frames is not None and camera.max_frames < 1:
         raise StylenetError(f"--max-frames {camera.max_frames}: must be at least 1")
-    check_strength(options.temporal)
+    check_temporal(options.temporal)
     if camera.virtual:
         import_pyvirtualcam()
     if camera.window:
@@ -125,7 +125,7 @@ class Recorder:
 
 
 def import_pyvirtualcam() -> ModuleType:
-    return require("pyvirtualcam", "--virtual", "pip install 'stylenet[webcam]' (and a virtual camera: OBS on "
+    return import_optional("pyvirtualcam", "--virtual", "pip install 'stylenet[webcam]' (and a virtual camera: OBS on "
                    "Windows/macOS, v4l2loopback on Linux)")
 
 

@@ -59,7 +59,7 @@ def test_a_checkpoint_carries_the_metadata_of_its_model_file_and_stylizes_alike(
     run_dir = runs[kind]
     checkpoint, exported = run_dir / "checkpoints" / "last.ckpt", run_dir / "model.safetensors"
     from_checkpoint, from_file = load_model(checkpoint, "cpu").metadata, load_model(exported, "cpu").metadata
-    assert from_checkpoint.pop("kind") == "checkpoint" and from_file.pop("kind") == "safetensors"
+    assert from_checkpoint.pop("format") == "checkpoint" and from_file.pop("format") == "safetensors"
     assert from_file["training"].pop("seconds") > 0  # the run's training time, known once it has ended
     assert from_checkpoint == from_file and from_file["architecture"] == kind
     assert torch.equal(stylized(checkpoint, data_dir), stylized(exported, data_dir))

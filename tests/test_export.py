@@ -76,3 +76,18 @@ def test_safetensors_whose_header_length_starts_like_a_pickle_is_still_safetenso
         padding += "x"
     assert path.read_bytes()[0] == 0x80
     assert load_model(path).file_format == "safetensors"
+
+
+@pytest.mark.parametrize("file_format", ["safetensors", "torchscript", "onnx"])
+def test_format_names_the_file_and_a_stale_kind_from_older_exports_is_dropped(tmp_path: Path, file_format: str) -> None:
+    """metadata["format"] is the file a model was read from; "kind" means the architecture's registry entry only.
+    Exports from before the two were told apart stored their source's format under "kind": it must not leak."""
+    from stylenet.export import export_model
+
+    network = TransformerNet(channels=4, num_residual_blocks=1)
+    stale = {**model_metadata(network, style={"name": "x"}), "kind": "safetensors"}  # what such an export wrote
+    path = tmp_path / f"old.{ {'safetensors': 'safetensors', 'torchscript': 'pt', 'onnx': 'onnx'}[file_format] }"
+    export_model(network, stale, path, file_format)
+    model = load_model(path, "cpu")
+    assert model.metadata["format"] == model.file_format == file_format and "kind" not in model.metadata
+    assert model.metadata["architecture"] == "transformer"

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from stylenet.config import describe_style_dataset, require
 from stylenet.kinds.adain import ADAIN_LAYER, ENCODER_LAYERS, AdaINNet, adain, channel_stats
 from stylenet.loss_network import LossNetwork
-from stylenet.systems.base import SAMPLE_ROWS, AnyStyleSystem, paintings, register_system
+from stylenet.systems.base import SAMPLE_ROWS, AnyStyleSystem, load_paintings, register_system
 
 
 
@@ -45,7 +45,7 @@ class AdaINSystem(AnyStyleSystem):
         self.network = AdaINNet(channels, weights, encoder.conv_state())
         calibration_styles, sample_styles = calibration_styles or [], sample_styles or []
         wanted = list(dict.fromkeys([*calibration_styles, *sample_styles]))  # mostly the same files: decode each once
-        loaded = dict(zip(wanted, paintings(wanted)))
+        loaded = dict(zip(wanted, load_paintings(wanted)))
         self.network.calibrate([loaded[path] for path in calibration_styles])  # overwritten by the checkpoint on resume
         self.sample_styles = [loaded[path] for path in sample_styles]  # the TensorBoard grid: one row per painting
 

@@ -13,7 +13,7 @@ from stylenet.config import describe_style_dataset, require, style_layer_weights
 from stylenet.kinds.arbitrary import ArbitraryStyleNet
 from stylenet.loss_network import GATYS_STYLE_LAYERS, LossNetwork
 from stylenet.losses import PerceptualLoss
-from stylenet.systems.base import SAMPLE_ROWS, AnyStyleSystem, paintings, register_system
+from stylenet.systems.base import SAMPLE_ROWS, AnyStyleSystem, load_paintings, register_system
 from stylenet.systems.transformer import StyleTransferSystem
 
 
@@ -46,7 +46,7 @@ class ArbitrarySystem(AnyStyleSystem):
                                         tv_weight, normalize=True)
         # the predictor reads the same VGG-19 (check_config holds the loss network to it): its weights, once loaded
         self.network = ArbitraryStyleNet(channels, num_residual_blocks, style_dims, spec["weights"], network.conv_state())
-        self.sample_styles = paintings(sample_styles)  # the TensorBoard grid: one row per painting
+        self.sample_styles = load_paintings(sample_styles)  # the TensorBoard grid: one row per painting
 
     @classmethod
     def check_config(cls, cfg: DictConfig) -> None:

@@ -139,7 +139,7 @@ SAMPLE_ROWS = 3  # the TensorBoard grid of an any-style system: the photos in th
 SAMPLE_SIZE = 256  # long side of those paintings (and of AdaIN's calibration paintings)
 
 
-def paintings(paths: list[str] | None) -> list[torch.Tensor]:
+def load_paintings(paths: list[str] | None) -> list[torch.Tensor]:
     """Painting files as (3, H, W) tensors at SAMPLE_SIZE: the grid's rows (and AdaIN's calibration)."""
     return [to_tensor(resize_long_side(load_image(path, "style painting"), SAMPLE_SIZE)) for path in paths or []]
 

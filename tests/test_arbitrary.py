@@ -97,6 +97,7 @@ def test_strength_blends_with_the_photo_and_preserve_color_keeps_its_colours(mod
     assert np.abs(chroma(kept) - chroma(photo)).mean() < np.abs(chroma(Image.fromarray(full.astype(np.uint8))) - chroma(photo)).mean()
 
 
+@pytest.mark.slow  # the real commands end to end: 20 s
 def test_the_cli_paints_blends_and_bakes_a_painting_into_a_small_model(model_file: Path, data_dir: Path, tmp_path: Path) -> None:
     photo, udnie, scream = (data_dir / "content_test" / "fruits.jpg", data_dir / "styles" / "udnie.jpg",
                             data_dir / "styles" / "the_scream.jpg")

@@ -78,7 +78,7 @@ def test_safetensors_whose_header_length_starts_like_a_pickle_is_still_safetenso
     assert load_model(path).file_format == "safetensors"
 
 
-@pytest.mark.parametrize("file_format", ["safetensors", "torchscript", "onnx"])
+@pytest.mark.parametrize("file_format", ["safetensors", "torchscript", pytest.param("onnx", marks=pytest.mark.slow)])
 def test_format_names_the_file_and_a_stale_kind_from_older_exports_is_dropped(tmp_path: Path, file_format: str) -> None:
     """metadata["format"] is the file a model was read from; "kind" means the architecture's registry entry only.
     Exports from before the two were told apart stored their source's format under "kind": it must not leak."""

@@ -145,7 +145,6 @@ def train_step(args: argparse.Namespace, device: torch.device) -> tuple[Callable
     row's peak is the steps' (and a CUDA graph's capture)."""
     fast = not args.baseline
     graphed = fast and args.cuda_graph
-    kind, _ = MODELS[args.model]
     with tempfile.TemporaryDirectory() as folder:
         system = set_fast_ops(bench_system(args, Path(folder)), fast).to(device)
     photos = torch.rand(args.batch, 3, args.size, args.size, device=device)
@@ -169,15 +168,9 @@ def train_step(args: argparse.Namespace, device: torch.device) -> tuple[Callable
         system.network = torch.compile(system.network)
 
     def loss() -> torch.Tensor:
-        if not args.baseline or system.uses_style_dataset:
-            return system.objective(batch)["total"]
-        # --baseline: the photo through the whole loss network in a second pass too, as pytorch/examples does
-        content = system.criterion.loss_network(photos, system.criterion.layers)
-        if kind == "multistyle":
-            ids = torch.arange(args.batch, device=device) % len(system.network.styles)
-            stylized = system.network(photos, torch.nn.functional.one_hot(ids, len(system.network.styles)).float())
-            return system.criterion(stylized, content, ids)["total"]
-        return system.criterion(system.network(photos), content)["total"]
+        if args.baseline and not system.uses_style_dataset:
+            return baseline_loss(system, photos)
+        return system.objective(batch)["total"]
 
     def step() -> None:
         with autocast(device, "fp32" if args.baseline else args.precision, cache=not graphed):
@@ -202,6 +195,18 @@ def train_step(args: argparse.Namespace, device: torch.device) -> tuple[Callable
         replay()
 
     return graphed_step, weights
+
+
+def baseline_loss(system: Any, photos: torch.Tensor) -> torch.Tensor:
+    """A per-painting system's objective the way pytorch/examples computes it: the photo through the whole loss
+    network in a second pass (ours reads its content features from the stylized image's pass)."""
+    content = system.criterion.loss_network(photos, system.criterion.layers)
+    styles = getattr(system.network, "styles", None)
+    if styles is None:
+        return system.criterion(system.network(photos), content)["total"]
+    ids = torch.arange(photos.shape[0], device=photos.device) % len(styles)  # multistyle: a painting per photo
+    stylized = system.network(photos, torch.nn.functional.one_hot(ids, len(styles)).float())
+    return system.criterion(stylized, content, ids)["total"]
 
 
 def cuda_graph(step: Callable[[], None], optimizer: torch.optim.Optimizer, device: torch.device,
@@ -329,55 +334,70 @@ def bench_infer(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     """Seconds per image through `StyleModel.stylize_tensor` (the default tiling policy unless --tile), per model,
     backend, precision and size; rows not in fp32 give their difference from fp32 on the same picture."""
     device = resolve_device(args.device)
-    channels_last = args.channels_last and not args.baseline  # NHWC networks and pictures (eager and compile)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
-        for name in args.model.split(","):
-            network, metadata = bench_network(name)
-            if isinstance(network, torch.nn.Module):
-                set_fast_ops(network, not args.baseline)
-            for backend in args.backends.split(","):
-                if backend in ("eager", "compile"):
-                    loaded = (eager_variant(network, channels_last), metadata)
-                else:
-                    path = Path(folder) / f"{name.replace('/', '_')}.{backend}"
-                    export_model(network, metadata, path, backend)
-                    loaded = load_network(path)
-                for precision in args.precisions.split(","):
-                    if backend == "onnx" and precision != "fp32" or args.baseline and (backend, precision) != ("eager", "fp32"):
-                        continue
-                    model = torch_backend(bench_model(loaded, device, precision), backend)
-                    fp32 = bench_model(loaded, device, "fp32") if precision != "fp32" else None
-                    for size in args.sizes.split(","):
-                        height, width = parse_size(size)
-                        images = pattern_image(height, width, device)
-                        if backend in ("eager", "compile") and channels_last:
-                            images = images.contiguous(memory_format=torch.channels_last)
-                        quality = {}
-                        if fp32 is not None:  # the same picture in fp32 first, outside this row's memory
-                            reference = fp32.stylize_tensor(images, tile=args.tile)
-                            quality = levels_apart(model.stylize_tensor(images, tile=args.tile), reference)
-                            del reference
-                        if args.baseline:  # pytorch/examples: no_grad (not inference_mode), no clamp fusion, fp32
-                            def run() -> object:
-                                with torch.no_grad():
-                                    return model.bound(images)
-                        else:
-                            def run() -> object:
-                                return model.stylize_tensor(images, tile=args.tile)
-                        tileable = model.tileable()
-                        tile = model.runner.auto_tile(tileable, height, width) if args.tile is None else args.tile
-                        reading = painting_seconds(loaded, device, precision)
-                        reset_peak_memory(device)
-                        seconds = median_seconds(run, device, args.warmup, args.repeats)
-                        yield {  # as each is measured
-                            "bench": "infer", "mode": "baseline" if args.baseline else "stylenet", "model": name,
-                            "backend": backend, "size": f"{width}x{height}", "device": device.type, "precision": model.precision,
-                            "tile": 0 if args.baseline else tile, "channels_last": channels_last,
-                            "s_per_image": round(seconds, 4), **reading,
-                            "megapixels_per_s": round(height * width / 1e6 / seconds, 3),
-                            "peak_memory_mb": round(peak_memory_mb(device)), **quality, **machine(device, args),
-                        }
+        for name, backend, loaded in infer_networks(args, Path(folder)):
+            for precision in infer_precisions(args, backend):
+                model = torch_backend(bench_model(loaded, device, precision), backend)
+                fp32 = bench_model(loaded, device, "fp32") if precision != "fp32" else None
+                for size in args.sizes.split(","):
+                    yield infer_row(args, name, loaded, model, fp32, parse_size(size), device)  # as each is measured
+
+
+def infer_networks(args: argparse.Namespace, folder: Path) -> Iterator[tuple[str, str, tuple[Any, dict[str, Any]]]]:
+    """(model name, backend, (network, metadata)) for each --model on each --backends: the network itself for
+    eager and compile (NHWC with --channels-last), else its TorchScript or ONNX export loaded back."""
+    for name in args.model.split(","):
+        network, metadata = bench_network(name)
+        if isinstance(network, torch.nn.Module):
+            set_fast_ops(network, not args.baseline)
+        for backend in args.backends.split(","):
+            if backend in ("eager", "compile"):
+                yield name, backend, (eager_variant(network, args.channels_last and not args.baseline), metadata)
+                continue
+            path = folder / f"{name.replace('/', '_')}.{backend}"
+            export_model(network, metadata, path, backend)
+            yield name, backend, load_network(path)
+
+
+def infer_precisions(args: argparse.Namespace, backend: str) -> list[str]:
+    """--precisions this backend runs: ONNX Runtime fp32 only; --baseline eager fp32 only."""
+    if args.baseline:
+        return ["fp32"] if backend == "eager" else []
+    return ["fp32"] if backend == "onnx" else args.precisions.split(",")
+
+
+def infer_row(args: argparse.Namespace, name: str, loaded: tuple[Any, dict[str, Any]], model: Any, fp32: Any,
+              size: tuple[int, int], device: torch.device) -> dict[str, Any]:
+    """One row: this model's seconds per image at this size (fp32: the same model in fp32, for the difference)."""
+    height, width = size
+    channels_last = args.channels_last and not args.baseline and model.backend in ("eager", "compile")
+    images = pattern_image(height, width, device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    quality = {}
+    if fp32 is not None:  # the same picture in fp32 first, outside this row's memory
+        reference = fp32.stylize_tensor(images, tile=args.tile)
+        quality = levels_apart(model.stylize_tensor(images, tile=args.tile), reference)
+        del reference
+
+    def run() -> object:
+        if args.baseline:  # pytorch/examples: no_grad (not inference_mode), no clamp fusion, fp32
+            with torch.no_grad():
+                return model.bound(images)
+        return model.stylize_tensor(images, tile=args.tile)
+
+    tile = model.runner.auto_tile(model.tileable(), height, width) if args.tile is None else args.tile
+    reading = painting_seconds(loaded, device, model.precision)
+    reset_peak_memory(device)
+    seconds = median_seconds(run, device, args.warmup, args.repeats)
+    return {
+        "bench": "infer", "mode": "baseline" if args.baseline else "stylenet", "model": name,
+        "backend": model.backend, "size": f"{width}x{height}", "device": device.type, "precision": model.precision,
+        "tile": 0 if args.baseline else tile, "channels_last": args.channels_last and not args.baseline,
+        "s_per_image": round(seconds, 4), **reading, "megapixels_per_s": round(height * width / 1e6 / seconds, 3),
+        "peak_memory_mb": round(peak_memory_mb(device)), **quality, **machine(device, args),
+    }
 
 
 def bench_optimize(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from python_multipart.exceptions import MultipartParseError
@@ -378,57 +378,85 @@ async def read_form(request: Request, max_bytes: int, hold: Callable[[], None]) 
     return form
 
 
+@dataclass
+class Shared:
+    """What the routes share: the models on offer, one network run at a time (gate), the upload queue."""
+
+    settings: Settings
+    catalog: Catalog
+    gate: asyncio.Semaphore  # one model load or stylization at a time: the machine's cores and memory are one
+    uploads: Admission
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.settings.max_upload_mb * 2**20)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The FastAPI app: the page, the model list and the stylize endpoint (app.state.uploads: its Admission)."""
-    catalog = Catalog(settings)
+    shared = Shared(settings, Catalog(settings), asyncio.Semaphore(1), Admission(settings.queue))
     app = FastAPI(title="stylenet", docs_url=None, redoc_url=None, openapi_url=None)
-    gate = asyncio.Semaphore(1)
-    uploads = app.state.uploads = Admission(settings.queue)
-    max_bytes = int(settings.max_upload_mb * 2**20)
+    app.state.uploads = shared.uploads
+    app.add_exception_handler(RequestError, request_error)
+    app.include_router(page_routes(shared))
+    app.include_router(stylize_route(shared))
+    return app
 
-    @app.exception_handler(RequestError)
-    async def request_error(_: Request, error: RequestError) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=error.status)
 
-    @app.get("/", response_class=HTMLResponse)
+async def request_error(_: Request, error: RequestError) -> JSONResponse:
+    return JSONResponse({"error": str(error)}, status_code=error.status)
+
+
+def page_routes(shared: Shared) -> APIRouter:
+    """The page, and what it asks before stylizing: the models, one model's description, its painting."""
+    router, catalog = APIRouter(), shared.catalog
+
+    @router.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
         return HTMLResponse(PAGE.read_text(encoding="utf-8"))
 
-    @app.get("/api/models")
+    @router.get("/api/models")
     async def models() -> dict[str, Any]:
         entries = await run_in_threadpool(catalog.scan)
         listed = [{"id": e.id, "label": e.label, "shipped": e.shipped} for e in entries]
         default = "starry_night" if "starry_night" in catalog.entries else (listed[0]["id"] if listed else None)
-        return {"models": listed, "default": default, "sizes": list(SIZES), "max_upload_mb": settings.max_upload_mb}
+        return {"models": listed, "default": default, "sizes": list(SIZES), "max_upload_mb": shared.settings.max_upload_mb}
 
-    @app.get("/api/model")
+    @router.get("/api/model")
     async def model(id: str) -> dict[str, Any]:
-        async with gate:
+        async with shared.gate:
             return await run_in_threadpool(catalog.describe, id)
 
-    @app.get("/api/painting")
+    @router.get("/api/painting")
     async def model_painting(id: str) -> Response:
-        async with gate:
+        async with shared.gate:
             found = painting(await run_in_threadpool(catalog.model, id))
         if found is None:
             raise RequestError("this model's painting is not on this machine", 404)
         return FileResponse(found)
 
-    @app.post("/api/stylize")
+    return router
+
+
+def stylize_route(shared: Shared) -> APIRouter:
+    """POST /api/stylize: a place in the queue before the body is read, the form read in memory, then the network."""
+    router = APIRouter()
+
+    @router.post("/api/stylize")
     async def stylize_endpoint(request: Request) -> Response:
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
-            raise too_large(max_bytes)  # before it is read, and before it takes a place
-        with uploads.place() as hold:
-            form = await read_form(request, max_bytes, hold)
+        if declared.isdigit() and int(declared) > shared.max_bytes:
+            raise too_large(shared.max_bytes)  # before it is read, and before it takes a place
+        with shared.uploads.place() as hold:
+            form = await read_form(request, shared.max_bytes, hold)
             if "photo" not in form.files:
                 raise RequestError("no photo in the request: pick a photo")
             filename, photo_data = form.files["photo"]
             painting_data = form.files.get("style_image", (None, None))[1]
             form.fields.setdefault("filename", filename or "photo")
-            async with gate:
+            async with shared.gate:
                 started = time.perf_counter()
-                data, media_type, filename = await run_in_threadpool(stylize, catalog, form.fields, photo_data,
+                data, media_type, filename = await run_in_threadpool(stylize, shared.catalog, form.fields, photo_data,
                                                                      painting_data)
                 seconds = time.perf_counter() - started
         return Response(data, media_type=media_type, headers={
@@ -436,7 +464,7 @@ def create_app(settings: Settings) -> FastAPI:
             "Cache-Control": "no-store",
         })
 
-    return app
+    return router
 
 
 def check_port(host: str, port: int) -> None:

@@ -33,6 +33,15 @@ def data_root() -> str:
 OmegaConf.register_new_resolver("stylenet_data", data_root, replace=True)
 
 
+def run_folder(kind: str, style_name: str) -> str:
+    """hydra.run.dir's folder under outputs/: the painting's name for a one-painting network, else the kind
+    (multistyle, adain, arbitrary): train.yaml owns the run directory, the groups only name what it depends on."""
+    return style_name if kind == "transformer" else kind
+
+
+OmegaConf.register_new_resolver("run_folder", run_folder, replace=True)
+
+
 def data_relative(path: str | Path) -> str:
     """How a model file names a painting: its path relative to the data root (styles/udnie.jpg), else its file
     name alone; never a path on the machine that trained it (the painting's sha256 says which file it was)."""

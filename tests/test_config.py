@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from stylenet import StylenetError
 from stylenet.config import paintings
@@ -124,4 +125,21 @@ def test_a_key_the_model_kind_does_not_read_is_refused_not_ignored(overrides: li
 
 def test_adain_configs_hold_only_keys_it_reads() -> None:
     model = compose_config("model=adain").model
-    assert set(model) == {"kind", "channels", "content_weight", "style_weight", "calibration_styles"}
+    assert set(model) == {"kind", "channels", "content_weight", "style_weight", "calibration_styles", "lr", "batch_size"}
+
+
+# the top-level keys each config group may set (experiments are recipes: they may set anything)
+GROUP_KEYS = {"model": {"model"}, "loss_network": {"loss_network"}, "dataset": {"data"}, "style": {"style"},
+              "style_dataset": {"style_dataset"}, "trainer": {"trainer"}}
+
+
+@pytest.mark.parametrize("group", sorted(GROUP_KEYS))
+def test_each_config_group_sets_only_its_own_keys(group: str) -> None:
+    """A group that reaches into another's keys (model=adain setting optimizer.lr, a loss network setting loss.*,
+    a model setting hydra.run.dir) makes two owners for one key; they read each other through interpolations."""
+    for path in sorted((CONF_DIR / group).glob("*.yaml")):
+        text = path.read_text()
+        package = next((line.split()[-1] for line in text.splitlines() if line.startswith("# @package")), group)
+        keys = {key for key in OmegaConf.load(path) if key != "defaults"}
+        top = keys if package == "_global_" else {package.split(".")[0]}
+        assert top <= GROUP_KEYS[group], f"{path.name} sets {sorted(top - GROUP_KEYS[group])}"

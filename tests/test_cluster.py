@@ -14,9 +14,9 @@ from PIL import Image
 
 from stylenet.backends import ModelSpec
 from stylenet.options import StylizeOptions
-from stylenet.cli import main
 from stylenet.cluster import RaySettings, stylize_on_ray
 from tests.conftest import PYTHON, exif_rotated_jpeg, run_env
+from tests.test_stylize_cli import run
 from tests.test_video import make_clip
 
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need stylenet[ray] (in stylenet[dev])")
@@ -30,14 +30,6 @@ def cluster() -> Cluster:
     yield cluster
     ray.shutdown()
     cluster.shutdown()
-
-
-def run(*args: object) -> int:
-    try:
-        main([str(arg) for arg in args])
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
 
 
 @pytest.fixture

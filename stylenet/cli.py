@@ -203,12 +203,13 @@ def stylize_parser() -> argparse.ArgumentParser:
     ray = parser.add_argument_group("scaling out (--engine ray: a Ray Data pipeline; pip install 'stylenet[ray]')")
     ray.add_argument("--engine", choices=["local", "ray"], default="local",
                      help="local: this process; ray: a pool of Ray workers on this machine or a cluster (same outputs)")
-    ray.add_argument("--address", help="join this Ray cluster (auto, HOST:6379 or ray://HOST:10001; default: start a Ray "
+    ray.add_argument("--address", help="join this Ray cluster (auto, HOST:6379 or ray://HOST:10001; None: start a Ray "
                                        "on this machine); inputs and outputs must be paths every node sees, or URIs")
-    ray.add_argument("--workers", type=int, help="workers, each loading the model once (default: one per GPU with "
-                                                 "--gpus-per-worker, else one per --cpus-per-worker CPUs)")
+    ray.add_argument("--workers", type=int, help="workers, each loading the model once (None: one per GPU with "
+                                                 "--gpus-per-worker, else one per CPU)")
     ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs each worker takes (0: CPU workers)")
-    ray.add_argument("--cpus-per-worker", type=float, help="CPUs (and torch threads) each worker takes (default: 1)")
+    ray.add_argument("--cpus-per-worker", type=float, help="CPUs (and torch threads) each worker takes (None: 1, or "
+                                                           "the CPUs shared among --workers)")
     return parser
 
 

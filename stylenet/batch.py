@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,11 +178,13 @@ def run_job(model: StyleModel, job: Job, options: StylizeOptions, progress: bool
     return Outcome(job.target, megapixels=result.size[0] * result.size[1] / 1e6)
 
 
-def pending(jobs: list[Job], overwrite: bool) -> tuple[list[Job], list[Job]]:
-    """(jobs to run, jobs whose output exists and stays): a rerun does only what is missing."""
+def pending(jobs: list[Job], overwrite: bool, exists: Callable[[Job], bool] = lambda job: job.target.exists(),
+            ) -> tuple[list[Job], list[Job]]:
+    """(jobs to run, jobs whose output exists and stays): a rerun does only what is missing. exists: whether a
+    job's output is there (the Ray engine answers it from one listing of a remote output folder)."""
     todo, existing = [], []
     for job in jobs:
-        (todo if overwrite or not job.target.exists() else existing).append(job)
+        (todo if overwrite or not exists(job) else existing).append(job)
     return todo, existing
 
 

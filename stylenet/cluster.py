@@ -24,16 +24,17 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from collections import defaultdict
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
 from tqdm import tqdm
 
 from stylenet.backends import ModelSpec
-from stylenet.batch import Job, Outcome, Summary, check_target, output_suffix, plan, run_job
+from stylenet.batch import Job, Outcome, Summary, check_target, output_suffix, pending, plan, run_job
 from stylenet.errors import StylenetError, brief
 from stylenet.images import image_extensions
 from stylenet.options import StylizeOptions
@@ -74,7 +75,7 @@ def plan_jobs(inputs: list[str], output: str | None, extension: str | None) -> l
     root = output.rstrip("/")
     jobs = []
     for text in inputs:
-        filesystem, base, files = list_files(text)
+        base, files = list_files(text)
         folder = f"{root}/{PurePosixPath(base).name}" if len(inputs) > 1 and files != [base] else root
         for path in files:
             relative = PurePosixPath(path).relative_to(base) if path != base else PurePosixPath(path).name
@@ -96,38 +97,41 @@ def filesystem_of(text: str) -> tuple[Any, str]:
         raise StylenetError(f"{text}: pyarrow cannot open this filesystem ({brief(error)})") from None
 
 
-def list_files(text: str) -> tuple[Any, str, list[str]]:
-    """(filesystem, the folder outputs are relative to, the image and video files) of one URI or path."""
+def list_files(text: str) -> tuple[str, list[str]]:
+    """(the folder outputs are relative to, the image and video files) of one URI or path."""
     from pyarrow import fs
 
     filesystem, path = filesystem_of(text)
     info = filesystem.get_file_info(path)
     if info.type == fs.FileType.File:
-        return filesystem, path, [path]
+        return path, [path]
     if info.type != fs.FileType.Directory:
         raise StylenetError(f"input not found: {text} (give image or video files or folders)")
     extensions = image_extensions() | VIDEO_EXTENSIONS
     found = filesystem.get_file_info(fs.FileSelector(path, recursive=True))
     files = sorted(item.path for item in found if item.type == fs.FileType.File
                    and PurePosixPath(item.path).suffix.lower() in extensions)
-    return filesystem, path, files
+    return path, files
 
 
 def uri_of(text: str, path: str) -> str:
     """A path that pyarrow listed, as a URI (or path) like the input it came from."""
     if not is_uri(text):
         return path
-    scheme = text.split("://", 1)[0]
-    return f"{scheme}://{path}" if scheme != "file" else f"file://{path}"
+    return f"{text.split('://', 1)[0]}://{path}"
 
 
-def exists(target: str | Path) -> bool:
-    if not is_uri(target):
-        return Path(target).exists()
+def finished(output: str | None) -> Callable[[Job], bool]:
+    """Whether a job's output exists: a stat each for paths, one listing of the output folder for a URI (a question
+    per file would be a request per file to an object store)."""
+    if not is_uri(output or ""):
+        return lambda job: Path(job.target).exists()
     from pyarrow import fs
 
-    filesystem, path = filesystem_of(str(target))
-    return filesystem.get_file_info(path).type != fs.FileType.NotFound
+    filesystem, root = filesystem_of(output)
+    listed = filesystem.get_file_info(fs.FileSelector(root, recursive=True, allow_not_found=True))
+    found = {uri_of(output, item.path) for item in listed if item.type == fs.FileType.File}
+    return lambda job: str(job.target) in found
 
 
 def tasks_of(jobs: list[Job], batch_size: int) -> list[dict[str, list[str]]]:
@@ -181,18 +185,17 @@ class Stylizer:
         self.model = self.shipped.load(Path(self.folder.name))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        rows = [self.run(source, target) for sources, targets in zip(batch["sources"], batch["targets"])
-                for source, target in zip(sources, targets)]
-        return {name: [getattr(row, name) for row in rows] for name in ("source", "target", "error", "megapixels",
-                                                                        "video", "frames", "video_seconds")}
+        """A task's files -> a column per Outcome field, and "source": what the driver adds to its Summary."""
+        rows = [{"source": source, **asdict(self.run(source, target))}
+                for sources, targets in zip(batch["sources"], batch["targets"]) for source, target in zip(sources, targets)]
+        return {name: [row[name] for row in rows] for name in rows[0]}
 
-    def run(self, source: str, target: str) -> Any:
+    def run(self, source: str, target: str) -> Outcome:
         if not (is_uri(source) or is_uri(target)):
             outcome = run_job(self.model, Job(Path(source), Path(target)), self.options, progress=False)
         else:
             outcome = self.run_staged(source, target)
-        return Row(source, target, outcome.error, outcome.megapixels, outcome.video, outcome.frames,
-                   outcome.video_seconds)
+        return replace(outcome, target=target)  # a str: Arrow holds no Path
 
     def run_staged(self, source: str, target: str) -> Outcome:
         """A file on another filesystem: copy it here, stylize it, copy the result there."""
@@ -207,17 +210,6 @@ class Stylizer:
             if outcome.error is None:
                 copy_out(local_target, target)
             return outcome
-
-
-@dataclass
-class Row:
-    source: str
-    target: str
-    error: str | None
-    megapixels: float
-    video: bool
-    frames: int
-    video_seconds: float
 
 
 def copy_in(source: str, local: Path) -> None:
@@ -332,8 +324,9 @@ def pool_size(settings: RaySettings, tasks: int) -> tuple[int, float]:
     return max(1, min(workers, tasks)), cpus
 
 
-def results(shipped: ShippedModel, tasks: list[dict], options: StylizeOptions, settings: RaySettings) -> Iterator[Row]:
-    """Run the tasks on a pool of Stylizer actors; yields each file's row as it finishes."""
+def results(shipped: ShippedModel, tasks: list[dict], options: StylizeOptions,
+            settings: RaySettings) -> Iterator[tuple[str, Outcome]]:
+    """Run the tasks on a pool of Stylizer actors; yields each file's (source, outcome) as it finishes."""
     import ray.data
 
     logging.getLogger("ray.data").setLevel(logging.ERROR)
@@ -350,7 +343,8 @@ def results(shipped: ShippedModel, tasks: list[dict], options: StylizeOptions, s
     )
     for batch in dataset.iter_batches(batch_size=None, batch_format="pandas"):
         for record in batch.to_dict("records"):
-            yield Row(**{name: record[name] for name in Row.__dataclass_fields__})
+            record["error"] = record["error"] if isinstance(record["error"], str) else None  # pandas: None or NaN
+            yield record["source"], Outcome(**{field.name: record[field.name] for field in fields(Outcome)})
 
 
 def stylize_on_ray(spec: ModelSpec, inputs: list[str], output: str | None, extension: str | None,
@@ -363,8 +357,8 @@ def stylize_on_ray(spec: ModelSpec, inputs: list[str], output: str | None, exten
         raise StylenetError(f"--workers {settings.workers}: must be at least 1")
     started = time.perf_counter()
     jobs = plan_jobs(inputs, output, extension)
-    todo = [job for job in jobs if overwrite or not exists(job.target)]
-    summary = Summary(existing=[job.target for job in jobs if job not in todo])
+    todo, existing = pending(jobs, overwrite, finished(output))
+    summary = Summary(existing=[job.target for job in existing])
     if todo:
         # a wrong model, style or painting: one line here, before any worker starts (on the CPU: the driver may have no GPU)
         replace(spec, device="cpu", precision="fp32", backend="eager").load()
@@ -372,9 +366,8 @@ def stylize_on_ray(spec: ModelSpec, inputs: list[str], output: str | None, exten
         with ray_session(settings.address) as terminal, tqdm(
             total=len(todo), desc="stylize (ray)", unit="file", disable=len(todo) < 2, dynamic_ncols=True, file=terminal,
         ) as bar:
-            for row in results(ShippedModel.of(spec), tasks, options, settings):
-                summary.add(row.source, Outcome(row.target, row.error or None, row.megapixels, bool(row.video),
-                                                int(row.frames), row.video_seconds))
+            for source, outcome in results(ShippedModel.of(spec), tasks, options, settings):
+                summary.add(source, outcome)
                 summary.first_seconds = summary.first_seconds or time.perf_counter() - started
                 bar.update()
         sweep(todo)
@@ -383,9 +376,13 @@ def stylize_on_ray(spec: ModelSpec, inputs: list[str], output: str | None, exten
 
 
 def sweep(jobs: list[Job]) -> None:
-    """Remove the temp files that workers killed mid-write left beside these outputs (local paths)."""
+    """Remove the temp files that workers killed mid-write left beside these outputs (local paths): .NAME.XXXX.tmp,
+    as files.atomic_write and copy_out name them. One listing per folder, not one per output."""
+    names: dict[Path, set[str]] = defaultdict(set)
     for job in jobs:
         if not is_uri(job.target):
-            target = Path(job.target)
-            for stale in target.parent.glob(f".{target.name}.*.tmp"):
+            names[Path(job.target).parent].add(Path(job.target).name)
+    for folder, written in names.items():
+        for stale in folder.glob(".*.tmp"):
+            if stale.name[1:].rsplit(".", 2)[0] in written:
                 stale.unlink(missing_ok=True)

@@ -102,13 +102,17 @@ def test_unreadable_inputs_are_listed_at_the_end_and_the_rest_written(
 
 @pytest.mark.slow
 def test_uris_of_a_pyarrow_filesystem_are_read_and_written(
-    cluster: Cluster, tiny_model: Path, photo_folder: Path, tmp_path: Path,
+    cluster: Cluster, tiny_model: Path, photo_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     local, distributed = tmp_path / "local", tmp_path / "ray"
     assert run("stylize", photo_folder, "--model", tiny_model, "-o", local) == 0
-    assert run("stylize", f"file://{photo_folder}", "--model", tiny_model, "-o", f"file://{distributed}",
-               "--engine", "ray", "--address", cluster.address) == 0
+    command = ["stylize", f"file://{photo_folder}", "--model", tiny_model, "-o", f"file://{distributed}",
+               "--engine", "ray", "--address", cluster.address]
+    assert run(*command) == 0
     assert files(distributed) == files(local)
+    capsys.readouterr()
+    assert run(*command) == 0  # the outputs are found by one listing of the output folder: nothing redone
+    assert "stylized 0 image(s)" in capsys.readouterr().out and files(distributed) == files(local)
 
 
 @pytest.mark.slow

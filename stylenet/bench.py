@@ -354,10 +354,15 @@ def infer_networks(args: argparse.Namespace, folder: Path) -> Iterator[tuple[str
         for backend in args.backends.split(","):
             if backend in ("eager", "compile"):
                 yield name, backend, (eager_variant(network, args.channels_last and not args.baseline), metadata)
-                continue
-            path = folder / f"{name.replace('/', '_')}.{backend}"
-            export_model(network, metadata, path, backend)
-            yield name, backend, load_network(path)
+            else:
+                yield name, backend, exported(name, network, metadata, backend, folder)
+
+
+def exported(name: str, network: Any, metadata: dict[str, Any], file_format: str, folder: Path) -> tuple[Any, dict[str, Any]]:
+    """The network written to folder as TorchScript or ONNX and loaded back, as a user's file would be."""
+    path = folder / f"{name.replace('/', '_')}.{file_format}"
+    export_model(network, metadata, path, file_format)
+    return load_network(path)
 
 
 def infer_precisions(args: argparse.Namespace, backend: str) -> list[str]:
@@ -463,12 +468,8 @@ def bench_video(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         for name in args.model.split(","):
             network, metadata = bench_network(name)
             for backend in args.backends.split(","):
-                if backend in ("eager", "compile"):
-                    loaded = (network, metadata)
-                else:
-                    path = Path(folder) / f"{name.replace('/', '_')}.{backend}"
-                    export_model(network, metadata, path, backend)
-                    loaded = load_network(path)
+                eager = backend in ("eager", "compile")
+                loaded = (network, metadata) if eager else exported(name, network, metadata, backend, Path(folder))
                 for precision in args.precisions.split(","):
                     if backend == "onnx" and precision != "fp32":
                         continue

@@ -228,7 +228,7 @@ def stylize_command(argv: list[str]) -> None:
     where = batch.plan(args.inputs, output, args.ext)[0].target if single else (args.output or "stylized")
     if single and where.exists() and not args.overwrite:
         raise StylenetError(f"{where} exists; pass --overwrite to replace it, or choose another -o")
-    if model is None:
+    if args.engine == "ray":
         from stylenet.cluster import RaySettings, stylize_on_ray
 
         settings = RaySettings(args.address, args.workers, args.gpus_per_worker, args.cpus_per_worker, args.batch_size)
@@ -237,7 +237,7 @@ def stylize_command(argv: list[str]) -> None:
         summary = batch.stylize_jobs(model, batch.plan(args.inputs, output, args.ext), options, args.overwrite)
     if single and summary.failed:
         raise StylenetError(summary.failed[0][1])
-    if model is not None:
+    if args.engine == "local":
         note_choices(model, args.backend)  # after the work: an error stays the only line
         note_compile(model, args.backend, summary.video_seconds)
     for source, reason in summary.failed:

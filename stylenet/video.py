@@ -180,14 +180,11 @@ class Transcode:
             if self.audio is not None:
                 self.mux(self.audio.flush())
             self.writing(self.output.close)
-        except KeyboardInterrupt:  # Ctrl-C: say how far it got; atomic_write removes the partial file
+        except BaseException as error:  # atomic_write removes the partial file
             self.bar.close()
             close_quietly(self.output)
-            log.error("interrupted after %d frames; nothing written to %s", self.frames_done, self.target)
-            raise
-        except BaseException:
-            self.bar.close()
-            close_quietly(self.output)
+            if isinstance(error, KeyboardInterrupt):  # Ctrl-C: say how far it got
+                log.error("interrupted after %d frames; nothing written to %s", self.frames_done, self.target)
             raise
         self.bar.close()
         if warning:

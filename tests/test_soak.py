@@ -382,25 +382,25 @@ def test_the_generator_makes_500_hostile_files_the_same_every_time(soak: tuple[P
     assert [(case.name, case.data) for case in again] == [(case.name, case.data) for case in cases[:420]]
 
 
-def test_420_hostile_images_as_a_folder(soak: tuple[Path, list[Case]], tiny_model: Path, tmp_path: Path) -> None:
+def stylize_soak_folder(soak: tuple[Path, list[Case]], kind: str, tiny_model: Path, tmp_path: Path):
+    """`stylenet stylize` on the soak's images/ or videos/ folder, checked quiet and whole; (run, counts, warned)."""
     folder, cases = soak
-    images = [case for case in cases if case.name.startswith("images/")]
+    chosen = [case for case in cases if case.name.startswith(f"{kind}/")]
     out = tmp_path / "out"
-    run = stylize(folder / "images", "--model", tiny_model, "-o", out / "images", cwd=tmp_path)
-    failed, warned = check_quiet(run, folder / "images", out / "images")
-    counts = check_outputs(images, folder, out, failed, warned)
+    run = stylize(folder / kind, "--model", tiny_model, "-o", out / kind, cwd=tmp_path)
+    failed, warned = check_quiet(run, folder / kind, out / kind)
+    return run, check_outputs(chosen, folder, out, failed, warned), warned
+
+
+def test_420_hostile_images_as_a_folder(soak: tuple[Path, list[Case]], tiny_model: Path, tmp_path: Path) -> None:
+    run, counts, _ = stylize_soak_folder(soak, "images", tiny_model, tmp_path)
     assert run.code == 1 and f"{counts['failed']} FAILED" in run.stdout, run.stdout
     assert f"stylized {counts['written']} image(s)" in run.stdout
     print(f"images: {counts} in {run.seconds:.1f} s")
 
 
 def test_80_hostile_videos_as_a_folder(soak: tuple[Path, list[Case]], tiny_model: Path, tmp_path: Path) -> None:
-    folder, cases = soak
-    videos = [case for case in cases if case.name.startswith("videos/")]
-    out = tmp_path / "out"
-    run = stylize(folder / "videos", "--model", tiny_model, "-o", out / "videos", cwd=tmp_path)
-    failed, warned = check_quiet(run, folder / "videos", out / "videos")
-    counts = check_outputs(videos, folder, out, failed, warned)
+    run, counts, warned = stylize_soak_folder(soak, "videos", tiny_model, tmp_path)
     assert all(message.endswith("the output stops at the last good frame") for message in warned.values()), warned
     assert counts["warned"] >= 1  # damage mid-stream: the frames before it kept, and said so
     assert run.code == 1 and f"{counts['failed']} FAILED" in run.stdout, run.stdout

@@ -88,7 +88,7 @@ def machine_name(device: torch.device) -> str:
 # On CPU one forward pass's activations stay under this many bytes: a 3840x2160 frame through the standard
 # network untiled took 7.5 GB of RSS; with this budget it is tiled and `stylenet stylize` peaks under 3 GB
 # (BENCHMARKS.md). Larger images run staged (exact statistics), and beyond that take their statistics from a
-# thumbnail (see above); --tile 0 runs any image whole, for whoever has the memory.
+# thumbnail (tiling.py); --tile 0 runs any image whole, for whoever has the memory.
 CPU_ACTIVATION_BYTES = 2 * 2**30
 
 

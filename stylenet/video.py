@@ -3,7 +3,9 @@ the audio across.
 
     stylenet stylize clip.mp4 --model starry_night -o clip_starry.mp4 [--start 5 --end 12] [--codec libx264 --crf 18]
 
-What is kept: the frame timing (each frame's own timestamp, so variable frame rates stay as they were), the size
+What is kept: the frame timing (each frame's own timestamp, so variable frame rates stay as they were; timestamps
+that run out of order, repeat or are missing, as in AVIs with packed B-frames, are put back in presentation order:
+timestamps.py), the size
 (odd sizes too: encoded 4:4:4, which H.264 allows at any size, where 4:2:0 needs even ones), the rotation (frames
 are turned upright, as a player shows them, before stylizing) and the audio, in sync: picture and sound are timed
 from the first kept frame, wherever the streams start, and --start/--end count from the video stream's start. Its
@@ -15,6 +17,7 @@ run leaves nothing under the output name; a failure says whether decoding, encod
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import time
@@ -36,6 +39,7 @@ from stylenet.images import preserve_color
 from stylenet.inference import StyleModel, target_size
 from stylenet.options import StylizeOptions
 from stylenet.temporal import check_temporal
+from stylenet.timestamps import FrameClock, frame_ticks
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,8 @@ CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"}
 # a title or tag that is not UTF-8 (damage, or an old encoder) is read with U+FFFD for its bad bytes: PyAV's "strict"
 # default raised UnicodeDecodeError from av.open, a traceback that ended a whole folder (tests/test_soak.py)
 METADATA_ERRORS = "replace"
+# the errors that are about the disk, where the advice is to free space; any other is the muxer's or the encoder's
+DISK_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 def is_video(path: Path) -> bool:
@@ -197,32 +203,36 @@ class Transcode:
         if self.options.start:
             self.container.seek(int(self.begin / self.time_base), stream=self.video, backward=True)
         streams = [self.video] + ([self.audio_in] if self.audio_in is not None else [])
+        clock = FrameClock(frame_ticks(self.video.average_rate or self.video.guessed_rate, self.time_base))
+        warning = None
         try:
             for packet in self.container.demux(*streams):
                 if packet.stream.type == "audio":
                     self.take_audio(packet)
                     continue
                 for frame in packet.decode():
-                    if not self.take_frame(frame):
+                    if not all(self.take_frame(held, pts) for held, pts in clock.push(frame, frame.pts)):
                         return None
         except self.av.error.FFmpegError as error:  # encoders and muxers raise StylenetError, not this
-            return f"{brief(error, 120)}: decoding stopped after {self.frames_done + len(self.pending)} frames"
-        return None
+            warning = f"{brief(error, 120)}: decoding stopped after {self.frames_done + len(self.pending) + len(clock.held)} frames"
+        for held, pts in clock.drain():  # the frames decoded before the end (or the damage)
+            if not self.take_frame(held, pts):
+                break
+        if clock.repaired:
+            log.info("%s: %d frame timestamp(s) missing or out of order, given in presentation order", self.source,
+                     clock.repaired)
+        return warning
 
-    def take_frame(self, frame) -> bool:
-        """Queue a decoded frame that falls in the cut; False once past the cut's end."""
-        count = self.frames_done + len(self.pending)
-        rate = float(self.video.guessed_rate or 25)
-        seconds = float(frame.pts * self.time_base) if frame.pts is not None else self.zero + count / rate
+    def take_frame(self, frame, pts: int) -> bool:
+        """Queue a decoded frame (its presentation time `pts`) that falls in the cut; False once past the cut's end."""
+        seconds = float(pts * self.time_base)
         if seconds < self.begin - 1e-6:
             return True
         if seconds >= self.end:
             return False
         if self.first_pts is None:
-            self.first_pts = frame.pts if frame.pts is not None else 0
-            self.origin = frame.pts * self.time_base if frame.pts is not None else Fraction(seconds).limit_denominator(10**6)
-        pts = (frame.pts if frame.pts is not None else self.first_pts + count) - self.first_pts
-        self.pending.append((upright(frame), pts))
+            self.first_pts, self.origin = pts, pts * self.time_base
+        self.pending.append((upright(frame), pts - self.first_pts))
         if len(self.pending) >= self.options.batch:
             self.flush()
         return True
@@ -259,15 +269,23 @@ class Transcode:
 
     def mux(self, packets: list) -> None:
         for packet in packets:
-            self.writing(lambda packet=packet: self.output.mux(packet))
+            self.writing(lambda packet=packet: self.output.mux(packet), packet)
 
-    def writing(self, step):
-        """Run one step of writing the output; the muxer's or the disk's error is one line saying so."""
+    def writing(self, step, packet=None):
+        """Run one step of writing the output (opening it, muxing `packet`, closing it); a failure is one line that
+        says which: the disk (full, or the file too large for it), or the muxer refusing a packet."""
         try:
             return step()
         except (self.av.error.FFmpegError, ValueError) as error:
-            raise StylenetError(f"writing {self.target} failed ({brief(error, 160)}); nothing written: "
-                                "check the disk has room, or try another container (.mkv holds every codec)") from None
+            cause = brief(error, 160)
+            if getattr(error, "errno", None) in DISK_ERRORS:
+                raise StylenetError(f"writing {self.target} failed ({cause}); nothing written: its disk is full or "
+                                    "takes no file this large: free some space, or write to another disk") from None
+            if packet is None:
+                raise StylenetError(f"writing {self.target} failed ({cause}); nothing written") from None
+            muxer, what = self.output.format.name, packet.stream.type
+            raise StylenetError(f"the {muxer} muxer refused a {what} packet of {self.target} ({cause}); nothing "
+                                "written: try another container (.mkv holds every codec)") from None
 
 
 def encode(stream, frame, opening: bool = False) -> list:

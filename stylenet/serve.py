@@ -14,6 +14,10 @@ Safe by default:
 - one stylization runs at a time and at most --queue requests wait for it ("busy" beyond that); a request takes
   its place before its upload is read, so at most --queue + 1 uploads are in memory at once, however many
   clients send slowly at the same time;
+- an upload must arrive in time: 408 after 30 s without a byte, or 5 minutes in all;
+- an answer given before the upload has all arrived (busy, too large, malformed, too slow) is followed by
+  reading and discarding the rest of it for up to 30 s before the connection closes ("lingering close"), so
+  clients that send their whole upload before they read (as simple HTTP clients do) see the answer, not a reset;
 - uploads are read and parsed here, in memory (python-multipart's parser, not Starlette's form, which spools
   parts over 1 MB to temp files), and are gone with the response: nothing is written to disk.
 """
@@ -58,6 +62,10 @@ MAX_PIXELS = 40_000_000  # decoded pixels of an upload: a 40-megapixel camera ph
 MAX_RESULT_PIXELS = 16_000_000  # the stylized image (the size control scales it down to fit)
 QUEUE = 8  # requests that may wait while one runs
 STALL_SECONDS = 30.0  # an upload that sends nothing for this long gives its place up (a stalled or hostile client)
+UPLOAD_SECONDS = 300.0  # one upload, however it trickles: 25 MB at 0.7 Mbit/s (a slow phone link) fits
+# after an answer sent before the upload has all arrived (503, 413, 400, 408), the rest of it is read and thrown
+# away for up to this long and this much before the connection closes: nginx's lingering close (its 30 s)
+LINGER_SECONDS, LINGER_BYTES = 30.0, 64 * 2**20
 MAX_FIELD_BYTES = 64 * 1024  # a form field that is not a file: a model id, a blend of styles
 MAX_FILES, MAX_FIELDS = 2, 16  # the page sends a photo (and a painting) and at most nine fields
 LOADED = 4  # models kept in memory
@@ -356,10 +364,12 @@ async def read_form(request: Request, max_bytes: int, hold: Callable[[], None]) 
         raise RequestError("no photo in the request: send a multipart/form-data form with the photo as the field "
                            "'photo', as the page does")
     form, received, chunks = Form(options[b"boundary"]), 0, request.stream()
+    deadline = asyncio.get_running_loop().time() + UPLOAD_SECONDS
     try:
         while True:
+            left = deadline - asyncio.get_running_loop().time()
             try:
-                chunk = await asyncio.wait_for(anext(chunks), STALL_SECONDS)
+                chunk = await asyncio.wait_for(anext(chunks), max(0.0, min(STALL_SECONDS, left)))
             except StopAsyncIteration:
                 break
             hold()
@@ -369,6 +379,9 @@ async def read_form(request: Request, max_bytes: int, hold: Callable[[], None]) 
             form.parser.write(chunk)
         form.parser.finalize()
     except asyncio.TimeoutError:  # builtin TimeoutError from Python 3.11; a class of its own on 3.10
+        if asyncio.get_running_loop().time() >= deadline:
+            raise RequestError(f"the upload took over {UPLOAD_SECONDS:g} s, this server's limit for one upload: "
+                               "send a smaller photo, or from a faster connection", 408) from None
         raise RequestError(f"the upload stalled: nothing arrived for {STALL_SECONDS:g} s; send it again", 408) from None
     except ClientDisconnect:
         raise RequestError("the upload was cut off: the connection closed before its end; send it again") from None
@@ -376,6 +389,52 @@ async def read_form(request: Request, max_bytes: int, hold: Callable[[], None]) 
         raise RequestError(f"the upload is not a well-formed form ({brief(error, 100)}): send it as the page "
                            "does") from None
     return form
+
+
+class LingeringClose:
+    """ASGI middleware: when an answer is complete before the request's upload is (503 busy, 413 too large, 400,
+    408), its bytes go out at once, then the rest of the upload is read and thrown away (up to LINGER_SECONDS and
+    LINGER_BYTES) before the answer is marked complete. Closing with the upload still arriving would make the
+    kernel reset the connection, and a client that reads only after sending would lose the answer."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        headers = dict(scope.get("headers", [])) if scope["type"] == "http" else {}
+        has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
+        if not has_body or headers.get(b"expect", b"").lower() == b"100-continue":  # no body coming: nothing to read
+            return await self.app(scope, receive, send)
+        arrived = False  # the whole upload (or the client's hang-up) has been received
+
+        async def watched_receive():
+            nonlocal arrived
+            message = await receive()
+            arrived = arrived or message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        async def lingering_send(message) -> None:
+            if message["type"] != "http.response.body" or message.get("more_body", False) or arrived:
+                return await send(message)
+            await send({**message, "more_body": True})  # the answer, whole: the client can read it now
+            await discard_upload(receive)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await self.app(scope, watched_receive, lingering_send)
+
+
+async def discard_upload(receive) -> None:
+    """Read the rest of an upload and drop it: until its end, the client's hang-up, or the linger limits."""
+    loop, received = asyncio.get_running_loop(), 0
+    deadline = loop.time() + LINGER_SECONDS
+    while received <= LINGER_BYTES and loop.time() < deadline:
+        try:
+            message = await asyncio.wait_for(receive(), deadline - loop.time())
+        except asyncio.TimeoutError:
+            return
+        received += len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 @dataclass
@@ -398,6 +457,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="stylenet", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.uploads = shared.uploads
     app.add_exception_handler(RequestError, request_error)
+    app.add_middleware(LingeringClose)
     app.include_router(page_routes(shared))
     app.include_router(stylize_route(shared))
     return app

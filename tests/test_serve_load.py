@@ -1,6 +1,6 @@
 """`stylenet serve` under load: a real uvicorn server on a free loopback port (127.0.0.1 only), in this process so
 the tests can read its count of uploads held; slow uploads sent in pieces, chunked uploads over the limit, large
-uploads that must stay in memory, and forty clients at once."""
+uploads that must stay in memory, and fifty clients at once (ten of them sending their whole upload before reading)."""
 
 from __future__ import annotations
 
@@ -47,11 +47,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def live_server(settings: Settings) -> Iterator[tuple[str, object]]:
-    """(url, app): the app served by uvicorn on 127.0.0.1 in a thread, as `stylenet serve` serves it."""
+def live_server(settings: Settings, keep_alive: float = 5.0) -> Iterator[tuple[str, object]]:
+    """(url, app): the app served by uvicorn on 127.0.0.1 in a thread, as `stylenet serve` serves it. keep_alive:
+    uvicorn's idle limit (its default, 5 s); after an early answer it is what closes on a client still sending."""
     app = create_app(settings)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=keep_alive)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -88,10 +90,13 @@ def pieces(body: bytes, count: int, pause: float) -> Iterator[bytes]:
 
 
 def post(url: str, body: bytes, content_type: str, *, slow: float = 0.0, chunked: bool = False, after: float = 0.0,
-         client: httpx.Client | None = None) -> int:
+         client: httpx.Client | None = None, then_read: float = 0.0) -> int:
     """Send one form (`after` seconds from now) and return the status; a transport error (no valid HTTP answer)
-    fails the test, and so does an error that is not one line of JSON."""
+    fails the test, and so does an error that is not one line of JSON. then_read: send it all, with a pause of that
+    many seconds half-way, before reading a byte of the answer (send_then_read)."""
     time.sleep(after)
+    if then_read:
+        return send_then_read(url, body, content_type, then_read)
     headers = {"content-type": content_type}
     content: bytes | Iterator[bytes] = body
     if slow or chunked:
@@ -102,6 +107,28 @@ def post(url: str, body: bytes, content_type: str, *, slow: float = 0.0, chunked
     if response.status_code != 200:
         assert "error" in response.json() and "\n" not in response.json()["error"], response.text
     return response.status_code
+
+
+def send_then_read(url: str, body: bytes, content_type: str, pause: float) -> int:
+    """A client that writes its whole upload before it reads the answer, as simple HTTP clients do, pausing half-way
+    as a phone link does: the status it reads. A reset (an answer the kernel threw away) fails the test."""
+    host, port = url.removeprefix("http://").split(":")
+    head = (f"POST /api/stylize HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=60) as connection:
+        try:
+            connection.sendall(head + body[:len(body) // 2])
+            time.sleep(pause)
+            for rest in pieces(body[len(body) // 2:], 4, 0.05):  # the link comes back: the rest in pieces
+                connection.sendall(rest)
+            answer = whole_response(connection)
+        except OSError as error:
+            raise AssertionError(f"a send-then-read client lost its answer: {error!r}") from None
+    assert answer.startswith("HTTP/1.1 "), answer
+    status, text = int(answer.split()[1]), answer.partition("\r\n\r\n")[2]
+    if status != 200:
+        assert "\n" not in json.loads(text)["error"], text
+    return status
 
 
 def at_once(jobs: list, workers: int | None = None) -> list:
@@ -169,7 +196,7 @@ def whole_response(connection: socket.socket) -> str:
         if not chunk:
             break
         data += chunk
-    return data.decode()
+    return data.decode(errors="replace")  # a 200's body is an image
 
 
 def content_length(data: bytes) -> int:
@@ -207,6 +234,52 @@ def test_a_stalled_or_abandoned_upload_gives_its_place_back(tiny_folder: Path, m
         assert post(url, body, content_type) == 200  # with --queue 0, only a free place serves this
 
 
+def test_clients_that_send_before_they_read_get_their_503_and_413(tiny_folder: Path) -> None:
+    """Issue 35: a client that writes its whole upload before reading, pausing on the way longer than uvicorn's idle
+    limit (here 0.5 s for its 5 s), was answered early and then reset: the answer lost. Now each reads its answer:
+    busy (503), too large by its declared length (413) and as it arrives (chunked: 413), and the held place serves
+    a photo afterwards."""
+    photo, photo_type = form(png())
+    large, large_type = form(b"\0" * (3 * 2**19))  # 1.5 MB, over the 1 MB limit
+    with live_server(Settings([tiny_folder], device="cpu", queue=0, max_upload_mb=1), keep_alive=0.5) as (url, app):
+        port = int(url.rsplit(":", 1)[1])
+        head = (f"POST /api/stylize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {photo_type}\r\n"
+                f"Content-Length: {len(photo)}\r\n\r\n").encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as holder:  # takes the one place
+            holder.sendall(head + photo[:100])
+            time.sleep(0.2)
+            statuses = at_once([lambda: send_then_read(url, photo, photo_type, 1.0)] * 3
+                               + [lambda: send_then_read(url, large, large_type, 1.0)] * 2)
+            assert statuses == [503, 503, 503, 413, 413]
+            holder.sendall(photo[100:])
+            assert whole_response(holder).startswith("HTTP/1.1 200")
+        assert send_then_read(url, photo, photo_type, 1.0) == 200 and app.state.uploads.taken == 0
+
+
+def test_lingering_and_uploads_are_bounded_in_time(tiny_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rest of an upload is read for at most LINGER_SECONDS after an early answer; an upload that trickles in
+    (a byte before each stall limit) is answered 408 after UPLOAD_SECONDS in all."""
+    monkeypatch.setattr(serve, "LINGER_SECONDS", 1.0)
+    monkeypatch.setattr(serve, "UPLOAD_SECONDS", 1.5)
+    monkeypatch.setattr(serve, "STALL_SECONDS", 0.5)
+    body, content_type = form(png())
+    head = (f"POST /api/stylize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    with live_server(Settings([tiny_folder], device="cpu", queue=0), keep_alive=0.5) as (url, app):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as trickle:
+            trickle.sendall(head + body[:100])
+            for index in range(100, 106):  # a byte every 0.3 s: never stalled 0.5 s
+                time.sleep(0.3)
+                trickle.sendall(body[index:index + 1])
+            answer = whole_response(trickle)
+            assert answer.startswith("HTTP/1.1 408") and "the upload took over 1.5 s" in answer, answer
+            started = time.monotonic()
+            assert trickle.recv(4096) == b""  # it sends no more: the server closes once the linger is over
+            assert time.monotonic() - started < 1.0 + 0.5 + 1.0  # linger, then uvicorn's idle limit
+        assert app.state.uploads.taken == 0
+
+
 @pytest.mark.parametrize(("request_kwargs", "message"), [
     ({"json": {"photo": "x"}}, "no photo in the request: send a multipart/form-data form"),
     ({"data": {"model": MODEL}}, "no photo in the request"),
@@ -230,14 +303,16 @@ GROUPS = {  # name: (clients, how each sends, the answers it may get)
     "not an image, 0.9 MB": (12, {"slow": 1.0}, {400, 503}),
     "over the limit, declared": (6, {"slow": 0.5}, {413}),
     "over the limit, chunked": (6, {"chunked": True}, {413, 503}),
+    "photo, sent before reading": (6, {"then_read": 1.0}, {200, 503}),  # a pause over the idle limit half-way
+    "over the limit, sent before reading": (4, {"then_read": 1.0}, {413}),
 }
 
 
-def forty_clients(url: str) -> list[int]:
-    """The statuses of 40 clients sending GROUPS, all connected within 1.4 s so that places free up while the slow
+def fifty_clients(url: str) -> list[int]:
+    """The statuses of 50 clients sending GROUPS, all connected within 1.4 s so that places free up while the slow
     ones are still sending (run in a process of its own, so that the test's process holds only the server)."""
     photo, junk, huge = form(png()), form(os.urandom(900_000)), form(b"\0" * (3 * 2**19))  # 1.5 MB
-    bodies = {"photo": photo, "slow photo": photo, "not an image, 0.9 MB": junk}
+    bodies = {"photo": photo, "slow photo": photo, "not an image, 0.9 MB": junk, "photo, sent before reading": photo}
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
     with httpx.Client(limits=limits) as client:
         jobs = [(bodies.get(name, huge), how) for name, (count, how, _) in GROUPS.items() for _ in range(count)]
@@ -253,15 +328,16 @@ def rss_bytes() -> int:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads the server's memory from /proc (Linux)")
-def test_forty_clients_at_once_are_all_answered_within_bounded_memory(tiny_folder: Path) -> None:
-    """The load test of issue 28: 40 clients at once (GROUPS, from another process) against --queue 1 and a 1 MB
-    limit. Every one is answered 200, 400, 413 or 503 as its kind allows; at most queue + 1 = 2 uploads are held at
+def test_fifty_clients_at_once_are_all_answered_within_bounded_memory(tiny_folder: Path) -> None:
+    """The load test of issues 28 and 35: 50 clients at once (GROUPS, from another process) against --queue 1 and a
+    1 MB limit, ten of them sending their whole upload before reading, with a pause longer than uvicorn's idle limit
+    (0.5 s here). Every one is answered 200, 400, 413 or 503 as its kind allows; at most queue + 1 = 2 uploads are held at
     once; the server's process grows by less than 16 MB; and it serves a photo afterwards. Measured on a 2-core
     Xeon with AMX (load average 3.5: a training run held both cores): the server's RSS grew 3.1-6.3 MB over
     ~600 MB (run alone; 0.1 MB after this file's other tests, whose freed heap glibc reuses); the wave took
     4.3-7.0 s, ~2 s of it the client process's start; a 200, 400, 413 and 503 each in most runs."""
     photo, photo_type = form(png())
-    with live_server(Settings([tiny_folder], device="cpu", max_upload_mb=1, queue=1)) as (url, app):
+    with live_server(Settings([tiny_folder], device="cpu", max_upload_mb=1, queue=1), keep_alive=0.5) as (url, app):
         assert at_once([lambda: post(url, photo, photo_type)] * 2) == [200, 200]  # warm: the model is loaded
         baseline, peak, done = rss_bytes(), [0], threading.Event()
 
@@ -274,7 +350,7 @@ def test_forty_clients_at_once_are_all_answered_within_bounded_memory(tiny_folde
         started = time.perf_counter()
         try:
             clients = subprocess.run([sys.executable, "-c", "import json, sys; from tests.test_serve_load import "
-                                      "forty_clients; print(json.dumps(forty_clients(sys.argv[1])))", url],
+                                      "fifty_clients; print(json.dumps(fifty_clients(sys.argv[1])))", url],
                                      cwd=REPO_ROOT, env=run_env(), capture_output=True, text=True, timeout=120)
         finally:
             done.set()
@@ -283,7 +359,7 @@ def test_forty_clients_at_once_are_all_answered_within_bounded_memory(tiny_folde
         assert clients.returncode == 0, clients.stderr
         statuses = json.loads(clients.stdout.splitlines()[-1])
         grown = max(peak[0], rss_bytes()) - baseline
-        print(f"40 clients: {seconds:.1f} s (with the client process's start), server RSS {baseline / 2**20:.0f} MB "
+        print(f"50 clients: {seconds:.1f} s (with the client process's start), server RSS {baseline / 2**20:.0f} MB "
               f"+ {grown / 2**20:.1f} MB, most bodies held {app.state.uploads.most_bodies}, {sorted(statuses)}")
         position = 0
         for name, (count, _, allowed) in GROUPS.items():

@@ -189,3 +189,18 @@ def test_held_out_paintings_stay_out_of_training_and_an_empty_style_folder_is_on
     empty = ContentDataModule(str(data_dir / "content"), 32, 2, 0, style_root=str(tmp_path / "empty"))
     with pytest.raises(StylenetError, match="holds no readable image; point it at paintings"):
         empty.scan_styles()
+
+
+def test_the_shipped_any_blends_strength_in_feature_space_not_pixels(data_dir: Path) -> None:
+    """--strength 0.5 on an AdaIN model decodes the half-way blend of the content and the restyled features (the
+    paper's alpha): a picture of its own, not the photo laid half over the full stylization."""
+    from stylenet.inference import load_model
+
+    model = load_model("any", "cpu")
+    model.use_style_images([Image.open(data_dir / "styles" / "the_scream.jpg")], style_size=128)
+    photo = Image.open(data_dir / "content_test" / "building.jpg").convert("RGB").resize((96, 96))
+    full, half = (np.asarray(model.stylize(photo, strength=s)).astype(float) for s in (1.0, 0.5))
+    pixel_blend = (np.asarray(photo).astype(float) + full) / 2
+    apart = np.abs(half - pixel_blend).mean()
+    assert apart > 5, apart  # measured 13.4 levels on average for the shipped model at 256 px (issue 40)
+    assert np.abs(half - full).mean() > 5  # and weaker than the full style

@@ -72,7 +72,11 @@ def test_data_root_comes_from_stylenet_data(monkeypatch: pytest.MonkeyPatch, tmp
 
 
 def test_a_users_own_painting(data_dir: Path) -> None:
-    check_config(compose_config(f"style.image={data_dir / 'content_test' / 'fruits.jpg'}"))
+    """`style.image=PATH style.name=NAME` trains on that file alone, under that name (the default painting gone)."""
+    painting = data_dir / "content_test" / "fruits.jpg"
+    cfg = compose_config(f"style.image={painting}", "style.name=fruits")
+    check_config(cfg)
+    assert paintings(cfg) == {"fruits": str(painting)}
 
 
 @pytest.mark.parametrize(

@@ -123,10 +123,15 @@ def test_loader_position_survives_a_restart_and_a_changed_worker_count(photo_fol
     batches = iter(first)
     next(batches), next(batches)
     state = first.state_dict()
-    rest = [batch.mean().item() for batch in batches]
+    def colours(batches) -> list[list[int]]:  # each photo is one colour: which one (its crop may differ)
+        return [batch.mean(dim=(0, 2, 3)).mul(10).round().tolist() for batch in batches]
+
+    rest = colours(batches)
     resumed = loader(0)
     resumed.load_state_dict(state)
-    assert len([batch.mean().item() for batch in resumed]) == len(rest) == 4  # continues, not from the start
+    again = colours(resumed)
+    assert len(again) == len(rest) == 4  # continues, not from the start
+    assert again == rest, (again, rest)  # the same photos in the same order (the README's promise)
     changed = loader(2)
     with caplog.at_level(logging.WARNING, logger="stylenet.data"):
         changed.load_state_dict(state)

@@ -138,9 +138,15 @@ def test_grayscale_16_bit_and_cmyk_inputs_work(tiny_model: Path, tmp_path: Path,
 
 
 def test_exif_orientation_is_applied(tiny_model: Path, tmp_path: Path) -> None:
+    """Stored sideways with orientation 6 (turn 90 degrees clockwise to view): the result is turned that way, so the
+    blue half is on the left as in the upright photo (turned counter-clockwise, it would be on the right)."""
     upright = exif_rotated_jpeg(tmp_path / "sideways.jpg")
-    result = load_model(tiny_model, "cpu").stylize(load_image(tmp_path / "sideways.jpg"))
+    model = load_model(tiny_model, "cpu")
+    result = model.stylize(load_image(tmp_path / "sideways.jpg"))
     assert result.size == upright.size == (40, 24)
+    shown = np.asarray(model.stylize(load_image(tmp_path / "sideways.jpg"), strength=0.0), dtype=float)  # the photo
+    left, right = shown[:, :20].mean(axis=(0, 1)), shown[:, 20:].mean(axis=(0, 1))
+    assert left[2] > 200 > left[0] and right[0] > 200 > right[2], (left, right)  # blue left, red right
 
 
 def test_strength_zero_returns_the_photo_and_one_the_full_style(tiny_model: Path, photo: Image.Image) -> None:

@@ -219,6 +219,11 @@ def stylize_command(argv: list[str]) -> None:
     from stylenet.options import StylizeOptions
 
     args = stylize_parser().parse_args(argv)
+    if not 1 <= args.quality <= 100:
+        raise StylenetError(f"--quality {args.quality}: must be between 1 and 100 (JPEG/WebP; 95 is the default)")
+    if args.max_image_pixels is not None and args.max_image_pixels < 1:
+        raise StylenetError(f"--max-image-pixels {args.max_image_pixels}: must be at least 1 (leave it out for "
+                            "Pillow's 89 million)")
     set_max_image_pixels(args.max_image_pixels)
     options = StylizeOptions(args.size, args.scale, args.strength, args.preserve_color, args.tile, args.quality,
                              args.start, args.end, args.codec, args.crf, args.batch_size, args.temporal)

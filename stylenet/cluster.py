@@ -176,10 +176,14 @@ class Stylizer:
     shipped: ShippedModel  # set on the subclass that results() makes for each run
     options: StylizeOptions
     threads: int
+    max_pixels: int  # --max-image-pixels as the driver set it: a worker is a process of its own
 
     def __init__(self) -> None:
         import torch
 
+        from stylenet.images import set_max_image_pixels
+
+        set_max_image_pixels(self.max_pixels)
         torch.set_num_threads(self.threads)
         self.folder = tempfile.TemporaryDirectory(prefix="stylenet-worker-")
         self.model = self.shipped.load(Path(self.folder.name))
@@ -310,11 +314,15 @@ def pool_size(settings: RaySettings, tasks: int) -> tuple[int, float]:
     if settings.gpus_per_worker:
         workers = settings.workers or int(resources.get("GPU", 0) // settings.gpus_per_worker)
         if not resources.get("GPU"):
-            raise StylenetError(f"--gpus-per-worker {settings.gpus_per_worker}: this Ray cluster has no GPUs "
+            raise StylenetError(f"--gpus-per-worker {settings.gpus_per_worker:g}: this Ray cluster has no GPUs "
                                 "(leave it out to stylize on CPUs)")
         cpus = settings.cpus_per_worker or 1.0
     elif settings.cpus_per_worker:
         cpus = settings.cpus_per_worker
+        largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
+        if cpus > largest:  # Ray would wait for such a node for ever
+            raise StylenetError(f"--cpus-per-worker {cpus:g}: no node of this Ray cluster has that many CPUs (the "
+                                f"largest has {largest:g}); ask for {largest:g} or fewer")
         workers = settings.workers or max(1, int(resources.get("CPU", 1) // cpus))
     elif settings.workers:
         largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=1)
@@ -336,7 +344,10 @@ def results(shipped: ShippedModel, tasks: list[dict], options: StylizeOptions,
     workers, cpus = pool_size(settings, len(tasks))
     # The model travels inside the actor class (pickled by value), not as constructor arguments in the object store:
     # Ray restarts an actor whose node died (its tasks retried) only from arguments that outlive that node.
-    worker = type("Stylizer", (Stylizer,), {"shipped": shipped, "options": options, "threads": max(1, int(cpus))})
+    from PIL import Image
+
+    worker = type("Stylizer", (Stylizer,), {"shipped": shipped, "options": options, "threads": max(1, int(cpus)),
+                                            "max_pixels": Image.MAX_IMAGE_PIXELS})
     dataset = ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
         worker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=cpus, num_gpus=settings.gpus_per_worker or None,
@@ -355,6 +366,10 @@ def stylize_on_ray(spec: ModelSpec, inputs: list[str], output: str | None, exten
         raise StylenetError(f"--batch-size {settings.batch_size}: must be at least 1")
     if settings.workers is not None and settings.workers < 1:
         raise StylenetError(f"--workers {settings.workers}: must be at least 1")
+    if settings.cpus_per_worker is not None and settings.cpus_per_worker <= 0:
+        raise StylenetError(f"--cpus-per-worker {settings.cpus_per_worker:g}: must be more than 0")
+    if settings.gpus_per_worker < 0:
+        raise StylenetError(f"--gpus-per-worker {settings.gpus_per_worker:g}: must be 0 (CPU workers) or more")
     started = time.perf_counter()
     jobs = plan_jobs(inputs, output, extension)
     todo, existing = pending(jobs, overwrite, finished(output))

@@ -26,6 +26,7 @@ from stylenet.tiling import Runner
 from stylenet.zoo import resolve as resolve_model
 
 ANY_STYLE_MODEL = "any"  # the ready-made model that --style-image uses when no --model is given
+MAX_STYLE_SIZE = 4096  # a painting's long side for any-style models: a 4K painting; larger only fills memory
 
 
 class StyleModel:
@@ -103,8 +104,8 @@ class StyleModel:
             raise StylenetError(message)
         check_weights(weights, message)
         style_size = self.model_kind.style_size if style_size is None else style_size
-        if style_size < 16:
-            raise StylenetError(f"--style-size {style_size}: must be at least 16 px")
+        if not 16 <= style_size <= MAX_STYLE_SIZE:
+            raise StylenetError(f"--style-size {style_size}: must be between 16 and {MAX_STYLE_SIZE} px")
         paintings = [to_tensor(resize_long_side(ImageOps.exif_transpose(image).convert("RGB"), style_size)).unsqueeze(0)
                      for image in images]
         self.bound = self.model_kind.bind(self.loaded, [p.to(self.runner.device) for p in paintings], weights)

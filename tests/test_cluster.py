@@ -61,7 +61,8 @@ def test_the_ray_engine_writes_the_local_engines_files_and_a_rerun_does_nothing(
     stamps = {path: path.stat().st_mtime_ns for path in distributed.rglob("*")}
     assert run("stylize", inputs, "--model", tiny_model, "-o", distributed, "--engine", "ray",
                "--address", cluster.address) == 0
-    assert "stylized 0 image(s)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "stylized 0 image(s)" in printed and "9 left as they were" in printed
     assert {path: path.stat().st_mtime_ns for path in distributed.rglob("*")} == stamps
 
 
@@ -172,12 +173,40 @@ def test_ray_missing_bad_settings_and_no_cluster_are_one_line_errors(
 
 @pytest.mark.slow
 def test_the_readme_command_starts_its_own_ray(tiny_model: Path, photo_folder: Path, tmp_path: Path) -> None:
-    """No --address: the command starts a Ray on this machine, stylizes, stops it; a rerun does nothing."""
+    """No --address: the command starts a Ray on this machine, stylizes and stops it. (A rerun, which starts no Ray
+    whatever the address: test_the_ray_engine_writes_the_local_engines_files_and_a_rerun_does_nothing.)"""
     command = [PYTHON, "-m", "stylenet", "stylize", str(photo_folder), "--model", str(tiny_model),
                "-o", str(tmp_path / "out"), "--engine", "ray", "--workers", "2"]
     result = subprocess.run(command, capture_output=True, text=True, env=run_env(), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "stylized 6 image(s)" in result.stdout and "core_worker" not in result.stderr
     assert len(list((tmp_path / "out").rglob("*.*"))) == 6
-    again = subprocess.run(command, capture_output=True, text=True, env=run_env(), timeout=300)
-    assert "stylized 0 image(s)" in again.stdout and "6 left as they were" in again.stdout
+
+
+@pytest.mark.slow
+def test_worker_settings_take_effect_or_are_one_line_errors(
+    cluster: Cluster, tiny_model: Path, photo_folder: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--gpus-per-worker on a CPU-only cluster, --cpus-per-worker beyond any node (Ray would wait for ever) or not
+    positive: one line each, nothing written. --cpus-per-worker 2 on the 2-CPU head (one worker on 2 threads) with
+    --max-image-pixels 2500: the workers refuse the four photos over the limit, as the local engine does (they
+    ignored it: the limit was set in the driver's process only)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # the command sets Pillow's global
+    out, ray_args = tmp_path / "out", ("--engine", "ray", "--address", cluster.address)
+    for flag, value, message in (("--gpus-per-worker", "1", "this Ray cluster has no GPUs"),
+                                 ("--cpus-per-worker", "64", "no node of this Ray cluster has that many CPUs"),
+                                 ("--cpus-per-worker", "0", "must be more than 0")):
+        assert run("stylize", photo_folder, "--model", tiny_model, "-o", out, *ray_args, flag, value) == 2
+        err = capfd.readouterr().err  # the file descriptor's: what the terminal shows, the progress bar included
+        said = [line for line in err.splitlines() if line.strip() and not line.startswith("stylize (ray):")]
+        assert len(said) == 1 and said[0].startswith(f"error: {flag} {value}:") and message in said[0], said
+        assert not out.exists()
+    local, distributed = tmp_path / "local", tmp_path / "ray"
+    limit = ("--max-image-pixels", "2500")  # photo0 (48x40) and photo1 (56x40) are under it, the other four over
+    assert run("stylize", photo_folder, "--model", tiny_model, "-o", local, *limit) == 1
+    assert run("stylize", photo_folder, "--model", tiny_model, "-o", distributed, *ray_args, *limit,
+               "--cpus-per-worker", "2") == 1
+    printed = capfd.readouterr()
+    assert printed.err.count("--max-image-pixels N") >= 8  # four failures in each engine's list
+    assert len(files(distributed)) == 2 and files(distributed) == files(local)

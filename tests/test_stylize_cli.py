@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -162,10 +164,17 @@ def test_ctrl_c_ends_a_command_quietly_with_130(data_dir: Path, tmp_path: Path) 
     command = [stylenet, "optimize", str(data_dir / "content_test" / "fruits.jpg"), str(data_dir / "styles" / "udnie.jpg"),
                "-o", str(tmp_path / "out.png"), "--size", "128", "--steps", "500"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(10)  # imports and the loss network take 3-5 s here; 500 steps at 128 px take minutes
-    assert process.poll() is None
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: process.stderr.read(1), "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while not re.search(r"optimize: .* [1-9]\d*/500 ", "".join(seen)):  # a step done: well inside the run
+        assert process.poll() is None and time.monotonic() < deadline, "".join(seen)
+        time.sleep(0.1)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    process.wait(timeout=60)
+    reader.join(10)
+    stderr = "".join(seen)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted"
     assert not (tmp_path / "out.png").exists()
@@ -182,3 +191,83 @@ def test_export_needs_the_weights_not_a_compiled_file(tiny_model: Path, tmp_path
     assert run("export", tmp_path / "m.pt", "--format", "safetensors", "-o", tmp_path / "again.safetensors") == 2
     error = capsys.readouterr().err.strip()
     assert error.endswith("is a torchscript file: export from the .safetensors or .ckpt it came from") and "\n" not in error
+
+
+def small_photo(data_dir: Path, path: Path) -> Path:
+    """A real photo at 48 px: fine detail in every pixel, for JPEG quality and styles to act on."""
+    with Image.open(data_dir / "content_test" / "fruits.jpg") as image:
+        image.convert("RGB").resize((48, 36), Image.Resampling.LANCZOS).save(path)
+    return path
+
+
+def mean_difference(first: Path, second: Path, mode: str = "RGB") -> float:
+    """Mean absolute difference of two images' pixels, 0-255 (in `mode`: "L" compares luminance only)."""
+    from PIL import ImageChops, ImageStat
+
+    with Image.open(first) as one, Image.open(second) as other:
+        return sum(ImageStat.Stat(ImageChops.difference(one.convert(mode), other.convert(mode))).mean) / len(mode)
+
+
+def test_quality_trades_jpeg_size_for_detail(tiny_model: Path, data_dir: Path, tmp_path: Path) -> None:
+    photo = small_photo(data_dir, tmp_path / "fruits.png")
+    common = ("--model", tiny_model, "--backend", "eager", "--precision", "fp32")
+    for name, quality in (("lossless.png", []), ("default.jpg", []), ("q30.jpg", ["--quality", "30"]),
+                          ("q95.jpg", ["--quality", "95"])):
+        assert run("stylize", photo, "-o", tmp_path / name, *common, *quality) == 0
+    low, high = tmp_path / "q30.jpg", tmp_path / "q95.jpg"
+    assert low.stat().st_size < 0.6 * high.stat().st_size
+    lost_low, lost_high = (mean_difference(path, tmp_path / "lossless.png", "L") for path in (low, high))
+    assert lost_low > 2 * lost_high  # the same picture, visibly coarser: blocks and smeared edges
+    assert (tmp_path / "default.jpg").read_bytes() == high.read_bytes()  # the default is 95
+
+
+def test_quality_outside_1_to_100_is_a_one_line_error(tiny_model: Path, photo_folder: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Was clamped for JPEG, and a traceback for WebP (Pillow's 'invalid configuration')."""
+    for name, quality in (("out.jpg", "150"), ("out.webp", "150"), ("out.jpg", "0")):
+        assert run("stylize", photo_folder / "photo1.png", "--model", tiny_model, "--backend", "eager",
+                   "-o", tmp_path / name, "--quality", quality) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: --quality {quality}: must be between 1 and 100 (JPEG/WebP; 95 is the default)\n"
+        assert not (tmp_path / name).exists()
+
+
+def test_style_size_changes_the_any_style_picture(data_dir: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    photo = small_photo(data_dir, tmp_path / "fruits.png")
+    common = ("--model", "any", "--style-image", data_dir / "styles" / "starry_night.jpg", "--backend", "eager",
+              "--precision", "fp32")
+    for name, size in (("small.png", ["--style-size", "32"]), ("large.png", ["--style-size", "512"]), ("default.png", [])):
+        assert run("stylize", photo, "-o", tmp_path / name, *common, *size) == 0
+    assert mean_difference(tmp_path / "small.png", tmp_path / "large.png") > 10  # another picture, not rounding
+    assert mean_difference(tmp_path / "default.png", tmp_path / "large.png") == 0  # left out: the model's own (AdaIN: 512 px)
+    capsys.readouterr()
+    assert run("stylize", photo, "-o", tmp_path / "bad.png", *common, "--style-size", "8") == 2
+    assert capsys.readouterr().err == "error: --style-size 8: must be between 16 and 4096 px\n"
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_max_image_pixels_refuses_larger_photos_and_a_raised_limit_stylizes_them(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # the command sets Pillow's global
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (48, 40), (200, 30, 30)).save(photos / "big.png")  # 1920 pixels
+    Image.new("RGB", (20, 20), (30, 200, 30)).save(photos / "small.png")  # 400 pixels
+    common = ("--model", tiny_model, "--backend", "eager", "--max-image-pixels")
+    assert run("stylize", photos / "big.png", "-o", tmp_path / "one.png", *common, "1000") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "too large to decode safely" in err and "--max-image-pixels N" in err
+    assert not (tmp_path / "one.png").exists()
+    out = tmp_path / "out"
+    assert run("stylize", photos, "-o", out, *common, "1000") == 1
+    captured = capsys.readouterr()
+    failed = [line for line in captured.err.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1 and "big.png" in failed[0] and "--max-image-pixels N" in failed[0]
+    assert "1 FAILED" in captured.out and [path.name for path in out.iterdir()] == ["small.png"]
+    assert run("stylize", photos, "-o", out, *common, "2000") == 0
+    assert sorted(path.name for path in out.iterdir()) == ["big.png", "small.png"]
+    capsys.readouterr()
+    assert run("stylize", photos, "-o", out, *common, "0") == 2  # was Pillow's default, silently
+    assert capsys.readouterr().err.startswith("error: --max-image-pixels 0: must be at least 1")

@@ -137,6 +137,9 @@ def compiled_network(network: Callable[..., torch.Tensor]) -> Callable[[torch.Te
     batches: dict[tuple[int, int], int] = {}  # the batch size compiled for each image size
 
     def run(images: torch.Tensor) -> torch.Tensor:
+        # one memory layout for every call: video frames arrive channels-last (a permuted array), a padded batch
+        # contiguous, and a compiled graph guards on strides: it compiled the short last batch a second time
+        images = images.contiguous()
         size, count = (images.shape[-2], images.shape[-1]), images.shape[0]
         if size not in batches or count > batches[size]:  # the wait is said, not left to look like a hang
             batches[size] = count

@@ -111,19 +111,31 @@ def paintings(cfg: DictConfig) -> dict[str, str]:
 
 def painting_crops(cfg: DictConfig) -> dict[str, list[float]]:
     """{name: [left, top, right, bottom]} for the chosen paintings that `style.crop` names: the part of the
-    painting's image to learn from, as fractions of its width and height (drop a mount, frame or wall). Not for
-    a painting of your own given by style.image."""
+    painting's image to learn from, as fractions of its width and height (drop a mount, frame or wall). A name that
+    is not a chosen painting (a typo), or a painting of your own given by style.image, is an error, not ignored."""
     crops = cfg.style.get("crop") or {}
     chosen = list(paintings(cfg))
     own = chosen[-1] if cfg.style.get("image") and chosen else None
-    return {name: [float(v) for v in crops[name]] for name in chosen if name in crops and name != own}
+    for name in crops:
+        require(name != own, f"style.crop.{name}: style.crop is for the paintings of conf/style/; crop your own "
+                             "style.image file before training")
+        require(name in chosen, f"style.crop.{name}: no painting of that name is trained here (the paintings: "
+                                f"{', '.join(chosen)}); check its spelling")
+    return {str(name): [float(v) for v in crops[name]] for name in chosen if name in crops}
 
 
-def check_crop(name: str, crop: list[float]) -> None:
+def check_crop(name: str, crop: list[float], painting: tuple[int, int] | None = None, style_size: int = 512) -> None:
+    """The crop's fractions; with the painting's (width, height), also that its part keeps 16 px on its short
+    side once scaled to style_size on its long side (what the loss network's pooling needs)."""
     left, top, right, bottom = crop if len(crop) == 4 else (0, 0, 0, 0)
     require(len(crop) == 4 and 0 <= left < right <= 1 and 0 <= top < bottom <= 1,
             f"style.crop.{name}={crop}: give [left, top, right, bottom] as fractions of the painting, 0 <= left < right <= 1 "
             "and 0 <= top < bottom <= 1")
+    if painting is not None:
+        width, height = (right - left) * painting[0], (bottom - top) * painting[1]
+        short = min(width, height) / max(width, height) * style_size
+        require(short >= 16, f"style.crop.{name}={crop}: leaves a {width:.0f}x{height:.0f}-px part, {short:.0f} px on "
+                             f"its short side at style.size={style_size}; the loss network needs 16: widen the crop")
 
 
 def validate(cfg: DictConfig) -> None:

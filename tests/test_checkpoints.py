@@ -104,3 +104,27 @@ def test_a_run_from_before_the_metadata_resumes(tmp_path: Path) -> None:
     model_path = train(compose_config(*overrides, run_dir=tmp_path / "resumed"))
     metadata = load_model(model_path, "cpu").metadata
     assert metadata["steps"] == 4 and metadata["architecture"] == "transformer"
+
+
+def test_a_run_that_dies_between_step_checkpoints_keeps_the_last_ckpt_every_n_minutes_wrote(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """checkpoint.every_n_minutes: last.ckpt is written by the clock as well as every N steps, so a run killed
+    long before its first step checkpoint (1000 here) resumes from its last finished step, not from nothing."""
+    from stylenet.systems.transformer import StyleTransferSystem
+
+    objective = StyleTransferSystem.objective
+
+    def dies_at_step_3(self: StyleTransferSystem, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.global_step == 3:  # a crash, not a stop: no on_train_end writes a checkpoint
+            raise RuntimeError("killed at step 3")
+        return objective(self, content)
+
+    monkeypatch.setattr(StyleTransferSystem, "objective", dies_at_step_3)
+    overrides = [*TINY, *KINDS["transformer"], "trainer.max_steps=10", "checkpoint.every_n_steps=1000",
+                 "checkpoint.every_n_minutes=1e-6"]
+    with pytest.raises(RuntimeError, match="killed at step 3"):
+        train(compose_config(*overrides, run_dir=tmp_path))
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 3
+    assert load_model(last, "cpu").metadata["steps"] == 3

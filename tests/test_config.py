@@ -77,6 +77,32 @@ def test_a_users_own_painting(data_dir: Path) -> None:
     cfg = compose_config(f"style.image={painting}", "style.name=fruits")
     check_config(cfg)
     assert paintings(cfg) == {"fruits": str(painting)}
+    with pytest.raises(StylenetError, match=r"style.crop.fruits: style.crop is for the paintings of conf/style/"):
+        check_config(compose_config(f"style.image={painting}", "style.name=fruits", "+style.crop.fruits=[0,0,1,0.5]"))
+
+
+def test_style_crop_learns_from_that_part_of_the_painting_alone(data_dir: Path, tmp_path: Path) -> None:
+    """style.crop: the Gram targets are those of the region cut out by hand and given as style.image, not those
+    of the whole painting, and the model's description says which part it learned from."""
+    from PIL import Image
+
+    from stylenet.systems.transformer import StyleTransferSystem
+
+    with Image.open(data_dir / "styles" / "starry_night.jpg") as painting:  # the village: bottom-left quarter
+        width, height = painting.size
+        painting.convert("RGB").crop((0, round(height / 2), round(width / 2), height)).save(tmp_path / "village.png")
+
+    def style_grams(*overrides: str) -> tuple[dict[str, torch.Tensor], dict]:
+        system = StyleTransferSystem.from_config(compose_config("style.size=64", *overrides), [])
+        return system.criterion.style_grams(), system.hparams.description["style"]
+
+    cropped, described = style_grams("+style.crop.starry_night=[0,0.5,0.5,1]")
+    by_hand, _ = style_grams(f"style.image={tmp_path / 'village.png'}", "style.name=village")
+    whole, _ = style_grams()
+    assert described["crop"] == {"starry_night": [0.0, 0.5, 0.5, 1.0]}
+    for layer, gram in cropped.items():
+        torch.testing.assert_close(gram, by_hand[layer], rtol=1e-5, atol=0)
+        assert not torch.allclose(gram, whole[layer], rtol=0.05), layer  # the sky's swirls are not the village
 
 
 @pytest.mark.parametrize(
@@ -96,6 +122,10 @@ def test_a_users_own_painting(data_dir: Path) -> None:
         ("loss_network.style_layer_weights.relu1_1=-2", r"style_layer_weights.relu1_1=-2.0: must be a number >= 0"),
         ("ckpt_path=/nonexistent.ckpt", r"ckpt_path=/nonexistent.ckpt: no such checkpoint file"),
         ("+style.crop.starry_night=[0.5,0,0.4,1]", r"style.crop.starry_night=\[0.5, 0.0, 0.4, 1.0\]: give \[left, top, right, bottom\]"),
+        ("+style.crop.starry_nite=[0,0,0.5,0.5]", r"style.crop.starry_nite: no painting of that name is trained here "
+                                                   r"\(the paintings: starry_night\); check its spelling"),
+        ("+style.crop.starry_night=[0.1,0,0.1001,1]", r"style.crop.starry_night=.*: leaves a 0x\d+-px part, 0 px on its "
+                                                     r"short side at style.size=512; the loss network needs 16"),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_key(override: str, message: str) -> None:

@@ -95,8 +95,10 @@ class StyleTransferSystem(StyleSystem):
         require(cfg.style.size >= 16, f"style.size={cfg.style.size}: must be at least 16 (pixels, long side)")
         for image in paintings(cfg).values():
             check_style_image(image)
+        chosen = paintings(cfg)
         for name, crop in painting_crops(cfg).items():
-            check_crop(name, crop)
+            with Image.open(chosen[name]) as painting:  # the header only
+                check_crop(name, crop, painting.size, cfg.style.size)
 
     @classmethod
     def from_config(cls, cfg: DictConfig, sample_styles: list[str]) -> StyleTransferSystem:

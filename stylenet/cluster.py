@@ -305,6 +305,13 @@ def init(address: str | None) -> None:
                             "pass its address, or leave out --address)") from None
 
 
+def largest_node_cpus() -> float:
+    """The most CPUs one live node of the Ray cluster has (0 when none says): a worker cannot span nodes."""
+    import ray
+
+    return max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
+
+
 def pool_size(settings: RaySettings, tasks: int) -> tuple[int, float]:
     """(workers, CPUs per worker). GPU workers: --workers, else one per GPU. CPU workers: --cpus-per-worker each,
     else --workers share the cluster's CPUs (at most one node's) or one worker per CPU. Never more than tasks."""
@@ -319,13 +326,13 @@ def pool_size(settings: RaySettings, tasks: int) -> tuple[int, float]:
         cpus = settings.cpus_per_worker or 1.0
     elif settings.cpus_per_worker:
         cpus = settings.cpus_per_worker
-        largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
+        largest = largest_node_cpus()
         if cpus > largest:  # Ray would wait for such a node for ever
             raise StylenetError(f"--cpus-per-worker {cpus:g}: no node of this Ray cluster has that many CPUs (the "
                                 f"largest has {largest:g}); ask for {largest:g} or fewer")
         workers = settings.workers or max(1, int(resources.get("CPU", 1) // cpus))
     elif settings.workers:
-        largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=1)
+        largest = largest_node_cpus() or 1
         workers, cpus = settings.workers, float(max(1, min(largest, resources.get("CPU", 1) // settings.workers)))
     else:
         workers, cpus = max(1, int(resources.get("CPU", 1))), 1.0

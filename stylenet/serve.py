@@ -364,10 +364,11 @@ async def read_form(request: Request, max_bytes: int, hold: Callable[[], None]) 
         raise RequestError("no photo in the request: send a multipart/form-data form with the photo as the field "
                            "'photo', as the page does")
     form, received, chunks = Form(options[b"boundary"]), 0, request.stream()
-    deadline = asyncio.get_running_loop().time() + UPLOAD_SECONDS
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + UPLOAD_SECONDS
     try:
         while True:
-            left = deadline - asyncio.get_running_loop().time()
+            left = deadline - loop.time()
             try:
                 chunk = await asyncio.wait_for(anext(chunks), max(0.0, min(STALL_SECONDS, left)))
             except StopAsyncIteration:
@@ -379,7 +380,7 @@ async def read_form(request: Request, max_bytes: int, hold: Callable[[], None]) 
             form.parser.write(chunk)
         form.parser.finalize()
     except asyncio.TimeoutError:  # builtin TimeoutError from Python 3.11; a class of its own on 3.10
-        if asyncio.get_running_loop().time() >= deadline:
+        if loop.time() >= deadline:
             raise RequestError(f"the upload took over {UPLOAD_SECONDS:g} s, this server's limit for one upload: "
                                "send a smaller photo, or from a faster connection", 408) from None
         raise RequestError(f"the upload stalled: nothing arrived for {STALL_SECONDS:g} s; send it again", 408) from None

@@ -109,12 +109,17 @@ def post(url: str, body: bytes, content_type: str, *, slow: float = 0.0, chunked
     return response.status_code
 
 
+def upload_head(content_type: str, length: int, host: str = "127.0.0.1") -> bytes:
+    """The head of a POST /api/stylize with a declared length, for clients written on a bare socket."""
+    return (f"POST /api/stylize HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()
+
+
 def send_then_read(url: str, body: bytes, content_type: str, pause: float) -> int:
     """A client that writes its whole upload before it reads the answer, as simple HTTP clients do, pausing half-way
     as a phone link does: the status it reads. A reset (an answer the kernel threw away) fails the test."""
     host, port = url.removeprefix("http://").split(":")
-    head = (f"POST /api/stylize HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = upload_head(content_type, len(body), host)
     with socket.create_connection((host, int(port)), timeout=60) as connection:
         try:
             connection.sendall(head + body[:len(body) // 2])
@@ -211,8 +216,7 @@ def test_a_stalled_or_abandoned_upload_gives_its_place_back(tiny_folder: Path, m
     """A client that stops sending is answered 408 after STALL_SECONDS; one that hangs up frees its place at once."""
     monkeypatch.setattr(serve, "STALL_SECONDS", 0.5)
     body, content_type = form(png())
-    head = (f"POST /api/stylize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = upload_head(content_type, len(body))
     with live_server(Settings([tiny_folder], device="cpu", queue=0)) as (url, app):
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as stalled:
@@ -243,8 +247,7 @@ def test_clients_that_send_before_they_read_get_their_503_and_413(tiny_folder: P
     large, large_type = form(b"\0" * (3 * 2**19))  # 1.5 MB, over the 1 MB limit
     with live_server(Settings([tiny_folder], device="cpu", queue=0, max_upload_mb=1), keep_alive=0.5) as (url, app):
         port = int(url.rsplit(":", 1)[1])
-        head = (f"POST /api/stylize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {photo_type}\r\n"
-                f"Content-Length: {len(photo)}\r\n\r\n").encode()
+        head = upload_head(photo_type, len(photo))
         with socket.create_connection(("127.0.0.1", port), timeout=30) as holder:  # takes the one place
             holder.sendall(head + photo[:100])
             time.sleep(0.2)
@@ -263,8 +266,7 @@ def test_lingering_and_uploads_are_bounded_in_time(tiny_folder: Path, monkeypatc
     monkeypatch.setattr(serve, "UPLOAD_SECONDS", 1.5)
     monkeypatch.setattr(serve, "STALL_SECONDS", 0.5)
     body, content_type = form(png())
-    head = (f"POST /api/stylize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = upload_head(content_type, len(body))
     with live_server(Settings([tiny_folder], device="cpu", queue=0), keep_alive=0.5) as (url, app):
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as trickle:

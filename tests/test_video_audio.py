@@ -21,6 +21,7 @@ from stylenet.inference import load_model
 from stylenet.options import StylizeOptions
 from stylenet.video import frames_of, stylize_video
 from tests.conftest import PYTHON, run_env
+from tests.test_video import lone_frame
 
 STYLENET = str(Path(PYTHON).parent / "stylenet")
 PASS = StylizeOptions(strength=0.0, temporal=0, crf=0)  # strength 0: the picture passes through, so a flash stays one
@@ -46,8 +47,8 @@ def make_clip(path: Path, audio: str, rate: int, seconds: float = 1.0, fps: int 
         times = np.arange(round(seconds * rate)) / rate
         if event is None:
             samples = 0.2 * np.sin(2 * np.pi * 440 * times)
-        else:  # a 3-ms burst at 1 kHz
-            samples = np.where((times >= event) & (times < event + 0.003), 0.9 * np.sin(2 * np.pi * 1000 * times), 0.0)
+        else:
+            samples = click_at(times, event)
         fmt = SAMPLE_FORMAT[audio]
         data = np.repeat(samples[None], channels, axis=0) if fmt.endswith("p") else np.repeat(samples, channels)[None]
         data = (data * 32767).astype(np.int16) if fmt == "s16" else data.astype(np.float32)
@@ -56,6 +57,11 @@ def make_clip(path: Path, audio: str, rate: int, seconds: float = 1.0, fps: int 
         container.mux(sound.encode(frame))
         container.mux(sound.encode(None))
     return path
+
+
+def click_at(times: np.ndarray, event: float) -> np.ndarray:
+    """Silence but for a 3-ms burst at 1 kHz from `event` seconds: the samples at `times`."""
+    return np.where((times >= event) & (times < event + 0.003), 0.9 * np.sin(2 * np.pi * 1000 * times), 0.0)
 
 
 def audio_facts(path: Path) -> dict:
@@ -217,9 +223,7 @@ def megamind_with_a_click(source: Path, path: Path, audio: str, seconds: float =
                 break
             packet.stream = video
             container.mux(packet)
-        times = np.arange(round(seconds * rate)) / rate
-        click = (times >= 41 / 30) & (times < 41 / 30 + 0.003)
-        samples = np.where(click, 0.9 * np.sin(2 * np.pi * 1000 * times), 0.0).astype(np.float32)
+        samples = click_at(np.arange(round(seconds * rate)) / rate, 41 / 30).astype(np.float32)
         frame = av.AudioFrame.from_ndarray(np.repeat(samples[None], 2, axis=0), format="fltp", layout="stereo")
         frame.sample_rate, frame.pts = rate, 0
         container.mux(sound.encode(frame))
@@ -231,13 +235,9 @@ def lone_frame_time(path: Path, presentation_order: bool = False) -> float:
     """The time of the frame unlike both its neighbours (the flash); presentation_order: the input's timestamps
     sorted, as FFmpeg's best-effort timestamps give them (its decoder hands frames over in presentation order)."""
     with av.open(str(path)) as container:
-        decoded = [(frame.to_ndarray(format="gray").astype(float), frame.pts, frame.time_base)
-                   for frame in container.decode(video=0)]
+        decoded = [(frame.to_ndarray(format="gray"), frame.pts, frame.time_base) for frame in container.decode(video=0)]
     stamps = sorted(pts for _, pts, _ in decoded) if presentation_order else [pts for _, pts, _ in decoded]
-    frames = [frame for frame, _, _ in decoded]
-    lone = [min(np.abs(frames[i] - frames[i - 1]).mean(), np.abs(frames[i] - frames[i + 1]).mean())
-            for i in range(1, len(frames) - 1)]
-    return float(stamps[int(np.argmax(lone)) + 1] * decoded[0][2])
+    return float(stamps[lone_frame([frame for frame, _, _ in decoded])] * decoded[0][2])
 
 
 @pytest.mark.slow

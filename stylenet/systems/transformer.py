@@ -93,9 +93,9 @@ class StyleTransferSystem(StyleSystem):
         require(cfg.loss.content_weight + cfg.loss.style_weight > 0, "loss: content_weight and style_weight are both 0")
         require(isinstance(cfg.loss.get("relative", False), bool), f"loss.relative={cfg.loss.get('relative')}: true or false")
         require(cfg.style.size >= 16, f"style.size={cfg.style.size}: must be at least 16 (pixels, long side)")
-        for image in paintings(cfg).values():
-            check_style_image(image)
         chosen = paintings(cfg)
+        for image in chosen.values():
+            check_style_image(image)
         for name, crop in painting_crops(cfg).items():
             with Image.open(chosen[name]) as painting:  # the header only
                 check_crop(name, crop, painting.size, cfg.style.size)

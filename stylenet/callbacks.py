@@ -46,11 +46,11 @@ class SampleGrid(Callback):
         trainer.logger.experiment.add_image("samples", grid, trainer.global_step)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
-        if trainer.global_step % self.every_n_steps == 0:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:  # 0: only at the end
             self.log_grid(trainer, module)
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.global_step % self.every_n_steps != 0:  # else already logged at this step
+        if not self.every_n_steps or trainer.global_step % self.every_n_steps != 0:  # else already logged at this step
             self.log_grid(trainer, module)
 
 

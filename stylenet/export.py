@@ -64,6 +64,8 @@ def write_onnx(network: nn.Module, metadata: dict[str, Any], path: Path) -> None
     except ImportError:
         raise StylenetError("ONNX export needs onnx and onnxscript: pip install 'stylenet[onnx]'") from None
     kind = kind_of(network)
+    if kind.no_onnx:
+        raise StylenetError(f"a {kind.name} model has no ONNX export: {kind.no_onnx}; use --format torchscript or safetensors")
     image_dims = {
         0: torch.export.Dim("batch", min=1, max=1024),
         2: torch.export.Dim("height", min=16, max=32768),

@@ -75,6 +75,7 @@ class ModelKind:
     scriptable: Callable[[nn.Module], nn.Module] = lambda network: network  # what torch.jit.script compiles
     example_style: Callable[[nn.Module, torch.Generator], torch.Tensor] | None = None  # the second input, for checks
     onnx_style_dims: dict[int, str] | None = None  # dynamic axes of the second ONNX input (None: fixed shape)
+    no_onnx: str | None = None                    # why this kind has no ONNX export (None: it has one)
     metadata: Callable[[nn.Module], dict[str, Any]] = lambda network: {}  # fields a model file adds for users
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)  # named sizes: {name: network arguments}
     # a bare state dict (no metadata) in a layout this kind knows -> (arguments, its tensors in our names, what it

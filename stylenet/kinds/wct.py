@@ -1,0 +1,328 @@
+"""Any painting by matching its feature statistics (Li et al. 2017, "Universal Style Transfer via Feature Transforms").
+
+content, painting -> VGG-19 features at one level -> whitening-colouring transform (WCT): the content's features
+take the painting's mean and covariance, which is what Gram-based style terms measure -> that level's decoder ->
+the next, finer level, coarse to fine. Nothing about styles is learnt: each decoder only inverts its level's VGG
+features (trained on reconstruction of photos and paintings). The painting's side (its means and colouring
+matrices at every level) is computed once and reused for every photo, frame and blend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from stylenet.errors import StylenetError
+from stylenet.kinds.adain import ENCODER_LAYERS, MARGIN, STYLE_CHECK_SIZE, ScriptableEncoder, crop_decoded, frozen_encoder, pad_for_encoder
+from stylenet.registry import BoundStyle, ConfigMixin, ModelKind, register_kind
+
+LEVELS = ("relu4_1", "relu3_1", "relu2_1", "relu1_1")  # coarse to fine, as Li et al. (relu5_1: see MODELS.md)
+LEVEL_CHANNELS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512}  # VGG-19's widths
+# Eigenvalues of a covariance below this carry no signal (Li et al. drop those under 1e-5): whitening leaves
+# those directions out instead of dividing by ~0, so a flat image or a rank-deficient covariance stays finite.
+EIGEN_FLOOR = 1e-5
+TILE_PIXELS = 2048 * 2048  # larger images run in tiles that share one transform (a 3840x2160 photo: 8.3 MP)
+TILE = 1024  # px, a multiple of 8 (three poolings)
+Box = tuple[int, int, int, int]  # top, left, bottom, right (px)
+HALO = 96  # px of context around each tile (a multiple of 8): the encoder's and decoder's reach
+
+
+def decoder_plan(level: str, channels: int) -> list[tuple[int, int, bool]]:
+    """(in, out, upsample after) of each 3x3 convolution before the last (to RGB): the encoder mirrored from this
+    level, AdaIN's decoder (widths 4c, 2c, c) for relu4_1, shorter ones for the finer levels (Li et al.'s shape)."""
+    wide, middle = channels * 4, channels * 2
+    return {
+        "relu4_1": [(512, wide, True), (wide, wide, False), (wide, wide, False), (wide, wide, False),
+                    (wide, middle, True), (middle, middle, False), (middle, channels, True), (channels, channels, False)],
+        "relu3_1": [(256, middle, True), (middle, middle, False), (middle, channels, True), (channels, channels, False)],
+        "relu2_1": [(128, channels, True), (channels, channels, False)],
+        "relu1_1": [],
+    }[level]
+
+
+class LevelDecoder(nn.Module):
+    """One level's features -> RGB (unclamped): reflection-padded 3x3 convolutions, nearest 2x upsampling, no
+    normalization. For relu4_1 the layer layout is AdaIN's Decoder, so an AdaIN model's decoder can start it."""
+
+    def __init__(self, level: str, channels: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        plan = decoder_plan(level, channels)
+        for in_channels, out_channels, upsample in plan:
+            layers += [nn.ReflectionPad2d(1), nn.Conv2d(in_channels, out_channels, 3), nn.ReLU(inplace=True)]
+            if upsample:
+                layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+        last = plan[-1][1] if plan else LEVEL_CHANNELS[level]
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(last, 3, 3)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layers(features)
+
+
+def moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(C, N) features -> their mean (C, 1) float32 and covariance (C, C) float64: a float32 matrix product
+    (autocast does not reach it), kept in float64 for the eigendecomposition."""
+    features = features.float()
+    mean = features.mean(1, keepdim=True)
+    centred = features - mean
+    return mean, (centred @ centred.T / max(features.shape[1] - 1, 1)).double()
+
+
+def covariance_power(covariance: torch.Tensor, exponent: float, floor: float = EIGEN_FLOOR) -> torch.Tensor:
+    """E D^exponent E^T (float32) of a float64 covariance E D E^T, with the directions whose eigenvalue is under
+    floor left out: exponent -0.5 whitens, 0.5 colours. float64 because float32's eigh of 512 channels returns
+    small negative eigenvalues that whitening would blow up."""
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+    powered = torch.where(eigenvalues > floor, eigenvalues.clamp_min(floor).pow(exponent), torch.zeros_like(eigenvalues))
+    return ((eigenvectors * powered) @ eigenvectors.T).float()
+
+
+def colouring_matrix(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A painting's (C, N) features -> its mean (C, 1) and colouring matrix (C, C): applied to whitened
+    features, they give the painting's mean and covariance."""
+    mean, covariance = moments(features)
+    return mean, covariance_power(covariance, 0.5)
+
+
+def whiten(features: torch.Tensor, statistics: torch.Tensor | None = None) -> torch.Tensor:
+    """(C, N) -> the same features centred and decorrelated (identity covariance on the directions that carry
+    signal; directions with eigenvalues under EIGEN_FLOOR are left out), by the mean and covariance of
+    statistics (C, M) (default: the features themselves)."""
+    mean, covariance = moments(features if statistics is None else statistics)
+    return covariance_power(covariance, -0.5) @ (features.float() - mean)
+
+
+def wct(
+    content: torch.Tensor, style_mean: torch.Tensor, colouring: torch.Tensor, alpha: float = 1.0,
+    statistics: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(B, C, H, W) content features -> the same with the painting's mean (C, 1) and covariance (through its
+    colouring matrix (C, C)), each image on its own; alpha < 1 blends back the content's own features.
+    statistics: (B, C, h, w) the positions whose statistics are the content's (the photo without its padding)."""
+    batch, channels, height, width = content.shape
+    flat = content.flatten(2).float()  # (B, C, N); the transform's matrix products stay float32 under autocast
+    outputs = [colouring.float() @ whiten(flat[index], None if statistics is None else statistics[index].flatten(1))
+               + style_mean.float() for index in range(batch)]
+    return blend_back(torch.stack(outputs).view(batch, channels, height, width), content, alpha)
+
+
+def unpadded(features: torch.Tensor, height: int, width: int, scale: int, margin: int = MARGIN) -> torch.Tensor:
+    """The positions of (B, C, h, w) features of pad_for_encoder(image) that lie on the (height, width) image."""
+    first = margin // scale
+    return features[..., first : -(-(margin + height) // scale), first : -(-(margin + width) // scale)]
+
+
+def blend_back(target: torch.Tensor, content: torch.Tensor, alpha: float) -> torch.Tensor:
+    """alpha * target + (1 - alpha) * content, in the content's dtype."""
+    if alpha != 1.0:
+        target = alpha * target + (1.0 - alpha) * content.float()
+    return target.to(content.dtype)
+
+
+def pooled_whitening(parts: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean (C, 1) and whitening matrix (C, C) of the features of all these (C, n) parts taken together."""
+    total = sum(part.float().sum(1, dtype=torch.float64) for part in parts)
+    outer = sum((part.float() @ part.float().T).double() for part in parts)
+    count = sum(part.shape[1] for part in parts)
+    mean = (total / count)[:, None]  # (C, 1) float64
+    covariance = (outer - count * mean @ mean.T) / max(count - 1, 1)
+    return mean.float(), covariance_power(covariance, -0.5)
+
+
+@dataclass
+class PaintingSide:
+    """What WCT needs of one painting (or a blend): per level, the mean (C, 1) and colouring matrix (C, C)."""
+
+    means: dict[str, torch.Tensor]
+    colourings: dict[str, torch.Tensor]
+
+    @staticmethod
+    def blend(sides: Sequence[PaintingSide], weights: Sequence[float]) -> PaintingSide:
+        """Li et al.'s style interpolation, sum_k w_k WCT(c, s_k): WCT is affine in the painting's side, so it is
+        the transform with the w-weighted means and colouring matrices (w normalised to sum to 1)."""
+        total = float(sum(weights))
+        levels = sides[0].means
+        return PaintingSide(
+            {level: sum(w / total * side.means[level] for side, w in zip(sides, weights)) for level in levels},
+            {level: sum(w / total * side.colourings[level] for side, w in zip(sides, weights)) for level in levels},
+        )
+
+
+class WCTNet(ConfigMixin, nn.Module):
+    """(content (B, 3, H, W), painting (1, 3, H', W')) in [0, 1] -> stylized (B, 3, H, W) in [0, 1].
+
+    levels: where WCT acts, coarse to fine, each with its own decoder; channels: the decoders' base width c.
+    encoder_state: the VGG-19 conv weights; None leaves placeholders for a model file's weights.
+    """
+
+    config_ignore = ("encoder_state",)
+
+    def __init__(
+        self, levels: Sequence[str] = LEVELS, channels: int = 32, encoder_weights: str = "caffe",
+        encoder_state: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        levels = list(levels)
+        if not levels or any(level not in LEVEL_CHANNELS for level in levels) or len(set(levels)) != len(levels):
+            raise ValueError(f"levels must be distinct ones of {', '.join(LEVELS)}, got {levels!r}")
+        if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= 512:
+            raise ValueError(f"channels must be an integer from 1 to 512, got {channels!r}")
+        self.levels, self.channels, self.encoder_weights = levels, channels, encoder_weights
+        self.encoder = frozen_encoder(encoder_weights, encoder_state)
+        # each layer's mean activation, as AdaINNet: the decoders read features near 1 whatever the VGG's scale
+        self.register_buffer("feature_scale", torch.ones(len(ENCODER_LAYERS)))
+        self.decoders = nn.ModuleDict({level: LevelDecoder(level, channels) for level in levels})
+
+    def train(self, mode: bool = True) -> WCTNet:
+        super().train(mode)
+        self.encoder.train(False)  # frozen
+        return self
+
+    @torch.no_grad()
+    def calibrate(self, images: list[torch.Tensor]) -> None:
+        """Set feature_scale to each layer's mean activation over these (3, H, W) images (none: leave it)."""
+        if not images:
+            return
+        sums = torch.zeros(len(ENCODER_LAYERS))
+        for image in images:
+            features = self.encoder(image.unsqueeze(0).to(self.feature_scale.device), ENCODER_LAYERS)
+            sums += torch.stack([features[layer].float().mean().cpu() for layer in ENCODER_LAYERS])
+        self.feature_scale.copy_((sums / len(images)).clamp_min(1e-6))
+
+    def features(self, images: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """(B, 3, H, W) in [0, 1] -> {layer: features / feature_scale}, one encoder pass to the deepest."""
+        raw = self.encoder(images, layers)
+        return {layer: raw[layer] / self.feature_scale[ENCODER_LAYERS.index(layer)] for layer in layers}
+
+    @torch.no_grad()
+    def painting_side(self, painting: torch.Tensor) -> PaintingSide:
+        """A (1, 3, H, W) painting -> its mean and colouring matrix at every level (one encoder pass)."""
+        features = self.features(painting, self.levels)
+        with torch.autocast(painting.device.type, enabled=False):
+                sides = {level: colouring_matrix(features[level][0].flatten(1)) for level in self.levels}
+        return PaintingSide({level: side[0] for level, side in sides.items()},
+                            {level: side[1] for level, side in sides.items()})
+
+    def stylize(self, content: torch.Tensor, side: PaintingSide, alpha: float = 1.0, tile: int | None = None) -> torch.Tensor:
+        """Coarse to fine: at each level the image so far is encoded, its features take the painting's statistics
+        (alpha < 1 keeps some of its own) and that level's decoder turns them back into an image. tile: None runs
+        images over TILE_PIXELS in TILE-px tiles, 0 never, N in N-px tiles (a multiple of 8)."""
+        height, width = content.shape[-2:]
+        if tile is None:
+            tile = TILE if height * width > TILE_PIXELS else 0
+        image = content
+        for level in self.levels:
+            if tile and max(height, width) > tile:
+                image = torch.cat([self.tiled_level(one[None], level, side, alpha, tile) for one in image])
+                continue
+            features = self.features(pad_for_encoder(image), (level,))[level]  # (B, C, h, w)
+            statistics = unpadded(features, height, width, 2 ** ENCODER_LAYERS.index(level))
+            with torch.autocast(features.device.type, enabled=False):  # float32/64 statistics whatever the precision
+                target = wct(features, side.means[level], side.colourings[level], alpha, statistics)
+            image = crop_decoded(self.decoders[level](target), height, width)
+        return image
+
+    def tiled_level(self, image: torch.Tensor, level: str, side: PaintingSide, alpha: float, tile: int) -> torch.Tensor:
+        """One level of stylize() for a (1, 3, H, W) image too large for one pass: each tile (with a HALO of
+        context) is encoded, the content's mean and covariance are pooled over all tiles, and every tile is
+        transformed by that one whitening of the whole image, so no tile has statistics of its own (no seams)."""
+        height, width = image.shape[-2:]
+        pieces = list(self.tile_features(image, level, tile))
+        output = torch.empty_like(image)
+        with torch.autocast(image.device.type, enabled=False):
+            mean, whitening = pooled_whitening([inner for _, _, _, inner in pieces])
+            colouring, style_mean = side.colourings[level].float(), side.means[level].float()
+        for box, (top, left, bottom, right), features, _ in pieces:
+            with torch.autocast(features.device.type, enabled=False):
+                flat = colouring @ (whitening @ (features.flatten(1).float() - mean)) + style_mean
+                target = blend_back(flat.view(1, *features.shape), features[None], alpha)
+            decoded = crop_decoded(self.decoders[level](target), box[2] - box[0], box[3] - box[1])
+            output[..., top:bottom, left:right] = decoded[..., top - box[0]:bottom - box[0], left - box[1]:right - box[1]]
+        return output
+
+    def tile_features(self, image: torch.Tensor, level: str, tile: int) -> Iterator[tuple[Box, Box, torch.Tensor, torch.Tensor]]:
+        """Per tile of a (1, 3, H, W) image: (the box read, with its halo; the tile's own box; features of the
+        box read (C, h, w); the tile's own positions' features (C, n))."""
+        height, width = image.shape[-2:]
+        scale = 2 ** ENCODER_LAYERS.index(level)
+        for top in range(0, height, tile):
+            for left in range(0, width, tile):
+                bottom, right = min(top + tile, height), min(left + tile, width)
+                box = (max(0, top - HALO), max(0, left - HALO), min(height, bottom + HALO), min(width, right + HALO))
+                features = self.features(pad_for_encoder(image[..., box[0]:box[2], box[1]:box[3]]), (level,))[level][0]
+                rows = slice((MARGIN + top - box[0]) // scale, -(-(MARGIN + bottom - box[0]) // scale))
+                columns = slice((MARGIN + left - box[1]) // scale, -(-(MARGIN + right - box[1]) // scale))
+                yield box, (top, left, bottom, right), features, features[:, rows, columns].flatten(1)
+
+    def forward(self, content: torch.Tensor, painting: torch.Tensor) -> torch.Tensor:
+        return self.stylize(content, self.painting_side(painting[:1]))
+
+
+class WCTStylizer(nn.Module):
+    """A WCTNet bound to one painting side (one painting or a blend): images -> images."""
+
+    def __init__(self, network: WCTNet, side: PaintingSide) -> None:
+        super().__init__()
+        self.network, self.side = network, side
+
+    def forward(self, images: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """alpha: 1 the painting's statistics, less keeps some of the photo's own (in feature space, every level)."""
+        side = PaintingSide({k: v.to(images.device) for k, v in self.side.means.items()},
+                            {k: v.to(images.device) for k, v in self.side.colourings.items()})
+        return self.network.stylize(images, side, alpha)
+
+
+class ScriptableWCT(nn.Module):
+    """A WCTNet as torch.jit.script compiles it (`stylenet export --format torchscript`): forward(content, painting)."""
+
+    def __init__(self, network: WCTNet) -> None:
+        super().__init__()
+        self.encoder = ScriptableEncoder(network.encoder)
+        self.register_buffer("feature_scale", network.feature_scale.clone())
+        self.depths = [ENCODER_LAYERS.index(level) for level in network.levels]
+        self.scales = [2 ** depth for depth in self.depths]  # each level's stride in px
+        self.decoders = nn.ModuleList(network.decoders[level] for level in network.levels)
+
+    def encode(self, images: torch.Tensor, depth: int) -> torch.Tensor:
+        return self.encoder.first_of_blocks(images)[depth] / self.feature_scale[depth]
+
+    def forward(self, content: torch.Tensor, painting: torch.Tensor) -> torch.Tensor:
+        height, width = content.shape[-2:]
+        painting_features = self.encoder.first_of_blocks(painting[:1])
+        image = content
+        for index, decoder in enumerate(self.decoders):
+            depth = self.depths[index]
+            mean, colouring = colouring_matrix((painting_features[depth] / self.feature_scale[depth])[0].flatten(1))
+            features = self.encode(pad_for_encoder(image), depth)
+            target = wct(features, mean, colouring, 1.0, unpadded(features, height, width, self.scales[index]))
+            image = crop_decoded(decoder(target), height, width)
+        return image
+
+
+def bind_paintings(network: nn.Module, paintings: Sequence[torch.Tensor], weights: Sequence[float]) -> Callable[..., torch.Tensor]:
+    """Stylize with these paintings (1, 3, H, W), their sides blended by weights."""
+    if isinstance(network, WCTNet):
+        with torch.inference_mode():
+            return WCTStylizer(network, PaintingSide.blend([network.painting_side(p) for p in paintings], weights))
+    if len(paintings) > 1:
+        raise StylenetError("blending several style images needs the model's weights; an exported TorchScript "
+                            "file takes one --style-image (use the .safetensors model to blend)")
+    return BoundStyle(network, paintings[0])
+
+
+register_kind(ModelKind(
+    name="wct",
+    network=WCTNet,
+    style_input="style_image",
+    bind=bind_paintings,
+    feature_strength=True,
+    tileable=False,  # whole images: the transform's statistics are the whole image's
+    scriptable=ScriptableWCT,
+    example_style=lambda network, generator: torch.rand(1, 3, *STYLE_CHECK_SIZE, generator=generator),
+    no_onnx="ONNX has no eigendecomposition operator (torch.linalg.eigh), which whitening needs for every photo",
+    presets={"wct": {"channels": 32}},  # conf/model/wct.yaml
+))

@@ -1,0 +1,147 @@
+"""Training a WCTNet's decoders (Li et al. 2017): each learns to invert its level's VGG-19 features, on photos and
+paintings alike (the pairs of style_dataset, both halves reconstructed). Loss per level: pixel MSE plus feature
+MSE at that level (Li et al.'s lambda = 1). No style term: the style comes from the transform, not the weights.
+model.train_levels picks the decoders this run trains (one at a time if you like); model.start_from takes the
+others (and a matching AdaIN decoder for relu4_1) from a model file trained before."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from stylenet.config import describe_style_dataset, require
+from stylenet.errors import StylenetError
+from stylenet.formats import load_network
+from stylenet.kinds.adain import ENCODER_LAYERS, AdaINNet
+from stylenet.kinds.wct import LEVELS, WCTNet
+from stylenet.loss_network import LossNetwork
+from stylenet import zoo
+from stylenet.systems.base import SAMPLE_ROWS, AnyStyleSystem, load_paintings, register_system
+
+log = logging.getLogger(__name__)
+
+
+def start_path(start_from: str) -> Path:
+    """model.start_from: a ready-made model's name (any) or a model file."""
+    return zoo.path_of(start_from) if start_from in zoo.names() else Path(start_from)
+
+
+@register_system("wct")
+class WCTSystem(AnyStyleSystem):
+    unused_config: ClassVar[dict[str, str]] = {
+        "style": "its paintings come from style_dataset",
+        "loss": "its loss weights are model.pixel_weight and model.feature_weight",
+        **{f"loss_network.{key}": "its layers are model.levels" for key in ("content_layers", "style_layers", "style_layer_weights")},
+    }
+
+    def __init__(
+        self,
+        levels: list[str] | None = None,
+        channels: int = 32,
+        weights: str = "caffe",
+        train_levels: list[str] | None = None,
+        pixel_weight: float = 1.0,
+        feature_weight: float = 1.0,
+        lr: float = 1e-4,
+        start_from: str | None = None,
+        on_nonfinite_loss: str = "stop",
+        calibration_styles: list[str] | None = None,
+        sample_styles: list[str] | None = None,
+        description: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        levels = list(levels or LEVELS)
+        encoder = LossNetwork("vgg19", weights, ENCODER_LAYERS)
+        self.network = WCTNet(levels, channels, weights, encoder.conv_state())
+        calibration_styles, sample_styles = calibration_styles or [], sample_styles or []
+        wanted = list(dict.fromkeys([*calibration_styles, *sample_styles]))
+        loaded = dict(zip(wanted, load_paintings(wanted)))
+        self.network.calibrate([loaded[path] for path in calibration_styles])
+        if start_from:
+            self.take_decoders(start_from)  # after calibrate: a started decoder keeps the scale it was trained on
+        self.train_levels = list(train_levels or levels)
+        for level in levels:
+            self.network.decoders[level].requires_grad_(level in self.train_levels)
+        self.sample_styles = [loaded[path] for path in sample_styles]
+
+    def take_decoders(self, path: str) -> None:
+        """Start from a model file: a wct model's decoders of the same widths, or an AdaIN model's decoder for
+        relu4_1; its feature scale too (what those decoders were trained to read)."""
+        network, _ = load_network(Path(path))
+        taken = []
+        if isinstance(network, WCTNet):
+            for level, decoder in network.decoders.items():
+                if level in self.network.decoders and network.channels == self.network.channels:
+                    self.network.decoders[level].load_state_dict(decoder.state_dict())
+                    taken.append(level)
+        elif isinstance(network, AdaINNet) and "relu4_1" in self.network.decoders and network.channels == self.network.channels:
+            self.network.decoders["relu4_1"].load_state_dict(network.decoder.state_dict())
+            taken.append("relu4_1")
+        if not taken:
+            raise StylenetError(f"model.start_from={path}: holds no decoder of these levels with channels={self.network.channels}")
+        self.network.feature_scale.copy_(network.feature_scale)
+        log.info("decoders %s taken from %s", ", ".join(taken), path)
+
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> None:
+        model = cfg.model
+        require(cfg.loss_network.arch == "vgg19",
+                f"model=wct: its encoder is VGG-19 up to relu4_1; use loss_network=vgg19_caffe or vgg19, not {cfg.loss_network.name}")
+        size = cfg.data.image_size
+        require(size % 8 == 0, f"data.image_size={size}: model=wct needs a multiple of 8 (the encoder pools 3 times)")
+        levels = list(model.levels)
+        require(bool(levels) and all(level in LEVELS for level in levels) and len(set(levels)) == len(levels),
+                f"model.levels={levels}: must be distinct ones of {', '.join(LEVELS)}")
+        train_levels = list(model.train_levels or levels)
+        require(all(level in levels for level in train_levels), f"model.train_levels={train_levels}: must be among model.levels {levels}")
+        require(isinstance(model.channels, int) and 1 <= model.channels <= 512, f"model.channels={model.channels}: must be 1 to 512")
+        for key in ("pixel_weight", "feature_weight"):
+            require(math.isfinite(model[key]) and model[key] >= 0, f"model.{key}={model[key]}: must be a number >= 0")
+        require(model.start_from is None or start_path(model.start_from).is_file(),
+                f"model.start_from={model.start_from}: no such file; give a ready-made name or the model.safetensors "
+                "of a wct or adain model")
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, sample_styles: list[str]) -> WCTSystem:
+        model = cfg.model
+        levels = list(model.levels)
+        description = {
+            "style": describe_style_dataset(cfg),
+            "loss_network": {"name": cfg.loss_network.name, "content_layers": levels, "style_layers": []},
+            "loss": {"pixel_weight": float(model.pixel_weight), "feature_weight": float(model.feature_weight)},
+            "image_size": cfg.data.image_size,
+            "batch_size": cfg.data.batch_size,
+        }
+        return cls(
+            levels=levels, channels=model.channels, weights=cfg.loss_network.weights,
+            train_levels=list(model.train_levels or levels), pixel_weight=float(model.pixel_weight),
+            feature_weight=float(model.feature_weight), lr=float(cfg.optimizer.lr),
+            start_from=str(start_path(model.start_from)) if model.start_from else None, on_nonfinite_loss=cfg.on_nonfinite_loss,
+            calibration_styles=sample_styles[:1], sample_styles=sample_styles[:SAMPLE_ROWS], description=description,
+        )
+
+    def losses(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Reconstruction terms of the trained levels for a batch of photos and paintings, and their total."""
+        network, images = self.network, torch.cat([content, style])  # (2B, 3, H, W)
+        with torch.no_grad():
+            targets = network.features(images, self.train_levels)
+        pixel = images.new_zeros((), dtype=torch.float32)
+        feature = images.new_zeros((), dtype=torch.float32)
+        for level in self.train_levels:
+            output = network.decoders[level](targets[level])  # (2B, 3, H, W), unclamped
+            pixel = pixel + F.mse_loss(output.float(), images.float())
+            feature = feature + F.mse_loss(network.features(output, (level,))[level].float(), targets[level].float())
+        terms = {"pixel": self.hparams.pixel_weight * pixel, "feature": self.hparams.feature_weight * feature}
+        terms["total"] = terms["pixel"] + terms["feature"]
+        return terms
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        parameters = [p for level in self.train_levels for p in self.network.decoders[level].parameters()]
+        return self.with_schedule(torch.optim.Adam(parameters, lr=self.hparams.lr))

@@ -10,7 +10,9 @@ the Runner (tiling.py) runs it on the device and in the precision of device.py, 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from stylenet.kinds import DEFAULT_KIND, get_kind
 from stylenet.tiling import Runner
 from stylenet.zoo import resolve as resolve_model
 
+BOUND_PAINTINGS = 8  # paintings an any-style model keeps bound (a WCT side at 4 levels: 1.4 MB each)
 ANY_STYLE_MODEL = "any"  # the ready-made model that --style-image uses when no --model is given
 MAX_STYLE_SIZE = 4096  # a painting's long side for any-style models: a 4K painting; larger only fills memory
 
@@ -58,6 +61,9 @@ class StyleModel:
         self.feature_strength = self.model_kind.feature_strength and self.has_weights
         self.styles: list[str] = list(metadata.get("styles") or [])  # a multi-style model's paintings
         self.bound: Callable[..., torch.Tensor] | None = network  # images -> images: loaded with its style bound
+        # any-style models: the last few paintings' bound forms (their statistics, computed once per painting and
+        # size), so a page or a loop that returns to a painting does not read it again
+        self.bound_paintings: OrderedDict[str, Callable[..., torch.Tensor]] = OrderedDict()
         # whole images on another backend (ONNX Runtime or torch.compile: stylenet.backends.use_backend); tiles stay eager
         self.whole: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.whole_backend = "eager"  # what self.whole is: "onnx" or "compile"
@@ -108,7 +114,13 @@ class StyleModel:
             raise StylenetError(f"--style-size {style_size}: must be between 16 and {MAX_STYLE_SIZE} px")
         paintings = [to_tensor(resize_long_side(ImageOps.exif_transpose(image).convert("RGB"), style_size)).unsqueeze(0)
                      for image in images]
-        self.bound = self.model_kind.bind(self.loaded, [p.to(self.runner.device) for p in paintings], weights)
+        key = hashlib.sha256(repr(weights).encode() + b"".join(p.numpy().tobytes() for p in paintings)).hexdigest()
+        if key not in self.bound_paintings:
+            self.bound_paintings[key] = self.model_kind.bind(self.loaded, [p.to(self.runner.device) for p in paintings], weights)
+            while len(self.bound_paintings) > BOUND_PAINTINGS:
+                self.bound_paintings.popitem(last=False)
+        self.bound_paintings.move_to_end(key)
+        self.bound = self.bound_paintings[key]
 
     @property
     def device(self) -> torch.device:

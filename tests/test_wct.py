@@ -25,7 +25,7 @@ def network() -> WCTNet:
     """Narrow decoders at every level behind a random (Kaiming) VGG-19: the weights do not matter for these checks."""
     torch.manual_seed(0)
     encoder = LossNetwork("vgg19", "random", ["relu4_1"])
-    network = WCTNet(["relu4_1", "relu3_1", "relu2_1", "relu1_1"], 4, "caffe", encoder.conv_state())
+    network = WCTNet(["relu4_1", "relu3_1", "relu2_1", "relu1_1"], 4, encoder_state=encoder.conv_state())
     network.calibrate([torch.rand(3, 64, 64)])
     for layer in network.decoders.modules():  # He init: untrained decoders whose output still varies
         if isinstance(layer, torch.nn.Conv2d):
@@ -94,7 +94,7 @@ def test_blends_mix_the_paintings_sides_and_strength_zero_ignores_the_painting(n
 def test_a_photo_in_tiles_shares_one_transform_and_shows_no_seams(network: WCTNet) -> None:
     """Tiles (with their halo) pool one mean and covariance for the whole photo: the result is the whole pass's."""
     photo, painting = torch.rand(1, 3, 150, 230), torch.rand(1, 3, 64, 64)
-    coarse = WCTNet(["relu4_1"], 4, "caffe", network.encoder.conv_state())  # the level with the widest reach
+    coarse = WCTNet(["relu4_1"], 4, encoder_state=network.encoder.conv_state())  # the level with the widest reach
     coarse.load_state_dict(network.state_dict(), strict=False)
     with torch.no_grad():
         whole, tiled = (coarse.stylize(photo, coarse.painting_side(painting), tile=tile) for tile in (0, 96))
@@ -133,6 +133,21 @@ def test_a_style_model_binds_the_painting_once_and_strength_is_per_call(network:
     assert torch.equal(model.stylize_tensor(photo), full)  # the strength of the call before is gone
     kept = model.stylize(Image.new("RGB", (48, 40), (200, 30, 30)), preserve_colors=True)
     assert np.asarray(kept)[..., 0].mean() > np.asarray(kept)[..., 2].mean()  # the photo's red stays
+
+
+def test_a_painting_used_again_is_not_read_again(network: WCTNet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page and loops come back to a painting: its side is computed once (the model keeps the last few)."""
+    reads = []
+    monkeypatch.setattr(network, "painting_side", lambda painting: reads.append(1) or WCTNet.painting_side(network, painting))
+    model = StyleModel(network, model_metadata(network), "cpu")
+    first, second = (Image.fromarray((np.random.default_rng(seed).random((40, 30, 3)) * 255).astype(np.uint8)) for seed in (2, 3))
+    photo = torch.rand(1, 3, 32, 32)
+    model.use_style_images([first])
+    once = model.stylize_tensor(photo)
+    model.use_style_images([second])
+    assert not torch.equal(model.stylize_tensor(photo), once)
+    model.use_style_images([first.copy()])
+    assert torch.equal(model.stylize_tensor(photo), once) and len(reads) == 2
 
 
 def test_short_training_lowers_each_levels_reconstruction_loss() -> None:

@@ -19,7 +19,8 @@ from stylenet.errors import StylenetError
 from stylenet.kinds.adain import ENCODER_LAYERS, MARGIN, STYLE_CHECK_SIZE, ScriptableEncoder, crop_decoded, frozen_encoder, pad_for_encoder
 from stylenet.registry import BoundStyle, ConfigMixin, ModelKind, register_kind
 
-LEVELS = ("relu4_1", "relu3_1", "relu2_1", "relu1_1")  # coarse to fine, as Li et al. (relu5_1: see MODELS.md)
+LEVELS = ["relu4_1", "relu3_1", "relu2_1", "relu1_1"]  # coarse to fine, as Li et al. (relu5_1: see MODELS.md); a list as
+# model files write it (JSON), so a network built with the default rebuilds with an equal config
 LEVEL_CHANNELS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512}  # VGG-19's widths
 # Eigenvalues of a covariance below this carry no signal (Li et al. drop those under 1e-5): whitening leaves
 # those directions out instead of dividing by ~0, so a flat image or a rank-deficient covariance stays finite.
@@ -156,13 +157,15 @@ class WCTNet(ConfigMixin, nn.Module):
     """(content (B, 3, H, W), painting (1, 3, H', W')) in [0, 1] -> stylized (B, 3, H, W) in [0, 1].
 
     levels: where WCT acts, coarse to fine, each with its own decoder; channels: the decoders' base width c.
+    strength: the share of the transformed features at full --strength, the rest the photo's own (Li et al.'s
+    alpha; their code's default is 0.6): what the model was judged at, so --strength 1 is its best picture.
     encoder_state: the VGG-19 conv weights; None leaves placeholders for a model file's weights.
     """
 
     config_ignore = ("encoder_state",)
 
     def __init__(
-        self, levels: Sequence[str] = LEVELS, channels: int = 32, encoder_weights: str = "caffe",
+        self, levels: Sequence[str] = LEVELS, channels: int = 32, strength: float = 1.0, encoder_weights: str = "caffe",
         encoder_state: dict[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
@@ -171,7 +174,9 @@ class WCTNet(ConfigMixin, nn.Module):
             raise ValueError(f"levels must be distinct ones of {', '.join(LEVELS)}, got {levels!r}")
         if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= 512:
             raise ValueError(f"channels must be an integer from 1 to 512, got {channels!r}")
-        self.levels, self.channels, self.encoder_weights = levels, channels, encoder_weights
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be above 0 and at most 1, got {strength!r}")
+        self.levels, self.channels, self.strength, self.encoder_weights = levels, channels, float(strength), encoder_weights
         self.encoder = frozen_encoder(encoder_weights, encoder_state)
         # each layer's mean activation, as AdaINNet: the decoders read features near 1 whatever the VGG's scale
         self.register_buffer("feature_scale", torch.ones(len(ENCODER_LAYERS)))
@@ -209,9 +214,11 @@ class WCTNet(ConfigMixin, nn.Module):
 
     def stylize(self, content: torch.Tensor, side: PaintingSide, alpha: float = 1.0, tile: int | None = None) -> torch.Tensor:
         """Coarse to fine: at each level the image so far is encoded, its features take the painting's statistics
-        (alpha < 1 keeps some of its own) and that level's decoder turns them back into an image. tile: None runs
+        (alpha < 1 keeps more of its own: the share is alpha x the model's strength) and that level's decoder turns
+        them back into an image. tile: None runs
         images over TILE_PIXELS in TILE-px tiles, 0 never, N in N-px tiles (a multiple of 8)."""
         height, width = content.shape[-2:]
+        alpha = alpha * self.strength
         if tile is None:
             tile = TILE if height * width > TILE_PIXELS else 0
         image = content
@@ -285,6 +292,7 @@ class ScriptableWCT(nn.Module):
         self.register_buffer("feature_scale", network.feature_scale.clone())
         self.depths = [ENCODER_LAYERS.index(level) for level in network.levels]
         self.scales = [2 ** depth for depth in self.depths]  # each level's stride in px
+        self.strength = network.strength
         self.decoders = nn.ModuleList(network.decoders[level] for level in network.levels)
 
     def encode(self, images: torch.Tensor, depth: int) -> torch.Tensor:
@@ -298,7 +306,7 @@ class ScriptableWCT(nn.Module):
             depth = self.depths[index]
             mean, colouring = colouring_matrix((painting_features[depth] / self.feature_scale[depth])[0].flatten(1))
             features = self.encode(pad_for_encoder(image), depth)
-            target = wct(features, mean, colouring, 1.0, unpadded(features, height, width, self.scales[index]))
+            target = wct(features, mean, colouring, self.strength, unpadded(features, height, width, self.scales[index]))
             image = crop_decoded(decoder(target), height, width)
         return image
 

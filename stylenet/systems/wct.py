@@ -44,6 +44,7 @@ class WCTSystem(AnyStyleSystem):
         self,
         levels: list[str] | None = None,
         channels: int = 32,
+        strength: float = 1.0,
         weights: str = "caffe",
         train_levels: list[str] | None = None,
         pixel_weight: float = 1.0,
@@ -59,7 +60,7 @@ class WCTSystem(AnyStyleSystem):
         self.save_hyperparameters()
         levels = list(levels or LEVELS)
         encoder = LossNetwork("vgg19", weights, ENCODER_LAYERS)
-        self.network = WCTNet(levels, channels, weights, encoder.conv_state())
+        self.network = WCTNet(levels, channels, strength, encoder_weights=weights, encoder_state=encoder.conv_state())
         calibration_styles, sample_styles = calibration_styles or [], sample_styles or []
         wanted = list(dict.fromkeys([*calibration_styles, *sample_styles]))
         loaded = dict(zip(wanted, load_paintings(wanted)))
@@ -102,6 +103,7 @@ class WCTSystem(AnyStyleSystem):
         train_levels = list(model.train_levels or levels)
         require(all(level in levels for level in train_levels), f"model.train_levels={train_levels}: must be among model.levels {levels}")
         require(isinstance(model.channels, int) and 1 <= model.channels <= 512, f"model.channels={model.channels}: must be 1 to 512")
+        require(0 < model.strength <= 1, f"model.strength={model.strength}: must be above 0 and at most 1")
         for key in ("pixel_weight", "feature_weight"):
             require(math.isfinite(model[key]) and model[key] >= 0, f"model.{key}={model[key]}: must be a number >= 0")
         require(model.start_from is None or start_path(model.start_from).is_file(),
@@ -120,7 +122,7 @@ class WCTSystem(AnyStyleSystem):
             "batch_size": cfg.data.batch_size,
         }
         return cls(
-            levels=levels, channels=model.channels, weights=cfg.loss_network.weights,
+            levels=levels, channels=model.channels, strength=float(model.strength), weights=cfg.loss_network.weights,
             train_levels=list(model.train_levels or levels), pixel_weight=float(model.pixel_weight),
             feature_weight=float(model.feature_weight), lr=float(cfg.optimizer.lr),
             start_from=str(start_path(model.start_from)) if model.start_from else None, on_nonfinite_loss=cfg.on_nonfinite_loss,

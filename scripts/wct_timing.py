@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", default="auto")
     args = parser.parse_args()
-    wct.moments, wct.covariance_power = timed(wct.moments), timed(wct.covariance_power)  # what whiten() calls
+    wct.moments, wct.covariance_power = timed(wct.moments), timed(wct.covariance_power)  # what wct() and the painting side call
     model = load_model(args.model, "cpu", args.precision)
     painting = Image.open(args.style_image)
     machine = machine_name(torch.device("cpu"))

@@ -14,7 +14,7 @@ from stylenet import StylenetError
 from stylenet.export import export_model
 from stylenet.formats import load_network
 from stylenet.inference import StyleModel
-from stylenet.kinds.wct import PaintingSide, WCTNet, WCTStylizer, colouring_matrix, wct, whiten
+from stylenet.kinds.wct import PaintingSide, WCTNet, WCTStylizer, colouring_matrix, wct
 from stylenet.loss_network import LossNetwork
 from stylenet.modelfile import model_metadata
 from tests.conftest import PYTHON, TRAIN_PY, compose_config, run_env
@@ -51,6 +51,10 @@ def test_the_transform_gives_the_content_the_paintings_mean_and_covariance(netwo
 
 
 def test_whitening_a_rank_deficient_or_flat_covariance_stays_finite() -> None:
+    def whiten(features: torch.Tensor) -> torch.Tensor:  # WCT with the identity for colouring and no mean: whitening
+        channels = features.shape[0]
+        return wct(features[None, :, None], torch.zeros(channels, 1), torch.eye(channels))[0, :, 0]
+
     torch.manual_seed(1)
     few = torch.rand(512, 64)  # relu4_1 of a 64-px image: 64 positions for 512 channels, rank 63
     whitened = whiten(few)

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from stylenet.errors import StylenetError
 from stylenet.kinds.adain import (
-    ENCODER_LAYERS, MARGIN, STYLE_CHECK_SIZE, ScaledEncoder, ScriptableEncoder, crop_decoded, frozen_encoder, pad_for_encoder,
+    ENCODER_LAYERS, MARGIN, STYLE_CHECK_SIZE, ScaledEncoder, ScriptableEncoder, bound_file, crop_decoded, frozen_encoder,
+    pad_for_encoder,
 )
-from stylenet.registry import BoundStyle, ConfigMixin, ModelKind, register_kind
+from stylenet.registry import ConfigMixin, ModelKind, register_kind
 
 LEVELS = ["relu4_1", "relu3_1", "relu2_1", "relu1_1"]  # coarse to fine, as Li et al. (relu5_1: see MODELS.md); a list as
 # model files write it (JSON), so a network built with the default rebuilds with an equal config
@@ -91,14 +91,6 @@ def colouring_matrix(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return mean, covariance_power(covariance, 0.5)
 
 
-def whiten(features: torch.Tensor, statistics: torch.Tensor | None = None) -> torch.Tensor:
-    """(C, N) -> the same features centred and decorrelated (identity covariance on the directions that carry
-    signal; directions with eigenvalues under EIGEN_FLOOR are left out), by the mean and covariance of
-    statistics (C, M) (default: the features themselves)."""
-    mean, covariance = moments(features if statistics is None else statistics)
-    return covariance_power(covariance, -0.5) @ (features.float() - mean)
-
-
 def wct(
     content: torch.Tensor, style_mean: torch.Tensor, colouring: torch.Tensor, alpha: float = 1.0,
     statistics: torch.Tensor | None = None,
@@ -136,10 +128,13 @@ def affine_map(
     return matrix.T, offset.T
 
 
-def unpadded(features: torch.Tensor, height: int, width: int, scale: int, margin: int = MARGIN) -> torch.Tensor:
-    """The positions of (B, C, h, w) features of pad_for_encoder(image) that lie on the (height, width) image."""
-    first = margin // scale
-    return features[..., first : -(-(margin + height) // scale), first : -(-(margin + width) // scale)]
+def on_image(
+    features: torch.Tensor, top: int, left: int, bottom: int, right: int, scale: int, margin: int = MARGIN,
+) -> torch.Tensor:
+    """The positions of (..., h, w) features of pad_for_encoder(image) that lie on image[top:bottom, left:right]
+    (pixels of the image before padding; scale: the features' stride in px)."""
+    return features[..., (margin + top) // scale : -(-(margin + bottom) // scale),
+                    (margin + left) // scale : -(-(margin + right) // scale)]
 
 
 def pooled_whitening(parts: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,7 +203,7 @@ class WCTNet(ConfigMixin, ScaledEncoder, nn.Module):
         """A (1, 3, H, W) painting -> its mean and colouring matrix at every level (one encoder pass)."""
         features = self.features(painting, self.levels)
         with torch.autocast(painting.device.type, enabled=False):
-                sides = {level: colouring_matrix(features[level][0].flatten(1)) for level in self.levels}
+            sides = {level: colouring_matrix(features[level][0].flatten(1)) for level in self.levels}
         return PaintingSide({level: side[0] for level, side in sides.items()},
                             {level: side[1] for level, side in sides.items()})
 
@@ -226,7 +221,7 @@ class WCTNet(ConfigMixin, ScaledEncoder, nn.Module):
                 image = torch.cat([self.tiled_level(one[None], level, side, alpha * strength, tile) for one in image])
                 continue
             features = self.features(pad_for_encoder(image), (level,))[level]  # (B, C, h, w)
-            statistics = unpadded(features, height, width, 2 ** ENCODER_LAYERS.index(level))
+            statistics = on_image(features, 0, 0, height, width, 2 ** ENCODER_LAYERS.index(level))  # not the padding
             with torch.autocast(features.device.type, enabled=False):  # float32/64 statistics whatever the precision
                 target = wct(features, side.means[level], side.colourings[level], alpha * strength, statistics)
             image = crop_decoded(self.decoders[level](target), height, width)
@@ -261,9 +256,8 @@ class WCTNet(ConfigMixin, ScaledEncoder, nn.Module):
                 bottom, right = min(top + tile, height), min(left + tile, width)
                 box = (max(0, top - HALO), max(0, left - HALO), min(height, bottom + HALO), min(width, right + HALO))
                 features = self.features(pad_for_encoder(image[..., box[0]:box[2], box[1]:box[3]]), (level,))[level][0]
-                rows = slice((MARGIN + top - box[0]) // scale, -(-(MARGIN + bottom - box[0]) // scale))
-                columns = slice((MARGIN + left - box[1]) // scale, -(-(MARGIN + right - box[1]) // scale))
-                yield box, (top, left, bottom, right), features, features[:, rows, columns].flatten(1)
+                inner = on_image(features, top - box[0], left - box[1], bottom - box[0], right - box[1], scale)
+                yield box, (top, left, bottom, right), features, inner.flatten(1)
 
     def forward(self, content: torch.Tensor, painting: torch.Tensor) -> torch.Tensor:
         return self.stylize(content, self.painting_side(painting[:1]))
@@ -306,7 +300,7 @@ class ScriptableWCT(nn.Module):
             depth = self.depths[index]
             mean, colouring = colouring_matrix((painting_features[depth] / self.feature_scale[depth])[0].flatten(1))
             features = self.encode(pad_for_encoder(image), depth)
-            target = wct(features, mean, colouring, self.strengths[index], unpadded(features, height, width, self.scales[index]))
+            target = wct(features, mean, colouring, self.strengths[index], on_image(features, 0, 0, height, width, self.scales[index]))
             image = crop_decoded(decoder(target), height, width)
         return image
 
@@ -316,10 +310,7 @@ def bind_paintings(network: nn.Module, paintings: Sequence[torch.Tensor], weight
     if isinstance(network, WCTNet):
         with torch.inference_mode():
             return WCTStylizer(network, PaintingSide.blend([network.painting_side(p) for p in paintings], weights))
-    if len(paintings) > 1:
-        raise StylenetError("blending several style images needs the model's weights; an exported TorchScript "
-                            "file takes one --style-image (use the .safetensors model to blend)")
-    return BoundStyle(network, paintings[0])
+    return bound_file(network, paintings)
 
 
 register_kind(ModelKind(

@@ -32,29 +32,34 @@ def main() -> None:
                         "(default: the source's, or 1)")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
-    source, metadata = load_network(zoo.path_of(args.source) if args.source in zoo.names() else Path(args.source))
+    try:
+        variant(args.source, args.levels, args.strength, args.output)
+    except (StylenetError, ValueError) as error:  # a model file or name that is not there, a level or strength out of range
+        sys.exit(f"error: {error}")
+
+
+def variant(name: str, levels_option: str | None, strength_option: str | None, output: Path) -> None:
+    """Write OUTPUT: a wct model with NAME's encoder and decoders, at these levels and strengths."""
+    source, metadata = load_network(zoo.resolve(name))
     if isinstance(source, AdaINNet):
         decoders, strengths = {"relu4_1": source.decoder}, {"relu4_1": 1.0}
     elif isinstance(source, WCTNet):
         decoders, strengths = dict(source.decoders.items()), dict(zip(source.levels, source.strengths))
     else:
-        sys.exit(f"error: {args.source} is neither a wct nor an adain model")
-    levels = args.levels.split(",") if args.levels else list(decoders)
+        raise StylenetError(f"{name} is neither a wct nor an adain model")
+    levels = levels_option.split(",") if levels_option else list(decoders)
     if any(level not in decoders for level in levels):
-        sys.exit(f"error: {args.source} has decoders for {', '.join(decoders)} only")
-    strength = [float(part) for part in args.strength.split(",")] if args.strength else [strengths[level] for level in levels]
-    try:
-        network = WCTNet(levels, source.channels, strength[0] if len(strength) == 1 else strength, encoder_weights=source.encoder_weights,
-                         encoder_state=source.encoder.conv_state())
-    except ValueError as error:
-        raise StylenetError(str(error)) from None
+        raise StylenetError(f"{name} has decoders for {', '.join(decoders)} only")
+    strength = [float(part) for part in strength_option.split(",")] if strength_option else [strengths[level] for level in levels]
+    network = WCTNet(levels, source.channels, strength[0] if len(strength) == 1 else strength, encoder_weights=source.encoder_weights,
+                     encoder_state=source.encoder.conv_state())
     for level in levels:
         network.decoders[level].load_state_dict(decoders[level].state_dict())
     network.feature_scale.copy_(source.feature_scale)
     fields = {key: metadata[key] for key in ("style", "loss_network", "loss", "training", "started_from") if key in metadata}
     write_safetensors(network, model_metadata(network, **fields, steps=metadata.get("steps", 0),
-                                              made_by=f"scripts/wct_variant.py from {Path(args.source).name}"), args.output)
-    print(f"wrote {args.output}: levels {', '.join(levels)}, strength {', '.join(f'{v:g}' for v in network.strengths)}")
+                                              made_by=f"scripts/wct_variant.py from {Path(name).name}"), output)
+    print(f"wrote {output}: levels {', '.join(levels)}, strength {', '.join(f'{v:g}' for v in network.strengths)}")
 
 
 if __name__ == "__main__":

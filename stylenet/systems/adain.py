@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from stylenet.config import describe_style_dataset, require
 from stylenet.kinds.adain import ADAIN_LAYER, ENCODER_LAYERS, AdaINNet, adain, channel_stats
 from stylenet.loss_network import LossNetwork
-from stylenet.systems.base import SAMPLE_ROWS, AnyStyleSystem, load_paintings, register_system
+from stylenet.systems.base import SAMPLE_ROWS, AnyStyleSystem, register_system
 
 
 
@@ -43,11 +43,7 @@ class AdaINSystem(AnyStyleSystem):
         self.save_hyperparameters()
         encoder = LossNetwork("vgg19", weights, ENCODER_LAYERS)  # downloads torchvision's weights if asked
         self.network = AdaINNet(channels, weights, encoder.conv_state())
-        calibration_styles, sample_styles = calibration_styles or [], sample_styles or []
-        wanted = list(dict.fromkeys([*calibration_styles, *sample_styles]))  # mostly the same files: decode each once
-        loaded = dict(zip(wanted, load_paintings(wanted)))
-        self.network.calibrate([loaded[path] for path in calibration_styles])  # overwritten by the checkpoint on resume
-        self.sample_styles = [loaded[path] for path in sample_styles]  # the TensorBoard grid: one row per painting
+        self.read_paintings(calibration_styles, sample_styles)
 
     @classmethod
     def check_config(cls, cfg: DictConfig) -> None:

@@ -145,11 +145,20 @@ def load_paintings(paths: list[str] | None) -> list[torch.Tensor]:
 
 
 class AnyStyleSystem(StyleSystem):
-    """What the any-style systems (adain, arbitrary) share: batches of (photo, painting) pairs from style_dataset,
+    """What the any-style systems (adain, arbitrary, wct) share: batches of (photo, painting) pairs from style_dataset,
     forward(content, style), a grid row per sample painting, and a step that is their losses() total."""
 
     uses_style_dataset = True
     sample_styles: list[torch.Tensor]  # set by the subclass: the grid's paintings, (3, H, W) each
+
+    def read_paintings(self, calibration_styles: list[str] | None, sample_styles: list[str] | None) -> None:
+        """Calibrate the network's feature scale on the first paintings (a checkpoint's scale replaces it on
+        resume) and keep the grid's rows; each file is decoded once (the two lists mostly name the same)."""
+        calibration_styles, sample_styles = calibration_styles or [], sample_styles or []
+        wanted = list(dict.fromkeys([*calibration_styles, *sample_styles]))
+        loaded = dict(zip(wanted, load_paintings(wanted)))
+        self.network.calibrate([loaded[path] for path in calibration_styles])
+        self.sample_styles = [loaded[path] for path in sample_styles]  # the TensorBoard grid: one row per painting
 
     def eval_painting(self) -> str | None:
         """Any painting: eval during training judges the first of the sample grid's."""

@@ -23,7 +23,7 @@ from stylenet.kinds.adain import ENCODER_LAYERS, AdaINNet
 from stylenet.kinds.wct import LEVELS, WCTNet
 from stylenet.loss_network import LossNetwork
 from stylenet import zoo
-from stylenet.systems.base import SAMPLE_ROWS, AnyStyleSystem, load_paintings, register_system
+from stylenet.systems.base import SAMPLE_ROWS, AnyStyleSystem, register_system
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,12 @@ LINEAR_LEVEL = "relu1_1"  # its decoder is a single convolution (kinds/wct.py's 
 FIT_BATCHES = 12  # batches of (photo, painting) pairs the least-squares fit reads: 96 images at the default sizes
 
 
-def start_path(start_from: str) -> Path:
-    """model.start_from: a ready-made model's name (any) or a model file."""
-    return zoo.path_of(start_from) if start_from in zoo.names() else Path(start_from)
+def start_path(start_from: str) -> Path | None:
+    """model.start_from as a file (a path, or a ready-made model's name such as any); None if there is none."""
+    try:
+        return zoo.resolve(start_from)
+    except StylenetError:
+        return None
 
 
 @register_system("wct")
@@ -65,10 +68,7 @@ class WCTSystem(AnyStyleSystem):
         levels = list(levels or LEVELS)
         encoder = LossNetwork("vgg19", weights, ENCODER_LAYERS)
         self.network = WCTNet(levels, channels, strength, encoder_weights=weights, encoder_state=encoder.conv_state())
-        calibration_styles, sample_styles = calibration_styles or [], sample_styles or []
-        wanted = list(dict.fromkeys([*calibration_styles, *sample_styles]))
-        loaded = dict(zip(wanted, load_paintings(wanted)))
-        self.network.calibrate([loaded[path] for path in calibration_styles])
+        self.read_paintings(calibration_styles, sample_styles)
         if start_from:
             self.take_decoders(start_from)  # after calibrate: a started decoder keeps the scale it was trained on
         self.train_levels = list(train_levels or levels)
@@ -78,7 +78,6 @@ class WCTSystem(AnyStyleSystem):
         self.descended_levels = [level for level in self.train_levels if level != LINEAR_LEVEL]
         for level in levels:
             self.network.decoders[level].requires_grad_(level in self.descended_levels)
-        self.sample_styles = [loaded[path] for path in sample_styles]
 
     def take_decoders(self, path: str) -> None:
         """Start from a model file: a wct model's decoders of the same widths, or an AdaIN model's decoder for
@@ -123,7 +122,7 @@ class WCTSystem(AnyStyleSystem):
                 f"model.strength={model.strength}: must be above 0 and at most 1, one number or one per level")
         for key in ("pixel_weight", "feature_weight"):
             require(math.isfinite(model[key]) and model[key] >= 0, f"model.{key}={model[key]}: must be a number >= 0")
-        require(model.start_from is None or start_path(model.start_from).is_file(),
+        require(model.start_from is None or start_path(model.start_from) is not None,
                 f"model.start_from={model.start_from}: no such file; give a ready-made name or the model.safetensors "
                 "of a wct or adain model")
 

@@ -18,7 +18,7 @@ USAGE = """usage: stylenet [--debug] <command> [...]
 commands:
   train [key=value ...]          train a style network (the same Hydra overrides as `python train.py`)
   stylize INPUT... --model M      stylize images, folders or globs (M: a model file or a ready-made name)
-  export MODEL --format F        write safetensors, TorchScript or ONNX, verified against the module
+  export MODEL --format F        write safetensors, TorchScript, ONNX or a web page (web), verified against the module
   optimize CONTENT STYLE... -o OUT  paint one image by optimizing its pixels (Gatys et al.)
   eval MODEL... --photos DIR     judge models against Gatys et al. on the same objective (report, grid)
   info MODEL                     print a model's metadata
@@ -267,32 +267,56 @@ def export_command(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(prog="stylenet export", description="Export a model to another format, verified.")
     parser.add_argument("source", type=Path, help="training .ckpt, .safetensors, pytorch/examples .pth, or a ready-made model's name")
-    parser.add_argument("--format", required=True, choices=list(EXTENSIONS))
-    parser.add_argument("-o", "--output", type=Path, help="output file (default: beside the source, new extension)")
+    parser.add_argument("--format", required=True, choices=[*EXTENSIONS, "web"],
+                        help="web: a folder with a page that stylizes photos in the browser (ONNX Runtime Web; README)")
+    parser.add_argument("-o", "--output", type=Path, help="output file, or folder for --format web (default: beside the "
+                        "source, new extension; NAME_web/ for web)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--style-image", type=Path, help="any-style models (arbitrary): bake this painting in; the "
                         "file is then a plain per-painting model, as small and fast as one")
     parser.add_argument("--style-size", type=int, help="with --style-image: the painting's long side in px (default: the model's)")
+    parser.add_argument("--weights", choices=["fp16", "fp32"], default="fp16", help="--format web: the model's "
+                        "weights in the folder (fp16 halves the download, computed in fp32; kept only if the output moves < 2/255)")
+    parser.add_argument("--no-webgpu", action="store_true", help="--format web: leave out ONNX Runtime Web's WebGPU "
+                        "build (29 MB): the page then runs on WebAssembly (CPU) everywhere")
     args = parser.parse_args(argv)
     model = load_model(args.source, "cpu", "fp32")
     if not model.has_weights:  # TorchScript and ONNX files hold a compiled graph, not the network's weights
         raise StylenetError(f"{args.source} is a {model.file_format} file: export from the .safetensors or .ckpt it came from")
     stem = args.source.name.split(".")[0] + (f"_{args.style_image.stem}" if args.style_image else "")
-    output = args.output or args.source.with_name(stem + EXTENSIONS[args.format])
+    output = args.output or args.source.with_name(stem + ("_web" if args.format == "web" else EXTENSIONS[args.format]))
     if output.resolve() == args.source.resolve():
         raise StylenetError(f"-o {output} is the source file; choose another output")
     if output.exists() and not args.overwrite:
         raise StylenetError(f"{output} exists; pass --overwrite to replace it, or choose another -o")
+    if args.format != "web" and (args.weights != "fp16" or args.no_webgpu):
+        raise StylenetError("--weights and --no-webgpu shape a web export: use them with --format web")
     network, metadata = model.loaded, {key: value for key, value in model.metadata.items() if key != "format"}
     if args.style_image is not None:
         network, metadata = baked_network(model, args.style_image, args.style_size)
     metadata["exported_from"] = {"file": args.source.name, "format": model.file_format}
+    if args.format == "web":
+        web_command(model, network, metadata, output, args)
+        return
     worst = export_model(network, metadata, output, args.format)
     sizes = " and ".join(f"{w}x{h}" for h, w in VERIFY_SIZES)
     print(
         f"wrote {output} ({args.format}, {output.stat().st_size / 1e6:.1f} MB); verified against the module at "
         f"{sizes}: max difference {worst:.1e} (tolerance {TOLERANCES[args.format]:.0e})"
     )
+
+
+def web_command(model, network, metadata: dict, output: Path, args: argparse.Namespace) -> None:
+    from stylenet.webexport import export_web, folder_size
+
+    described = export_web(model, network, metadata, output, source=args.source.name,
+                           weights=args.weights, webgpu=not args.no_webgpu, overwrite=args.overwrite,
+                           baked=args.style_image)
+    model_mb = (output / "model.onnx").stat().st_size / 1e6
+    print(f"wrote {output}/ ({folder_size(output) / 1e6:.0f} MB: the page, model.onnx {model_mb:.1f} MB in "
+          f"{described['weights']} weights, ONNX Runtime Web {described['onnx_runtime_web']}); verified against the module: "
+          f"max difference {described['verified_difference']:.1e}")
+    print(f"serve it with any static web server, e.g. python3 -m http.server 8000 -d {output}, and open http://localhost:8000/")
 
 
 def baked_network(model, painting: Path, style_size: int | None):

@@ -89,3 +89,24 @@ def exif_rotated_jpeg(path: Path, size: tuple[int, int] = (40, 24)) -> Image.Ima
     exif[0x0112] = 6
     stored.save(path, exif=exif, quality=95)
     return upright
+
+
+def find_browser() -> str | None:
+    """Debian's chromium (what `make install-browser` installs), or a Chromium/Chrome on the PATH."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = find_browser()
+    if executable is None:
+        pytest.skip("no Chromium on this machine: `make install-browser` (apt-get install chromium) to run the page's tests")
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (make install)")
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()

@@ -201,27 +201,6 @@ def test_a_second_server_on_the_same_port_is_one_line(server: str) -> None:
     assert remote.returncode == 2 and "--models /no/such/folder: not a folder" in remote.stderr
 
 
-def find_browser() -> str | None:
-    """Debian's chromium (what `make install-browser` installs), or a Chromium/Chrome on the PATH."""
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = find_browser()
-    if executable is None:
-        pytest.skip("no Chromium on this machine: `make install-browser` (apt-get install chromium) to run the page's tests")
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (make install)")
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
 def result_pixels(page, card) -> np.ndarray:
     """The result image the page shows, read back through the browser (its blob URL)."""
     encoded = page.evaluate("""async (img) => {

@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-install-browser:  ## Debian's chromium, for the web page's browser tests (needs root; they skip without it)
+install-browser: $(STAMP)  ## Debian's chromium (needs root) and ONNX Runtime Web (npm), for the browser tests (they skip without chromium)
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@env -u STYLENET_CACHE -u STYLENET_ORT_WEB $(PY) -c "from stylenet.webexport import runtime_dir; print('ONNX Runtime Web:', runtime_dir())" \
+		|| echo "ONNX Runtime Web not fetched (npm?): the web export's browser tests will fetch it or fail"
 
 test: $(STAMP)  ## lint, then run the whole test suite (what CI runs)
 	$(VENV)/bin/ruff check .
@@ -71,6 +73,9 @@ bench: $(STAMP)  ## time training, inference, optimization and folders (local an
 	$(BENCH) infer --model transformer_small,starry_night --sizes 1024 --backends compile --warmup 1 --repeats 3 --markdown $(BENCH_OUT)
 	$(BENCH) video --model transformer_small,starry_night --size 640x360 --backends compile --markdown $(BENCH_OUT)
 	$(BENCH) folder --photos 200 --markdown $(BENCH_OUT)
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then \
+		$(BENCH) web --warmup 1 --repeats 3 --markdown $(BENCH_OUT); \
+	else echo "bench web skipped: no Chromium (make install-browser)"; fi
 
 bench-gpu: $(STAMP)  ## the GPU checklist (BENCHMARKS.md): baseline beside ours, bf16/fp16/compile/channels-last, 4K latency -> $(BENCH_GPU_OUT)
 	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'error: make bench-gpu needs a CUDA GPU; torch sees none (make bench times the CPU)')"

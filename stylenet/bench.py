@@ -6,6 +6,7 @@
     stylenet bench optimize [--size 512] [--precision auto|fp32|bf16] [--baseline]
     stylenet bench video   [--size 640x360,1280x720] [--model transformer,transformer_small|NAME] [--precisions fp32,bf16]
     stylenet bench folder  [--photos 200] [--size 512x384] [--model starry_night] [--engines local,ray] [--workers 1,2]
+    stylenet bench web     [--sizes 512,1024] [--model starry_night]   (the exported page in Chromium: webbench.py)
 
 Every figure is the median of N timed repeats after warm-up, on synthetic images (timing does not depend on
 pixel values), and carries the machine, torch version and thread count. Every row has its own peak memory
@@ -535,6 +536,12 @@ def bench_folder(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             }
 
 
+def web_bench(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    from stylenet.webbench import bench_web  # Playwright and a Chromium: only this bench needs them
+
+    return bench_web(args)
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table, one column per key that any row has."""
     keys = list(dict.fromkeys(key for row in rows for key in row))
@@ -545,10 +552,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylenet bench", description="Time training, inference or optimization.")
-    parser.add_argument("what", choices=["train", "infer", "optimize", "video", "folder"])
+    parser.add_argument("what", choices=["train", "infer", "optimize", "video", "folder", "web"])
     parser.add_argument("--size", help="image side (train: 256; optimize: 512); video: frame sizes WIDTHxHEIGHT, "
                         "comma-separated (640x360,1280x720)")
-    parser.add_argument("--sizes", default="512,1024,2048,3840x2160", help="infer: sizes, WIDTHxHEIGHT or N")
+    parser.add_argument("--sizes", help="infer, web: sizes, WIDTHxHEIGHT or N (default infer: 512,1024,2048,3840x2160; web: 512,1024)")
     parser.add_argument("--batch", type=int, default=4, help="train: photos per step; video: frames per network call; "
                         "folder: photos per Ray task")
     parser.add_argument("--device", default="auto")
@@ -590,7 +597,9 @@ def main(argv: list[str]) -> None:
     # the reference runs on glibc's defaults; ours keeps freed memory as `stylenet` and train.py do
     args.keep_freed_memory = not args.baseline and keep_freed_memory()
     video = args.what == "video"
-    args.model = args.model or {"video": "transformer,transformer_small", "folder": "starry_night"}.get(args.what, "transformer")
+    defaults = {"video": "transformer,transformer_small", "folder": "starry_night", "web": "starry_night"}
+    args.model = args.model or defaults.get(args.what, "transformer")
+    args.sizes = args.sizes or ("512,1024" if args.what == "web" else "512,1024,2048,3840x2160")
     if args.what in ("train", "optimize") and args.model not in MODELS:
         raise StylenetError(f"--model {args.model}: {args.what} benchmarks a network preset: {', '.join(sorted(MODELS))}")
     device = resolve_device(args.device)
@@ -612,7 +621,8 @@ def main(argv: list[str]) -> None:
     else:
         args.size = int(args.size or (512 if args.what == "optimize" else 256))
     rows = []
-    benches = {"train": bench_train, "infer": bench_infer, "optimize": bench_optimize, "video": bench_video, "folder": bench_folder}
+    benches = {"train": bench_train, "infer": bench_infer, "optimize": bench_optimize, "video": bench_video, "folder": bench_folder,
+               "web": web_bench}
     for row in benches[args.what](args):
         print(json.dumps(row), flush=True)
         rows.append(row)

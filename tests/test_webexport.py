@@ -26,6 +26,7 @@ from stylenet.inference import load_model
 from stylenet.kinds.multistyle import ConditionalInstanceNorm2d, MultiStyleTransformerNet
 from stylenet.modelfile import model_metadata
 from stylenet.webexport import ORT_WEB_VERSION, RUNTIME_FILES, fetch_runtime
+from tests.conftest import run_env
 from tests.test_stylize_cli import run
 
 SCREENSHOT = os.environ.get("STYLENET_WEB_SCREENSHOT")  # a path: keep the page's screenshot (README's picture)
@@ -170,6 +171,10 @@ def photo(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_exported_page_stylizes_like_stylenet_stylize(browser, static_server, real_runtime, photo: Path, tmp_path: Path) -> None:
     url, root = static_server
     page = open_page(browser, f"{url}/{export_site('starry_night', root, 'starry')}")
+    opened_from_disk = browser.new_page()
+    opened_from_disk.goto((root / "starry" / "index.html").as_uri())
+    assert "python3 -m http.server 8000" in opened_from_disk.inner_text("#error")  # what to do, not a blank page
+    opened_from_disk.close()
     model = load_model("starry_night", "cpu", "fp32")
     page.select_option("#size", "0")  # the photo's own size: no resampling on either side
     assert_close(stylize_on_page(page, photo), model.stylize(Image.open(photo)))
@@ -216,3 +221,16 @@ def test_exported_page_blends_styles_and_takes_any_painting(browser, static_serv
     model.use_style_images([Image.open(painting)])
     assert_close(stylize_on_page(page, photo, painting), model.stylize(Image.open(photo)))
     page.close()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_bench_web_times_the_page_beside_python(browser, real_runtime) -> None:
+    # its own process: Playwright's sync API runs one driver per process, and the browser fixture holds this one's
+    done = subprocess.run([sys.executable, "-m", "stylenet", "bench", "web", "--sizes", "64x48", "--warmup", "0", "--repeats", "1"],
+                          capture_output=True, text=True, timeout=300, env=run_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [row["runtime"].split()[0] for row in rows][:2] == ["onnxruntime-web", "onnxruntime"]
+    assert all(row["s_per_image"] > 0 and row["size"] == "64x48" for row in rows)
+    assert rows[0]["browser"].startswith("Chromium") and rows[0]["threads"] == 1

@@ -42,14 +42,6 @@ function runModel(request, progress) {
 }
 
 async function start() {
-  if (location.protocol === "file:") {
-    showError("This page was opened from disk, and browsers do not let such a page load its model. Serve the folder " +
-      "with any static web server, for example <code>python3 -m http.server 8000</code> in this folder, then open " +
-      "<code>http://localhost:8000/</code>.");
-    $("runtime").textContent = "";
-    $("model-note").textContent = "";
-    return;
-  }
   const response = await fetch("model.json");
   if (!response.ok) throw new Error(`model.json could not be read (${response.status})`);
   model = await response.json();
@@ -67,6 +59,7 @@ async function start() {
     : `Runs on WebAssembly (CPU, ${threads}), ONNX Runtime Web ${model.onnx_runtime_web}` +
       (model.webgpu ? "; WebGPU is not available in this browser" : "");
   document.body.dataset.backend = answer.backend;
+  document.body.dataset.threads = answer.threads;
   $("stylize").disabled = false;
 }
 

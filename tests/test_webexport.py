@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -95,13 +96,16 @@ def test_web_export_errors_say_what_to_do(tiny_model: Path, tmp_path: Path, monk
 
 @pytest.fixture(scope="module")
 def static_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """Python's plain http.server over a folder (no stylenet behind it): (its URL, the folder)."""
+    """A plain static file server over a folder, no Python process behind it: Node's (static_server.mjs beside
+    this file), or Python's http.server where there is no Node. (its URL, the folder)"""
     root = tmp_path_factory.mktemp("sites")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "-b", "127.0.0.1", "-d", str(root)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    node = shutil.which("node")
+    command = ([node, str(Path(__file__).with_name("static_server.mjs")), str(root), str(port)] if node else
+               [sys.executable, "-m", "http.server", str(port), "-b", "127.0.0.1", "-d", str(root)])
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
@@ -188,6 +192,14 @@ def test_exported_page_stylizes_like_stylenet_stylize(browser, static_server, re
     page.set_input_files("#photos", {"name": "broken.jpg", "mimeType": "image/jpeg", "buffer": photo.read_bytes()[:500]})
     page.wait_for_selector(".card[data-state=failed]", timeout=60_000)
     assert "broken.jpg: the photo could not be decoded" in page.inner_text("#error")
+    page.close()
+
+    shutil.copytree(root / "starry", root / "unrunnable")  # a model this browser's runtime cannot load: said on the page
+    (root / "unrunnable" / "model.onnx").write_bytes(b"\x08\x07not a graph")
+    page = browser.new_page()
+    page.goto(f"{url}/unrunnable/?backend=wasm")
+    page.wait_for_function("document.querySelector('#error').textContent", timeout=60_000)
+    assert "cannot run this model" in page.inner_text("#error") and page.is_disabled("#stylize")
     page.close()
 
 

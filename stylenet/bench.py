@@ -536,12 +536,6 @@ def bench_folder(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             }
 
 
-def web_bench(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
-    from stylenet.webbench import bench_web  # Playwright and a Chromium: only this bench needs them
-
-    return bench_web(args)
-
-
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table, one column per key that any row has."""
     keys = list(dict.fromkeys(key for row in rows for key in row))
@@ -592,7 +586,8 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str], more: dict[str, Callable[[argparse.Namespace], Iterator[dict[str, Any]]]] | None = None) -> None:
+    """more: benches that live above this module, by name (the CLI passes webbench's `web`)."""
     args = parser().parse_args(argv)
     # the reference runs on glibc's defaults; ours keeps freed memory as `stylenet` and train.py do
     args.keep_freed_memory = not args.baseline and keep_freed_memory()
@@ -622,7 +617,9 @@ def main(argv: list[str]) -> None:
         args.size = int(args.size or (512 if args.what == "optimize" else 256))
     rows = []
     benches = {"train": bench_train, "infer": bench_infer, "optimize": bench_optimize, "video": bench_video, "folder": bench_folder,
-               "web": web_bench}
+               **(more or {})}
+    if args.what not in benches:
+        raise StylenetError(f"bench {args.what} runs through the stylenet command: stylenet bench {args.what}")
     for row in benches[args.what](args):
         print(json.dumps(row), flush=True)
         rows.append(row)

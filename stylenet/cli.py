@@ -25,7 +25,7 @@ commands:
   models                         list the ready-made models (stylize photo.jpg --model NAME)
   serve [--models DIR ...]       a local web page: stylize photos in the browser (http://127.0.0.1:7860)
   webcam --model M               stylize a camera live (window, --virtual camera, --record FILE)
-  bench train|infer|optimize|video|folder  time the hot paths (one JSON line per figure; see BENCHMARKS.md)
+  bench train|infer|optimize|video|folder|web  time the hot paths (one JSON line per figure; see BENCHMARKS.md)
 
 --debug shows full tracebacks instead of one-line errors (for training: HYDRA_FULL_ERROR=1).
 """
@@ -498,7 +498,12 @@ def serve_command(argv: list[str]) -> None:
 def bench_command(argv: list[str]) -> None:
     from stylenet.bench import main as bench_main
 
-    bench_main(argv)
+    more = {}
+    if argv[:1] == ["web"]:  # the exported page in a browser: Playwright and Chromium, above bench's own modules
+        from stylenet.webbench import bench_web
+
+        more["web"] = bench_web
+    bench_main(argv, more)
 
 
 def main(argv: list[str] | None = None) -> None:

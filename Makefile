@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 install-browser: $(STAMP)  ## Debian's chromium (needs root) and ONNX Runtime Web (npm), for the browser tests (they skip without chromium)
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-	@env -u STYLENET_CACHE -u STYLENET_ORT_WEB $(PY) -c "from stylenet.webexport import runtime_dir; print('ONNX Runtime Web:', runtime_dir())" \
+	@env -u STYLENET_CACHE -u STYLENET_ORT_WEB $(PY) -c "from stylenet.running.webexport import runtime_dir; print('ONNX Runtime Web:', runtime_dir())" \
 		|| echo "ONNX Runtime Web not fetched (npm?): the web export's browser tests will fetch it or fail"
 
 test: $(STAMP)  ## lint, then run the whole test suite (what CI runs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from stylenet import zoo
+from stylenet.models import zoo
 
 dependencies = ["torch", "safetensors", "PIL", "numpy"]
 
@@ -21,14 +21,14 @@ def stylenet(path: str, device: str = "auto", precision: str = "fp32"):
     model = torch.hub.load(repo_dir, "stylenet", "model.safetensors", source="local")
     model.stylize(PIL.Image.open("photo.jpg")).save("stylized.png")
     """
-    from stylenet.inference import load_model
+    from stylenet.running.inference import load_model
 
     return load_model(path, device, precision)
 
 
 def _ready_made(name: str) -> Callable:
     def entry(device: str = "auto", precision: str = "fp32"):
-        from stylenet.inference import load_model
+        from stylenet.running.inference import load_model
 
         return load_model(zoo.path_of(name), device, precision)
 

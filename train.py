@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from stylenet.training import train_or_exit
+from stylenet.training.trainer import train_or_exit
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

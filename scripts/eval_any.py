@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stylenet import zoo  # noqa: E402
-from stylenet.errors import StylenetError  # noqa: E402
-from stylenet.judge import (  # noqa: E402
+from stylenet.models import zoo  # noqa: E402
+from stylenet.core.errors import StylenetError  # noqa: E402
+from stylenet.evaluation.judge import (  # noqa: E402
     eval_photos, evaluate_paintings, held_out_paintings, painting_summary, paintings_table, write_paintings_summary,
 )
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from stylenet.files import atomic_write
+from stylenet.core.files import atomic_write
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COCO_URL = "http://images.cocodataset.org/zips/train2014.zip"

@@ -30,7 +30,7 @@ PY=python3
   $PY -c "import torch, pytorch_lightning as pl; print('torch', torch.__version__, 'lightning', pl.__version__, torch.cuda.get_device_name())"; } \
     >>"$LOG" 2>&1
 # fail fast (seconds, not minutes) when something does not import or run here
-$PY -c "import stylenet.cli, stylenet.bench, stylenet.training, hydra, torchdata" >>"$LOG" 2>&1 \
+$PY -c "import stylenet.cli, stylenet.benchmarks.bench, stylenet.training.trainer, hydra, torchdata" >>"$LOG" 2>&1 \
     || { tail -5 "$LOG"; echo "error: stylenet does not import here"; exit 1; }
 
 step() {  # step SECONDS NAME COMMAND...: run with a time limit; JSON rows to ROWS, everything to LOG

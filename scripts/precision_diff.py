@@ -20,11 +20,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stylenet import zoo  # noqa: E402
-from stylenet.config import data_root  # noqa: E402
-from stylenet.images import load_image  # noqa: E402
-from stylenet.inference import load_model  # noqa: E402
-from stylenet.device import machine_name  # noqa: E402
+from stylenet.models import zoo  # noqa: E402
+from stylenet.core.paths import data_root  # noqa: E402
+from stylenet.core.images import load_image  # noqa: E402
+from stylenet.running.inference import load_model  # noqa: E402
+from stylenet.core.device import machine_name  # noqa: E402
 
 
 def main() -> None:

@@ -24,11 +24,11 @@ FORMATS = {"safetensors": ".safetensors", "torchscript": ".pt", "onnx": ".onnx"}
 
 
 def write(folder: Path) -> None:
-    from stylenet.export import export_model
-    from stylenet.kinds import KINDS, presets
-    from stylenet.kinds.adain import ENCODER_LAYERS
-    from stylenet.loss_network import LossNetwork
-    from stylenet.modelfile import model_metadata
+    from stylenet.models.export import export_model
+    from stylenet.models.kinds import KINDS, presets
+    from stylenet.models.kinds.adain import ENCODER_LAYERS
+    from stylenet.models.loss_network import LossNetwork
+    from stylenet.models.modelfile import model_metadata
 
     folder.mkdir(parents=True, exist_ok=True)
     encoder = LossNetwork("vgg19", "caffe", list(ENCODER_LAYERS)).conv_state()

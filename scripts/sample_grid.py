@@ -18,10 +18,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from stylenet import StylenetError, zoo
-from stylenet.config import data_root, painting_path
-from stylenet.images import find_images, load_image, resize_short_side, save_image
-from stylenet.inference import StyleModel, load_model, parse_style_mix
+from stylenet import StylenetError
+from stylenet.models import zoo
+from stylenet.core.paths import data_root, painting_path
+from stylenet.core.images import find_images, load_image, resize_short_side, save_image
+from stylenet.running.inference import StyleModel, load_model, parse_style_mix
 
 
 def center_square(image: Image.Image, size: int) -> Image.Image:

@@ -24,11 +24,11 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stylenet.inference import load_model  # noqa: E402
-from stylenet.judge import Judge  # noqa: E402
-from stylenet.temporal import FlowBlend, warping_error  # noqa: E402
-from stylenet.options import StylizeOptions  # noqa: E402
-from stylenet.video import frames_of, stylize_frames  # noqa: E402
+from stylenet.running.inference import load_model  # noqa: E402
+from stylenet.evaluation.judge import Judge  # noqa: E402
+from stylenet.running.temporal import FlowBlend, warping_error  # noqa: E402
+from stylenet.running.options import StylizeOptions  # noqa: E402
+from stylenet.running.video import frames_of, stylize_frames  # noqa: E402
 
 
 def main() -> None:

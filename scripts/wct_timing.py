@@ -22,9 +22,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import stylenet.kinds.wct as wct  # noqa: E402
-from stylenet.device import machine_name  # noqa: E402
-from stylenet.inference import load_model  # noqa: E402
+import stylenet.models.kinds.wct as wct  # noqa: E402
+from stylenet.core.device import machine_name  # noqa: E402
+from stylenet.running.inference import load_model  # noqa: E402
 
 SPENT = {"statistics": 0.0}
 

@@ -16,12 +16,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stylenet import zoo  # noqa: E402
-from stylenet.errors import StylenetError  # noqa: E402
-from stylenet.formats import load_network  # noqa: E402
-from stylenet.kinds.adain import AdaINNet  # noqa: E402
-from stylenet.kinds.wct import WCTNet  # noqa: E402
-from stylenet.modelfile import model_metadata, write_safetensors  # noqa: E402
+from stylenet.models import zoo  # noqa: E402
+from stylenet.core.errors import StylenetError  # noqa: E402
+from stylenet.models.formats import load_network  # noqa: E402
+from stylenet.models.kinds.adain import AdaINNet  # noqa: E402
+from stylenet.models.kinds.wct import WCTNet  # noqa: E402
+from stylenet.models.modelfile import model_metadata, write_safetensors  # noqa: E402
 
 
 def main() -> None:

@@ -26,12 +26,12 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stylenet import zoo  # noqa: E402
-from stylenet.errors import StylenetError  # noqa: E402
-from stylenet.files import atomic_write  # noqa: E402
-from stylenet.judge import EVAL_PHOTOS, eval_photos, evaluate, evaluate_paintings, held_out_paintings  # noqa: E402
-from stylenet.kinds import get_kind, kind_of  # noqa: E402
-from stylenet.modelfile import METADATA_KEY, load_safetensors  # noqa: E402
+from stylenet.models import zoo  # noqa: E402
+from stylenet.core.errors import StylenetError  # noqa: E402
+from stylenet.core.files import atomic_write  # noqa: E402
+from stylenet.evaluation.judge import EVAL_PHOTOS, eval_photos, evaluate, evaluate_paintings, held_out_paintings  # noqa: E402
+from stylenet.models.kinds import get_kind, kind_of  # noqa: E402
+from stylenet.models.modelfile import METADATA_KEY, load_safetensors  # noqa: E402
 
 EVAL_SIZE = 256
 FP16_TOLERANCE = 2 / 255  # largest output difference (fp16 weights vs fp32) allowed, in [0, 1] pixel units

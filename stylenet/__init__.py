@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stylenet.errors import StylenetError, __version__, brief
+from stylenet.core.errors import StylenetError, __version__, brief
 
 __all__ = ["StyleModel", "StylenetError", "__version__", "brief", "evaluate", "load_model"]
 
@@ -17,11 +17,11 @@ __all__ = ["StyleModel", "StylenetError", "__version__", "brief", "evaluate", "l
 def __getattr__(name: str) -> Any:
     """load_model, StyleModel and evaluate on first use, so `import stylenet` (and the CLI's --help) stay fast."""
     if name in ("load_model", "StyleModel"):
-        from stylenet import inference
+        from stylenet.running import inference
 
         return getattr(inference, name)
     if name == "evaluate":
-        from stylenet import judge
+        from stylenet.benchmarks import judge
 
         return judge.evaluate
     raise AttributeError(f"module 'stylenet' has no attribute {name!r}")

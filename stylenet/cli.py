@@ -10,8 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
-from stylenet.errors import StylenetError, __version__
-from stylenet.hostmemory import keep_freed_memory
+from stylenet.core.errors import StylenetError, __version__
+from stylenet.core.hostmemory import keep_freed_memory
 
 USAGE = """usage: stylenet [--debug] <command> [...]
 
@@ -49,7 +49,7 @@ def train_command(overrides: list[str]) -> None:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model and the style choices of multi-style and any-style models: what stylize and webcam share."""
-    from stylenet.inference import ANY_STYLE_MODEL
+    from stylenet.running.inference import ANY_STYLE_MODEL
 
     parser.add_argument("--model", type=Path,
                         help="a ready-made model's name (`stylenet models`), or a .safetensors, training .ckpt, "
@@ -72,14 +72,14 @@ PRECISION_HELP = ("auto: bf16 where the CPU (AVX512-BF16 or AMX) computes it nat
 
 
 def add_precision_argument(parser: argparse.ArgumentParser, help: str = PRECISION_HELP) -> None:
-    from stylenet.device import AUTO, PRECISION_CHOICES
+    from stylenet.core.device import AUTO, PRECISION_CHOICES
 
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=AUTO, help=help)
 
 
 def note_precision(precision: str, device: str, inference: bool = False) -> None:
     """--precision auto: say once, on stderr, what it chose on this machine."""
-    from stylenet.device import AUTO, auto_precision_note
+    from stylenet.core.device import AUTO, auto_precision_note
 
     if precision == AUTO:
         print(auto_precision_note(device, inference), file=sys.stderr)
@@ -87,8 +87,8 @@ def note_precision(precision: str, device: str, inference: bool = False) -> None
 
 def model_spec(args: argparse.Namespace):
     """The model that --model, --device, --precision, --style or --style-image and --backend name."""
-    from stylenet.backends import ModelSpec
-    from stylenet.inference import ANY_STYLE_MODEL
+    from stylenet.running.backends import ModelSpec
+    from stylenet.running.inference import ANY_STYLE_MODEL
 
     if args.model is None and not args.style_image:
         raise StylenetError("name the model: --model NAME (`stylenet models` lists them) or a model file; or give "
@@ -105,7 +105,7 @@ def model_from_arguments(args: argparse.Namespace):
 
 def note_choices(model, backend: str) -> None:
     """Once the work is about to start, say on stderr what --precision auto and --backend chose here."""
-    from stylenet.device import precision_note
+    from stylenet.core.device import precision_note
 
     if model.runner.auto:
         print(precision_note(model.precision, model.device) if model.file_format != "onnx"
@@ -130,8 +130,8 @@ def note_compile(model, backend: str, video_seconds: float) -> None:
 
 
 def webcam_command(argv: list[str]) -> None:
-    from stylenet.options import StylizeOptions
-    from stylenet.webcam import Camera, run_webcam
+    from stylenet.running.options import StylizeOptions
+    from stylenet.running.webcam import Camera, run_webcam
 
     parser = argparse.ArgumentParser(
         prog="stylenet webcam", description="Stylize a camera live: a window, a virtual camera and/or a recording.",
@@ -166,7 +166,7 @@ def webcam_command(argv: list[str]) -> None:
 
 
 def stylize_parser() -> argparse.ArgumentParser:
-    from stylenet.options import BATCH as VIDEO_BATCH, CRF as VIDEO_CRF, QUALITY, TEMPORAL as VIDEO_TEMPORAL
+    from stylenet.running.options import BATCH as VIDEO_BATCH, CRF as VIDEO_CRF, QUALITY, TEMPORAL as VIDEO_TEMPORAL
 
     parser = argparse.ArgumentParser(
         prog="stylenet stylize", description="Stylize images and videos with a trained model.",
@@ -214,9 +214,9 @@ def stylize_parser() -> argparse.ArgumentParser:
 
 
 def stylize_command(argv: list[str]) -> None:
-    from stylenet import batch
-    from stylenet.images import set_max_image_pixels
-    from stylenet.options import StylizeOptions
+    from stylenet.running import batch
+    from stylenet.core.images import set_max_image_pixels
+    from stylenet.running.options import StylizeOptions
 
     args = stylize_parser().parse_args(argv)
     if not 1 <= args.quality <= 100:
@@ -234,7 +234,7 @@ def stylize_command(argv: list[str]) -> None:
     if single and where.exists() and not args.overwrite:
         raise StylenetError(f"{where} exists; pass --overwrite to replace it, or choose another -o")
     if args.engine == "ray":
-        from stylenet.cluster import RaySettings, stylize_on_ray
+        from stylenet.running.cluster import RaySettings, stylize_on_ray
 
         settings = RaySettings(args.address, args.workers, args.gpus_per_worker, args.cpus_per_worker, args.batch_size)
         summary = stylize_on_ray(model_spec(args), args.inputs, args.output, args.ext, options, settings, args.overwrite)
@@ -262,8 +262,8 @@ def split_weight(text: str) -> tuple[Path, float]:
 
 
 def export_command(argv: list[str]) -> None:
-    from stylenet.export import EXTENSIONS, TOLERANCES, VERIFY_SIZES, export_model
-    from stylenet.inference import load_model
+    from stylenet.models.export import EXTENSIONS, TOLERANCES, VERIFY_SIZES, export_model
+    from stylenet.running.inference import load_model
 
     parser = argparse.ArgumentParser(prog="stylenet export", description="Export a model to another format, verified.")
     parser.add_argument("source", type=Path, help="training .ckpt, .safetensors, pytorch/examples .pth, or a ready-made model's name")
@@ -307,7 +307,7 @@ def export_command(argv: list[str]) -> None:
 
 
 def web_command(model, network, metadata: dict, output: Path, args: argparse.Namespace) -> None:
-    from stylenet.webexport import export_web, folder_size
+    from stylenet.running.webexport import export_web, folder_size
 
     described = export_web(model, network, metadata, output, source=args.source.name,
                            weights=args.weights, webgpu=not args.no_webgpu, overwrite=args.overwrite,
@@ -323,10 +323,10 @@ def baked_network(model, painting: Path, style_size: int | None):
     """An any-style model with one painting bound, as the plain network that binding gives, and its metadata."""
     import hashlib
 
-    from stylenet.config import data_relative
-    from stylenet.images import load_image
-    from stylenet.kinds import kind_of
-    from stylenet.modelfile import model_metadata
+    from stylenet.core.paths import data_relative
+    from stylenet.core.images import load_image
+    from stylenet.models.kinds import kind_of
+    from stylenet.models.modelfile import model_metadata
 
     if model.model_kind.style_input != "style_image":
         raise StylenetError(f"--style-image bakes a painting into an any-style model; this is a {model.model_kind.name} model")
@@ -352,8 +352,8 @@ def parse_floats(text: str) -> list[float]:
 
 
 def optimize_parser() -> argparse.ArgumentParser:
-    from stylenet.loss_network import PRESETS
-    from stylenet.optimize import OptimizeSettings
+    from stylenet.models.loss_network import PRESETS
+    from stylenet.running.optimize import OptimizeSettings
 
     defaults = OptimizeSettings()
     parser = argparse.ArgumentParser(
@@ -385,8 +385,8 @@ def optimize_parser() -> argparse.ArgumentParser:
 
 
 def optimize_command(argv: list[str]) -> None:
-    from stylenet.images import load_image, output_format, save_image
-    from stylenet.optimize import OptimizeSettings, optimize
+    from stylenet.core.images import load_image, output_format, save_image
+    from stylenet.running.optimize import OptimizeSettings, optimize
 
     args = optimize_parser().parse_args(argv)
     output_format(args.output)  # fail now, not after minutes of optimizing
@@ -413,7 +413,7 @@ def optimize_command(argv: list[str]) -> None:
 
 
 def eval_command(argv: list[str]) -> None:
-    from stylenet.judge import CURVE_ITERATIONS, JUDGE_VERSION, evaluate, placement_phrase
+    from stylenet.evaluation.judge import CURVE_ITERATIONS, JUDGE_VERSION, evaluate, placement_phrase
 
     parser = argparse.ArgumentParser(
         prog="stylenet eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -446,7 +446,7 @@ def eval_command(argv: list[str]) -> None:
 
 
 def info_command(argv: list[str]) -> None:
-    from stylenet.inference import load_model
+    from stylenet.running.inference import load_model
 
     parser = argparse.ArgumentParser(prog="stylenet info", description="Print a model's metadata as JSON.")
     parser.add_argument("model", type=Path, help="a model file, or a ready-made model's name")
@@ -454,7 +454,7 @@ def info_command(argv: list[str]) -> None:
 
 
 def models_command(argv: list[str]) -> None:
-    from stylenet import zoo
+    from stylenet.models import zoo
 
     parser = argparse.ArgumentParser(prog="stylenet models", description="List the ready-made models stylenet ships.")
     parser.add_argument("--json", action="store_true", help="one JSON object per model instead of a table")
@@ -475,7 +475,7 @@ def models_command(argv: list[str]) -> None:
 
 
 def serve_command(argv: list[str]) -> None:
-    from stylenet.serve import HOST, MAX_PIXELS, MAX_UPLOAD_MB, PORT, QUEUE, Settings, serve
+    from stylenet.running.serve import HOST, MAX_PIXELS, MAX_UPLOAD_MB, PORT, QUEUE, Settings, serve
 
     parser = argparse.ArgumentParser(
         prog="stylenet serve", description="A local web page to stylize photos with the ready-made models and yours.",
@@ -496,11 +496,11 @@ def serve_command(argv: list[str]) -> None:
 
 
 def bench_command(argv: list[str]) -> None:
-    from stylenet.bench import main as bench_main
+    from stylenet.benchmarks.bench import main as bench_main
 
     more = {}
     if argv[:1] == ["web"]:  # the exported page in a browser: Playwright and Chromium, above bench's own modules
-        from stylenet.webbench import bench_web
+        from stylenet.benchmarks.webbench import bench_web
 
         more["web"] = bench_web
     bench_main(argv, more)

@@ -14,8 +14,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 
-from stylenet.config import data_root
-from stylenet.hostmemory import keep_freed_memory
+from stylenet.core.paths import data_root
+from stylenet.core.hostmemory import keep_freed_memory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout the tests run in
 CONF_DIR = REPO_ROOT / "conf"
@@ -70,9 +70,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A narrow TransformerNet with random weights, exported as stylenet's .safetensors."""
     import torch
 
-    from stylenet.export import save_safetensors
-    from stylenet.modelfile import model_metadata
-    from stylenet.kinds.transformer import TransformerNet
+    from stylenet.models.export import save_safetensors
+    from stylenet.models.modelfile import model_metadata
+    from stylenet.models.kinds.transformer import TransformerNet
 
     torch.manual_seed(0)
     network = TransformerNet(channels=4, num_residual_blocks=1)

@@ -12,13 +12,13 @@ import torch
 from PIL import Image
 
 from stylenet import StylenetError
-from stylenet.kinds.adain import AdaINNet, AdaINStylizer, adain, channel_stats
-from stylenet.data import ImageFolderDataset, PairedDataset
-from stylenet.export import export_model
-from stylenet.modelfile import model_metadata
-from stylenet.formats import load_network
-from stylenet.inference import StyleModel
-from stylenet.loss_network import LossNetwork
+from stylenet.models.kinds.adain import AdaINNet, AdaINStylizer, adain, channel_stats
+from stylenet.training.data import ImageFolderDataset, PairedDataset
+from stylenet.models.export import export_model
+from stylenet.models.modelfile import model_metadata
+from stylenet.models.formats import load_network
+from stylenet.running.inference import StyleModel
+from stylenet.models.loss_network import LossNetwork
 from tests.conftest import PYTHON, TRAIN_PY, compose_config, run_env
 
 
@@ -119,7 +119,7 @@ def test_paired_dataset_serves_a_random_augmented_painting_with_each_photo(data_
 @pytest.mark.slow  # seconds of end-to-end work: make test runs it, test-fast stays under 3 min
 def test_short_training_lowers_content_and_style_loss() -> None:
     """The module's own loss on a fixed batch of real photo/painting crops, through the real Caffe VGG-19."""
-    from stylenet.systems.adain import AdaINSystem
+    from stylenet.training.systems.adain import AdaINSystem
 
     torch.manual_seed(0)
     random.seed(0)  # the crops
@@ -143,7 +143,7 @@ def test_short_training_lowers_content_and_style_loss() -> None:
 
 
 def test_adain_needs_a_vgg19_encoder() -> None:
-    from stylenet.training import check_config
+    from stylenet.training.trainer import check_config
 
     with pytest.raises(StylenetError, match="model=adain: its encoder is VGG-19"):
         check_config(compose_config("model=adain", "loss_network=vgg16"))
@@ -179,7 +179,7 @@ def test_train_command_then_stylize_with_a_painting_it_never_saw(tmp_path: Path,
 
 
 def test_held_out_paintings_stay_out_of_training_and_an_empty_style_folder_is_one_line(data_dir: Path, tmp_path: Path) -> None:
-    from stylenet.data import ContentDataModule
+    from stylenet.training.data import ContentDataModule
 
     module = ContentDataModule(str(data_dir / "content"), 32, 2, 0, style_root=str(data_dir / "styles"),
                                style_exclude=["the_scream", "udnie"])
@@ -194,7 +194,7 @@ def test_held_out_paintings_stay_out_of_training_and_an_empty_style_folder_is_on
 def test_the_shipped_any_blends_strength_in_feature_space_not_pixels(data_dir: Path) -> None:
     """--strength 0.5 on an AdaIN model decodes the half-way blend of the content and the restyled features (the
     paper's alpha): a picture of its own, not the photo laid half over the full stylization."""
-    from stylenet.inference import load_model
+    from stylenet.running.inference import load_model
 
     model = load_model("any", "cpu")
     model.use_style_images([Image.open(data_dir / "styles" / "the_scream.jpg")], style_size=128)

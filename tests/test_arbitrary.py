@@ -12,13 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
-from stylenet.export import export_model
-from stylenet.formats import load_network
-from stylenet.inference import StyleModel, load_model
-from stylenet.kinds.arbitrary import ArbitraryStyleNet, bind_paintings
-from stylenet.kinds.transformer import TransformerNet
-from stylenet.loss_network import LossNetwork
-from stylenet.modelfile import model_metadata
+from stylenet.models.export import export_model
+from stylenet.models.formats import load_network
+from stylenet.running.inference import StyleModel, load_model
+from stylenet.models.kinds.arbitrary import ArbitraryStyleNet, bind_paintings
+from stylenet.models.kinds.transformer import TransformerNet
+from stylenet.models.loss_network import LossNetwork
+from stylenet.models.modelfile import model_metadata
 from tests.conftest import PYTHON, TRAIN_PY, run_env
 
 STYLENET = str(Path(PYTHON).parent / "stylenet")
@@ -154,8 +154,8 @@ def test_a_video_is_painted_with_a_painting_read_once(model_file: Path, data_dir
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import av
 
-    from stylenet.options import StylizeOptions
-    from stylenet.video import stylize_video
+    from stylenet.running.options import StylizeOptions
+    from stylenet.running.video import stylize_video
     from tests.test_video import make_clip
 
     clip = make_clip(tmp_path / "clip.mp4", frames=6, audio=None)

@@ -16,12 +16,12 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
 
-from stylenet.export import export_model, save_safetensors
-from stylenet.inference import load_model
-from stylenet.kinds import KINDS, ModelKind, get_kind, presets, register_kind
-from stylenet.loss_network import PRESETS
-from stylenet.modelfile import load_safetensors, model_metadata
-from stylenet.systems import SYSTEMS
+from stylenet.models.export import export_model, save_safetensors
+from stylenet.running.inference import load_model
+from stylenet.models.kinds import KINDS, ModelKind, get_kind, presets, register_kind
+from stylenet.models.loss_network import PRESETS
+from stylenet.models.modelfile import load_safetensors, model_metadata
+from stylenet.training.systems import SYSTEMS
 from tests.conftest import CONF_DIR, PYTHON, REPO_ROOT, run_env
 
 PACKAGE = REPO_ROOT / "stylenet"
@@ -65,22 +65,42 @@ def test_no_module_of_the_package_imports_in_a_cycle() -> None:
     assert not cycles, f"import cycles: {cycles[:3]}"
 
 
+SIDES = ["core", "models", "running", "evaluation", "training", "benchmarks"]  # README "How it works", bottom up
+
+
+def test_each_side_imports_only_the_sides_below_it() -> None:
+    """A folder per side; a module of one imports only its own side and those below (the CLI sits on top)."""
+    upward = []
+    for path in PACKAGE.rglob("*.py"):
+        side = path.relative_to(PACKAGE).parts[0]
+        if side not in SIDES:
+            continue
+        for target in imports_of(path):
+            parts = target.split(".")
+            if len(parts) > 1 and parts[1] in SIDES and SIDES.index(parts[1]) > SIDES.index(side):
+                upward.append(f"{module_name(path)} imports {target}")
+    assert not upward, upward
+    flat = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert flat == ["__init__.py", "__main__.py", "cli.py"], f"modules outside the sides' folders: {flat}"
+
+
 def test_formats_read_below_the_writers_and_model_files_below_both() -> None:
-    assert "stylenet.export" not in imports_of(PACKAGE / "formats.py")
-    assert not {"stylenet.export", "stylenet.formats"} & imports_of(PACKAGE / "modelfile.py")
+    assert "stylenet.models.export" not in imports_of(PACKAGE / "models" / "formats.py")
+    assert not {"stylenet.models.export", "stylenet.models.formats"} & imports_of(PACKAGE / "models" / "modelfile.py")
 
 
 def test_precision_and_machine_policy_live_in_device_and_only_inference_runs_tiles() -> None:
     """device.py answers "which device, which precision, what machine, how much memory"; tiling.py only tiles, so
     the modules that ask about the machine import device, and only inference's StyleModel imports tiling."""
     modules = {module_name(path): imports_of(path) for path in PACKAGE.rglob("*.py")}
-    assert sorted(name for name, found in modules.items() if "stylenet.tiling" in found) == ["stylenet.inference"]
-    askers = {name for name, found in modules.items() if "stylenet.device" in found}
-    assert {"stylenet.training", "stylenet.bench", "stylenet.backends", "stylenet.tiling", "stylenet.cli"} <= askers
+    assert sorted(name for name, found in modules.items() if "stylenet.running.tiling" in found) == ["stylenet.running.inference"]
+    askers = {name for name, found in modules.items() if "stylenet.core.device" in found}
+    assert {"stylenet.training.trainer", "stylenet.benchmarks.bench", "stylenet.running.backends", "stylenet.running.tiling",
+            "stylenet.cli"} <= askers
 
 
 def test_inference_and_export_import_neither_hydra_nor_lightning() -> None:
-    code = ("import sys, stylenet.inference, stylenet.export, stylenet.tiling, stylenet.device; "
+    code = ("import sys, stylenet.running.inference, stylenet.models.export, stylenet.running.tiling, stylenet.core.device; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('hydra', 'omegaconf', 'pytorch_lightning', 'lightning')))")
     result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=run_env(), check=True)
     assert result.stdout.strip() == "[]"

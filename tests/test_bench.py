@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylenet.bench import cuda_graph, main
+from stylenet.benchmarks.bench import cuda_graph, main
 from tests.conftest import compose_config
 
 MACHINE_KEYS = {"machine", "torch", "threads", "device", "precision", "model", "mode", "peak_memory_mb"}
@@ -101,7 +101,7 @@ def test_each_row_has_its_own_peak_memory(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_a_bad_network_preset_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    from stylenet.errors import StylenetError
+    from stylenet.core.errors import StylenetError
 
     presets = "adain, arbitrary, multistyle, transformer"
     with pytest.raises(StylenetError, match=f"--model starry_night: train benchmarks a network preset: {presets}"):
@@ -111,7 +111,7 @@ def test_a_bad_network_preset_is_one_line(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_cuda_graph_without_a_gpu_is_one_line() -> None:
-    from stylenet.errors import StylenetError
+    from stylenet.core.errors import StylenetError
 
     with pytest.raises(StylenetError, match="--cuda-graph captures a training step on a CUDA GPU; this is bench train on cpu"):
         main(["train", "--cuda-graph", "--device", "cpu"])
@@ -121,9 +121,9 @@ def test_cuda_graph_without_a_gpu_is_one_line() -> None:
 def test_a_captured_training_step_trains_as_the_eager_one() -> None:
     """bench train --cuda-graph replays one captured step on new batches: its content and style losses must fall
     as those of the same eager steps do (the style weight makes the Gram terms ~40% of the total)."""
-    from stylenet.kinds.transformer import TransformerNet
-    from stylenet.loss_network import LossNetwork
-    from stylenet.losses import PerceptualLoss
+    from stylenet.models.kinds.transformer import TransformerNet
+    from stylenet.models.loss_network import LossNetwork
+    from stylenet.models.losses import PerceptualLoss
 
     device = torch.device("cuda")
     torch.manual_seed(0)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from stylenet.inference import StyleModel, load_model
-from stylenet.training import train
+from stylenet.running.inference import StyleModel, load_model
+from stylenet.training.trainer import train
 from tests.conftest import compose_config
 
 pytestmark = pytest.mark.slow
@@ -110,7 +110,7 @@ def test_a_run_that_dies_between_step_checkpoints_keeps_the_last_ckpt_every_n_mi
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """checkpoint.every_n_minutes: last.ckpt is written by the clock as well as every N steps, so a run killed
     long before its first step checkpoint (1000 here) resumes from its last finished step, not from nothing."""
-    from stylenet.systems.transformer import StyleTransferSystem
+    from stylenet.training.systems.transformer import StyleTransferSystem
 
     objective = StyleTransferSystem.objective
 

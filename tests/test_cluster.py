@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from stylenet.backends import ModelSpec
-from stylenet.options import StylizeOptions
-from stylenet.cluster import RaySettings, stylize_on_ray
+from stylenet.running.backends import ModelSpec
+from stylenet.running.options import StylizeOptions
+from stylenet.running.cluster import RaySettings, stylize_on_ray
 from tests.conftest import PYTHON, exif_rotated_jpeg, run_env
 from tests.test_stylize_cli import run
 from tests.test_video import make_clip

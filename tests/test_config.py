@@ -6,8 +6,8 @@ import torch
 from omegaconf import OmegaConf
 
 from stylenet import StylenetError
-from stylenet.config import paintings
-from stylenet.training import check_config
+from stylenet.training.config import paintings
+from stylenet.training.trainer import check_config
 from tests.conftest import CONF_DIR
 from tests.conftest import PYTHON, TRAIN_PY, compose_config, run_env
 
@@ -51,7 +51,7 @@ def test_each_training_systems_defaults_are_the_configs(kind: str) -> None:
     """A system built in Python without from_config trains the recipe `python train.py model=KIND` trains."""
     import inspect
 
-    from stylenet.systems import system_for
+    from stylenet.training.systems import system_for
 
     cfg = compose_config(f"model={kind}")
     defaults = {name: parameter.default for name, parameter in inspect.signature(system_for(kind).__init__).parameters.items()}
@@ -86,7 +86,7 @@ def test_style_crop_learns_from_that_part_of_the_painting_alone(data_dir: Path, 
     of the whole painting, and the model's description says which part it learned from."""
     from PIL import Image
 
-    from stylenet.systems.transformer import StyleTransferSystem
+    from stylenet.training.systems.transformer import StyleTransferSystem
 
     with Image.open(data_dir / "styles" / "starry_night.jpg") as painting:  # the village: bottom-left quarter
         width, height = painting.size

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from stylenet import StylenetError
-from stylenet.data import ContentDataModule, find_images
-from stylenet.images import load_image, open_image, save_image, to_pil, to_tensor
+from stylenet.training.data import ContentDataModule, find_images
+from stylenet.core.images import load_image, open_image, save_image, to_pil, to_tensor
 
 
 def test_modes_convert_to_rgb(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_broken_files_are_skipped_counted_and_listed(
     (photo_folder / "whole.jpg").unlink()
     (photo_folder / "truncated.jpg").write_bytes(good[: len(good) // 2])  # header fine, body cut
     datamodule = ContentDataModule(str(photo_folder), image_size=32, batch_size=2, num_workers=0)
-    with caplog.at_level(logging.WARNING, logger="stylenet.data"):
+    with caplog.at_level(logging.WARNING, logger="stylenet.training.data"):
         files = datamodule.scan()
     assert len(files) == 7 and len(datamodule.skipped) == 2  # truncated.jpg passes the header check
     warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
@@ -96,7 +96,7 @@ def test_broken_files_are_skipped_counted_and_listed(
     datamodule.setup("fit")
     truncated = files.index(photo_folder / "truncated.jpg")
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="stylenet.data"):
+    with caplog.at_level(logging.WARNING, logger="stylenet.training.data"):
         sample = datamodule.dataset[truncated]  # another photo is served instead
     assert sample.shape == (3, 32, 32)
     assert any("skipping unreadable image" in r.getMessage() and "truncated.jpg" in r.getMessage() for r in caplog.records)
@@ -133,6 +133,6 @@ def test_loader_position_survives_a_restart_and_a_changed_worker_count(photo_fol
     assert len(again) == len(rest) == 4  # continues, not from the start
     assert again == rest, (again, rest)  # the same photos in the same order (the README's promise)
     changed = loader(2)
-    with caplog.at_level(logging.WARNING, logger="stylenet.data"):
+    with caplog.at_level(logging.WARNING, logger="stylenet.training.data"):
         changed.load_state_dict(state)
     assert "starts a new shuffle" in caplog.text and len(list(changed)) == 6

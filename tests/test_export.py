@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from stylenet import StylenetError, __version__
-from stylenet.export import save_safetensors, verify
-from stylenet.modelfile import load_safetensors, model_metadata
-from stylenet.inference import load_model
-from stylenet.kinds.transformer import TransformerNet
+from stylenet.models.export import save_safetensors, verify
+from stylenet.models.modelfile import load_safetensors, model_metadata
+from stylenet.running.inference import load_model
+from stylenet.models.kinds.transformer import TransformerNet
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_safetensors_whose_header_length_starts_like_a_pickle_is_still_safetenso
 def test_format_names_the_file_and_a_stale_kind_from_older_exports_is_dropped(tmp_path: Path, file_format: str) -> None:
     """metadata["format"] is the file a model was read from; "kind" means the architecture's registry entry only.
     Exports from before the two were told apart stored their source's format under "kind": it must not leak."""
-    from stylenet.export import export_model
+    from stylenet.models.export import export_model
 
     network = TransformerNet(channels=4, num_residual_blocks=1)
     stale = {**model_metadata(network, style={"name": "x"}), "kind": "safetensors"}  # what such an export wrote

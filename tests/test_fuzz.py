@@ -18,9 +18,9 @@ import torch
 from PIL import Image
 
 from stylenet import StylenetError
-from stylenet.data import ImageFolderDataset
-from stylenet.images import load_image
-from stylenet.inference import StyleModel, load_model
+from stylenet.training.data import ImageFolderDataset
+from stylenet.core.images import load_image
+from stylenet.running.inference import StyleModel, load_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow's note on some generated TIFFs
 

@@ -4,13 +4,13 @@ import sys
 
 import pytest
 
-from stylenet.hostmemory import keep_freed_memory
+from stylenet.core.hostmemory import keep_freed_memory
 
 # Page faults in the last 3 of 8 "steps" that each hold and then free the same large tensors (64, 32, 16, 64 MB).
 # With freed memory kept, the heap settles within 5 steps (measured: faults 45 k, 16-33 k, 8-16 k, 0-16 k, 0...).
 FAULTS = """
 import resource, sys, torch
-from stylenet.hostmemory import keep_freed_memory
+from stylenet.core.hostmemory import keep_freed_memory
 kept = sys.argv[1] == "keep" and keep_freed_memory()
 for step in range(8):
     if step == 5:

@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 
 from stylenet import StylenetError
-from stylenet.export import export_model
-from stylenet.modelfile import load_safetensors
-from stylenet.images import load_image, to_tensor
-from stylenet.inference import StyleModel, load_model
-from stylenet.tiling import HALO, tiled_forward
+from stylenet.models.export import export_model
+from stylenet.models.modelfile import load_safetensors
+from stylenet.core.images import load_image, to_tensor
+from stylenet.running.inference import StyleModel, load_model
+from stylenet.running.tiling import HALO, tiled_forward
 from tests import reference_fast_neural_style as reference
 from tests.conftest import exif_rotated_jpeg
 
@@ -188,7 +188,7 @@ def test_large_image_tiles_within_the_memory_budget(tiny_model: Path, photo: Ima
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_model(tiny_model, "cpu")
     budget = 200 * 200 * model.runner.bytes_per_pixel(model.loaded)  # pretend only a 200x200 image fits
-    monkeypatch.setattr("stylenet.tiling.memory_budget", lambda device: budget)
+    monkeypatch.setattr("stylenet.running.tiling.memory_budget", lambda device: budget)
     seen: list[int] = []
     model.loaded.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[-2] * args[0].shape[-1]))
     image = to_tensor(photo.resize((900, 620), Image.Resampling.BILINEAR)).unsqueeze(0)  # smooth, like a photo
@@ -216,15 +216,15 @@ def test_an_image_too_large_to_run_whole_is_tiled_with_exact_statistics(
 ) -> None:
     """When the half-resolution maps fit but the full-resolution ones do not: the full-resolution layers run in
     tiles, with the whole image's statistics, so the picture is the whole-image one (not a thumbnail's)."""
-    from stylenet.kinds.transformer import set_fast_ops
+    from stylenet.models.kinds.transformer import set_fast_ops
 
     model = load_model(tiny_model, "cpu", "fp32")
     set_fast_ops(model.loaded, fast_ops)
     image = to_tensor(photo.resize((900, 620), Image.Resampling.BILINEAR)).unsqueeze(0)
     channels = model.loaded.channels
     budget = 900 * 620 * 4 * channels * 2  # the staged maps' estimate (STAGED_PER_PIXEL) fits; a whole pass (8) does not
-    monkeypatch.setattr("stylenet.tiling.memory_budget", lambda device: budget)
-    monkeypatch.setattr("stylenet.tiling.STAGED_TILE_ELEMENTS", 256 * 256 * channels)  # 256-px tiles
+    monkeypatch.setattr("stylenet.running.tiling.memory_budget", lambda device: budget)
+    monkeypatch.setattr("stylenet.running.tiling.STAGED_TILE_ELEMENTS", 256 * 256 * channels)  # 256-px tiles
     first_conv = model.loaded.encoder[0][1]
     seen: list[tuple[int, int]] = []
     first_conv.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
@@ -263,7 +263,7 @@ def test_torch_hub_loads_a_model_from_the_checkout(tiny_model: Path) -> None:
 
 
 def test_to_tensor_round_trip_is_lossless(photo: Image.Image) -> None:
-    from stylenet.images import to_pil
+    from stylenet.core.images import to_pil
 
     assert to_pil(to_tensor(photo)).tobytes() == photo.tobytes()
 
@@ -323,12 +323,12 @@ def test_out_of_memory_on_the_staged_path_retries_on_the_thumbnail_path(
 ) -> None:
     """Staged tiling keeps whole half-resolution maps whatever its tile: a smaller tile cannot help it, the
     thumbnail path's tiles can."""
-    import stylenet.tiling
+    import stylenet.running.tiling
 
     def staged_runs_out(*args: object, **kwargs: object) -> torch.Tensor:
         raise ALLOCATION_FAILURES["cpu"]()
 
-    monkeypatch.setattr(stylenet.tiling, "staged_forward", staged_runs_out)
+    monkeypatch.setattr(stylenet.running.tiling, "staged_forward", staged_runs_out)
     image = photo.resize((600, 460), Image.Resampling.BILINEAR)
     model = load_model(tiny_model, "cpu", "fp32")
     result = model.stylize(image, tile=512)
@@ -354,7 +354,7 @@ def test_an_error_that_is_not_about_memory_is_not_retried(tiny_model: Path, phot
 def test_a_bare_state_dict_of_a_clamp_network_reloads_as_clamp_and_older_clamp_files_still_load(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    from stylenet.kinds.transformer import TransformerNet
+    from stylenet.models.kinds.transformer import TransformerNet
 
     torch.manual_seed(0)
     network = TransformerNet(4, 1, output="clamp").eval()

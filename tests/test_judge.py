@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from stylenet.errors import StylenetError
-from stylenet.images import load_image, resize_long_side
-from stylenet.judge import Curve, Judge, artifacts, evaluate, reference_curve
+from stylenet.core.errors import StylenetError
+from stylenet.core.images import load_image, resize_long_side
+from stylenet.evaluation.judge import Curve, Judge, artifacts, evaluate, reference_curve
 from tests.conftest import PYTHON
 
 ITERATIONS = (3, 8, 15)  # a short curve: enough to see it fall
@@ -127,12 +127,12 @@ def test_bad_inputs_are_one_line_errors(tiny_model: Path, tmp_path: Path, data_d
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Path]:
     """Tiny random models of every kind, with the metadata training writes; the single-style one also as ONNX."""
-    from stylenet.export import export_model, save_safetensors
-    from stylenet.kinds.adain import ENCODER_LAYERS, AdaINNet
-    from stylenet.kinds.multistyle import MultiStyleTransformerNet
-    from stylenet.kinds.transformer import TransformerNet
-    from stylenet.loss_network import LossNetwork
-    from stylenet.modelfile import model_metadata
+    from stylenet.models.export import export_model, save_safetensors
+    from stylenet.models.kinds.adain import ENCODER_LAYERS, AdaINNet
+    from stylenet.models.kinds.multistyle import MultiStyleTransformerNet
+    from stylenet.models.kinds.transformer import TransformerNet
+    from stylenet.models.loss_network import LossNetwork
+    from stylenet.models.modelfile import model_metadata
 
     folder, styles = tmp_path_factory.mktemp("models"), data_dir / "styles"
     torch.manual_seed(0)
@@ -214,7 +214,7 @@ def test_a_report_folder_inside_the_photos_is_never_judged_however_the_paths_are
 def test_an_any_style_model_is_judged_on_each_painting_and_placed_by_the_median(
     models: dict[str, Path], tmp_path: Path, data_dir: Path, cache: Path,
 ) -> None:
-    from stylenet.judge import evaluate_paintings
+    from stylenet.evaluation.judge import evaluate_paintings
 
     paintings = [data_dir / "styles" / "starry_night.jpg", data_dir / "styles" / "udnie.jpg"]
     photo = data_dir / "content_test" / "fruits.jpg"

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from stylenet import StylenetError
-from stylenet.images import open_image, resize_long_side, to_tensor
-from stylenet.loss_network import LossNetwork, layer_names, load_caffe_vgg19
+from stylenet.core.images import open_image, resize_long_side, to_tensor
+from stylenet.models.loss_network import LossNetwork, layer_names, load_caffe_vgg19
 
 GATYS_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 

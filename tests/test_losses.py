@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from stylenet.loss_network import LossNetwork
-from stylenet.losses import FeatureProducts, PerceptualLoss, content_loss, gram_matrix, style_loss, tv_loss
+from stylenet.models.loss_network import LossNetwork
+from stylenet.models.losses import FeatureProducts, PerceptualLoss, content_loss, gram_matrix, style_loss, tv_loss
 
 
 def test_gram_matrix_matches_hand_computation() -> None:
@@ -105,7 +105,7 @@ def test_relative_style_terms_weigh_each_painting_of_a_batch_on_its_own_scale(ra
 def test_the_stability_term_tells_a_network_that_moves_with_the_photo_from_one_that_flickers() -> None:
     """A per-pixel colour map moves with the photo (only the noise is left); a network that stamps a fixed
     pattern on the frame, or that reacts to the noise, does not."""
-    from stylenet.losses import stability_loss
+    from stylenet.models.losses import stability_loss
 
     generator = torch.Generator().manual_seed(0)
     photos = torch.nn.functional.interpolate(torch.rand(2, 3, 16, 16, generator=generator), size=64, mode="bilinear")

@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from stylenet import StylenetError
-from stylenet.export import export_model
-from stylenet.modelfile import model_metadata
-from stylenet.formats import load_network
-from stylenet.inference import StyleModel
-from stylenet.kinds.multistyle import MultiStyleTransformerNet
-from stylenet.kinds.transformer import TransformerNet
+from stylenet.models.export import export_model
+from stylenet.models.modelfile import model_metadata
+from stylenet.models.formats import load_network
+from stylenet.running.inference import StyleModel
+from stylenet.models.kinds.multistyle import MultiStyleTransformerNet
+from stylenet.models.kinds.transformer import TransformerNet
 from tests.conftest import PYTHON, TRAIN_PY, compose_config, run_env
 
 STYLES = ["starry_night", "great_wave", "the_scream"]
@@ -102,13 +102,13 @@ def test_exports_hold_every_style_and_match_the_module(
 
 
 def test_several_styles_need_model_multistyle() -> None:
-    from stylenet.training import check_config
+    from stylenet.training.trainer import check_config
 
     with pytest.raises(StylenetError, match=r"style=\[starry_night,great_wave\] selects 2 paintings, but model=transformer"):
         check_config(compose_config("style=[starry_night,great_wave]"))
     cfg = compose_config("style=[starry_night,great_wave,the_scream]", "model=multistyle")
     check_config(cfg)
-    from stylenet.config import paintings
+    from stylenet.training.config import paintings
 
     assert list(paintings(cfg)) == STYLES
 

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from stylenet import StylenetError
-from stylenet.images import open_image, resize_long_side
-from stylenet.losses import PerceptualLoss
-from stylenet.optimize import OptimizeSettings, optimize
+from stylenet.core.images import open_image, resize_long_side
+from stylenet.models.losses import PerceptualLoss
+from stylenet.running.optimize import OptimizeSettings, optimize
 from tests.conftest import PYTHON
 
 

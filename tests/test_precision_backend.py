@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from stylenet.device import native_bf16
+from stylenet.core.device import native_bf16
 from tests.test_stylize_cli import run
 
 
@@ -106,7 +106,7 @@ def test_backend_compile_gives_the_eager_pictures_its_short_last_batch_included(
 ) -> None:
     """A video's frames go in batches (5, 5 and a short last 2 here), compiled once for their size: every frame,
     the last batch's included, is the one eager gives."""
-    from stylenet.video import frames_of
+    from stylenet.running.video import frames_of
     from tests.test_video import make_clip
 
     clip = make_clip(tmp_path / "clip.mp4", size=(64, 48), frames=12, audio=None)
@@ -152,7 +152,7 @@ def test_backend_compile_gives_the_eager_picture_for_multistyle_networks_too() -
     """Compiled for a CPU, the networks take forms TorchInductor vectorizes (norms as sums, the upsampling's
     phases interleaved channel-last); the pictures must stay those of eager, blended styles included (training
     with --compile runs this network as it is)."""
-    from stylenet.kinds.multistyle import MultiStyleTransformerNet
+    from stylenet.models.kinds.multistyle import MultiStyleTransformerNet
 
     torch.manual_seed(0)
     network = MultiStyleTransformerNet(["a", "b"], channels=16, num_residual_blocks=1).eval()
@@ -169,7 +169,7 @@ def test_a_compiled_network_trains_with_the_eager_gradients() -> None:
     so, the network's CPU-compiled forms included, and give the gradients eager gives."""
     import torch._inductor.config as inductor
 
-    from stylenet.kinds.transformer import TransformerNet
+    from stylenet.models.kinds.transformer import TransformerNet
 
     torch.manual_seed(0)
     network, photos = TransformerNet(channels=8, num_residual_blocks=1), torch.rand(2, 3, 32, 48)
@@ -188,7 +188,7 @@ def test_a_compiled_norm_layer_keeps_a_faint_pattern_on_a_bright_map() -> None:
     """Under torch.compile on a CPU the norm's variance comes from sums of squares: taken about the raw values,
     a spread of 0.01 on a level of 1000 would cancel away in float32 and the pattern come out wrong. (Eager
     float32 is 0.01 off here itself, so the reference is float64.)"""
-    from stylenet.kinds.transformer import InstanceNorm2d
+    from stylenet.models.kinds.transformer import InstanceNorm2d
 
     torch.manual_seed(0)
     norm = InstanceNorm2d(16, affine=True).eval()
@@ -213,7 +213,7 @@ def test_backend_compile_of_a_torchscript_file_is_one_line(
 def test_precision_auto_stylizes_in_fp16_on_cuda_gpus_and_says_so() -> None:
     """On an H200 eager bf16 inference was slower than fp32 and fp16 faster (BENCHMARKS.md): auto follows that
     for stylizing (no GPU is needed to check the choice), and keeps CPUs on bf16 or fp32."""
-    from stylenet.device import auto_precision, precision_note
+    from stylenet.core.device import auto_precision, precision_note
 
     assert auto_precision(torch.device("cuda"), inference=True) == "fp16"
     cpu = "bf16" if native_bf16(torch.device("cpu")) else "fp32"

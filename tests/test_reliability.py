@@ -19,9 +19,9 @@ from PIL import Image
 
 from stylenet import StylenetError
 from stylenet.cli import main
-from stylenet.images import load_image, set_max_image_pixels
-from stylenet.losses import PerceptualLoss
-from stylenet.training import train
+from stylenet.core.images import load_image, set_max_image_pixels
+from stylenet.models.losses import PerceptualLoss
+from stylenet.training.trainer import train
 from tests.conftest import PYTHON, TRAIN_PY, compose_config, run_env
 from tests.test_stylize_cli import run as main_exit
 from tests.test_train import TINY, scalars
@@ -200,7 +200,7 @@ def test_a_malicious_resume_checkpoint_is_refused_before_training(tmp_path: Path
             return (Path.touch, (marker,))
 
     torch.save({"state_dict": {}, "loops": Exploit()}, tmp_path / "last.ckpt")
-    from stylenet.training import check_config
+    from stylenet.training.trainer import check_config
 
     with pytest.raises(StylenetError, match="refusing to load .*last.ckpt: it holds Python objects"):
         check_config(compose_config(f"ckpt_path={tmp_path / 'last.ckpt'}"))

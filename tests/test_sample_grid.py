@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stylenet.export import save_safetensors
-from stylenet.modelfile import model_metadata
-from stylenet.kinds.transformer import TransformerNet
+from stylenet.models.export import save_safetensors
+from stylenet.models.modelfile import model_metadata
+from stylenet.models.kinds.transformer import TransformerNet
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "sample_grid.py"
 

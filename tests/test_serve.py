@@ -20,14 +20,14 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from stylenet.export import save_safetensors
-from stylenet.inference import load_model
-from stylenet.kinds.adain import AdaINNet
-from stylenet.kinds.arbitrary import ArbitraryStyleNet
-from stylenet.kinds.multistyle import MultiStyleTransformerNet
-from stylenet.loss_network import LossNetwork
-from stylenet.modelfile import model_metadata
-from stylenet.serve import Settings, create_app
+from stylenet.models.export import save_safetensors
+from stylenet.running.inference import load_model
+from stylenet.models.kinds.adain import AdaINNet
+from stylenet.models.kinds.arbitrary import ArbitraryStyleNet
+from stylenet.models.kinds.multistyle import MultiStyleTransformerNet
+from stylenet.models.loss_network import LossNetwork
+from stylenet.models.modelfile import model_metadata
+from stylenet.running.serve import Settings, create_app
 from tests.conftest import PYTHON, run_env
 
 STYLENET = str(Path(PYTHON).parent / "stylenet")

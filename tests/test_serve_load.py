@@ -26,8 +26,8 @@ import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from stylenet import serve
-from stylenet.serve import Settings, create_app
+from stylenet.running import serve
+from stylenet.running.serve import Settings, create_app
 from tests.conftest import REPO_ROOT, run_env
 
 MODEL = "0:tiny.safetensors"

@@ -27,7 +27,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from stylenet.serve import Settings, create_app
+from stylenet.running.serve import Settings, create_app
 from tests.conftest import PYTHON, run_env
 from tests.test_video import make_clip
 
@@ -331,7 +331,7 @@ def check_outputs(cases: list[Case], source_root: Path, out: Path, failed: dict[
                   warned: dict[Path, str], extension: str | None = None) -> dict[str, int]:
     """Each case is failed (and nothing under its output name) or written whole, as its family allows; no other
     file (no temp file) in `out`. Returns how many were written, failed and warned."""
-    from stylenet.batch import output_suffix
+    from stylenet.running.batch import output_suffix
 
     expected = set()
     counts = {"written": 0, "failed": 0, "warned": 0}

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from stylenet.cli import main
-from stylenet.inference import load_model
+from stylenet.running.inference import load_model
 from tests.conftest import PYTHON
 
 
@@ -126,7 +126,7 @@ def test_export_writes_verified_files_and_refuses_to_overwrite(tiny_model: Path,
 def test_export_that_fails_verification_writes_nothing(tiny_model: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from stylenet import export
+    from stylenet.models import export
 
     def broken_writer(transformer, metadata, path) -> None:
         state = {name: tensor.clone() for name, tensor in transformer.state_dict().items()}

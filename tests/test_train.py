@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from stylenet.modelfile import load_safetensors, weights_digest
-from stylenet.inference import load_model
+from stylenet.models.modelfile import load_safetensors, weights_digest
+from stylenet.running.inference import load_model
 from tests.conftest import PYTHON, TRAIN_PY, run_env
 
 pytestmark = pytest.mark.slow
@@ -163,7 +163,7 @@ def test_stylize_and_info_commands(trained_run: Path, data_dir: Path, tmp_path: 
 def test_relative_losses_give_terms_near_one_whatever_the_painting(tmp_path: Path) -> None:
     """loss.relative=true: content and style errors relative to their targets (the judge's and optimize's terms),
     so the logged style term is of order style_weight for every painting, not the raw Gram scale (~1e5 here)."""
-    from stylenet.training import train as train_in_process
+    from stylenet.training.trainer import train as train_in_process
     from tests.conftest import compose_config
 
     runs = {"starry_night": ["style=starry_night"], "mondrian": ["style=mondrian"],
@@ -182,7 +182,7 @@ def test_eval_during_training_logs_quality_and_keeps_each_report(tmp_path: Path,
     and a report per step; the photo's reference curve is computed at the first eval only."""
     import json
 
-    from stylenet.training import train as train_in_process
+    from stylenet.training.trainer import train as train_in_process
     from tests.conftest import compose_config
 
     monkeypatch.setenv("STYLENET_CACHE", str(tmp_path / "cache"))
@@ -201,7 +201,7 @@ def test_eval_during_training_logs_quality_and_keeps_each_report(tmp_path: Path,
 def test_a_time_limit_ends_the_run_with_a_model_and_the_precision_is_recorded(tmp_path: Path) -> None:
     """trainer.max_time (what experiment=cpu budgets by) stops early and still exports; trainer.precision=auto
     picks bf16-mixed or 32-true by the CPU and the model's metadata says which."""
-    from stylenet.device import native_bf16
+    from stylenet.core.device import native_bf16
 
     train(tmp_path, "trainer.max_steps=100000", "trainer.max_time=00:00:00:04", "trainer.precision=auto")
     metadata = load_model(tmp_path / "model.safetensors", "cpu").metadata
@@ -219,7 +219,7 @@ def test_a_cosine_schedule_warms_up_then_decays_to_zero(tmp_path: Path) -> None:
 
 def test_the_stability_term_trains_and_is_recorded(tmp_path: Path) -> None:
     """loss.temporal_weight adds train/temporal_loss (and to the total), and the model file records the weight."""
-    from stylenet.training import train as train_in_process
+    from stylenet.training.trainer import train as train_in_process
     from tests.conftest import compose_config
 
     run_dir = tmp_path / "run"

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stylenet.kinds.multistyle import MultiStyleTransformerNet
-from stylenet.kinds.transformer import TransformerNet, set_fast_ops, upsample_conv
+from stylenet.models.kinds.multistyle import MultiStyleTransformerNet
+from stylenet.models.kinds.transformer import TransformerNet, set_fast_ops, upsample_conv
 
 
 def test_no_network_upsamples_with_a_transposed_convolution() -> None:

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylenet.batch import plan, stylize_jobs
-from stylenet.errors import StylenetError
-from stylenet.inference import load_model
-from stylenet.options import StylizeOptions
-from stylenet.video import frames_of, stylize_video
+from stylenet.running.batch import plan, stylize_jobs
+from stylenet.core.errors import StylenetError
+from stylenet.running.inference import load_model
+from stylenet.running.options import StylizeOptions
+from stylenet.running.video import frames_of, stylize_video
 from tests.conftest import PYTHON, run_env
 
 STYLENET = str(Path(PYTHON).parent / "stylenet")
@@ -205,7 +205,7 @@ def pan_clip(path: Path, data_dir: Path, frames: int = 10) -> Path:
 
 
 def test_the_flow_blend_cuts_flicker_on_a_moving_camera(tmp_path: Path, data_dir: Path) -> None:
-    from stylenet.temporal import warping_error
+    from stylenet.running.temporal import warping_error
 
     clip = pan_clip(tmp_path / "pan.mkv", data_dir)
     model = load_model("starry_night", "cpu")
@@ -307,7 +307,7 @@ def test_a_muxer_refusal_is_named_as_such_not_as_a_full_disk(tmp_path: Path, dat
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """With the timestamps passed on as decoded (the repair switched off), MP4's muxer refuses the AVI's frames:
     the error names the muxer and the stream, and sends the user to another container, not to the disk."""
-    from stylenet import video
+    from stylenet.running import video
 
     class AsDecoded(video.FrameClock):
         def release(self, keep: int):

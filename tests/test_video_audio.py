@@ -16,10 +16,10 @@ import av
 import numpy as np
 import pytest
 
-from stylenet.errors import StylenetError
-from stylenet.inference import load_model
-from stylenet.options import StylizeOptions
-from stylenet.video import frames_of, stylize_video
+from stylenet.core.errors import StylenetError
+from stylenet.running.inference import load_model
+from stylenet.running.options import StylizeOptions
+from stylenet.running.video import frames_of, stylize_video
 from tests.conftest import PYTHON, run_env
 from tests.test_video import lone_frame
 
@@ -301,9 +301,9 @@ def print_table() -> None:  # pragma: no cover - `python -m tests.test_video_aud
 
     import torch
 
-    from stylenet.export import save_safetensors
-    from stylenet.kinds.transformer import TransformerNet
-    from stylenet.modelfile import model_metadata
+    from stylenet.models.export import save_safetensors
+    from stylenet.models.kinds.transformer import TransformerNet
+    from stylenet.models.modelfile import model_metadata
 
     torch.manual_seed(0)  # the tiny_model fixture's network
     network = TransformerNet(channels=4, num_residual_blocks=1)

@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from stylenet import StylenetError
-from stylenet.export import export_model
-from stylenet.formats import load_network
-from stylenet.inference import StyleModel
-from stylenet.kinds.wct import PaintingSide, WCTNet, WCTStylizer, colouring_matrix, wct
-from stylenet.loss_network import LossNetwork
-from stylenet.modelfile import model_metadata
+from stylenet.models.export import export_model
+from stylenet.models.formats import load_network
+from stylenet.running.inference import StyleModel
+from stylenet.models.kinds.wct import PaintingSide, WCTNet, WCTStylizer, colouring_matrix, wct
+from stylenet.models.loss_network import LossNetwork
+from stylenet.models.modelfile import model_metadata
 from tests.conftest import PYTHON, TRAIN_PY, compose_config, run_env
 
 
@@ -161,8 +161,8 @@ def test_a_painting_used_again_is_not_read_again(network: WCTNet, monkeypatch: p
 
 def test_short_training_lowers_each_levels_reconstruction_loss() -> None:
     """The system's loss on a fixed batch of real photo/painting crops through the real Caffe VGG-19."""
-    from stylenet.data import ImageFolderDataset
-    from stylenet.systems.wct import WCTSystem
+    from stylenet.training.data import ImageFolderDataset
+    from stylenet.training.systems.wct import WCTSystem
 
     torch.manual_seed(0)
     data = Path(compose_config().paths.data)
@@ -185,7 +185,7 @@ def test_short_training_lowers_each_levels_reconstruction_loss() -> None:
 
 
 def test_the_linear_decoder_is_fitted_by_least_squares_and_reconstructs_closely(network: WCTNet) -> None:
-    from stylenet.systems.wct import fit_linear_decoder
+    from stylenet.training.systems.wct import fit_linear_decoder
 
     torch.manual_seed(3)
     smooth = [torch.nn.functional.interpolate(torch.rand(4, 3, 8, 8), size=32, mode="bilinear") for _ in range(2)]
@@ -198,7 +198,7 @@ def test_the_linear_decoder_is_fitted_by_least_squares_and_reconstructs_closely(
 
 
 def test_wct_config_errors_name_the_key() -> None:
-    from stylenet.training import check_config
+    from stylenet.training.trainer import check_config
 
     with pytest.raises(StylenetError, match="model=wct: its encoder is VGG-19"):
         check_config(compose_config("model=wct", "loss_network=vgg16"))

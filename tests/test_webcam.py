@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylenet.inference import load_model
-from stylenet.options import StylizeOptions
-from stylenet.video import frames_of, stylize_frames
+from stylenet.running.inference import load_model
+from stylenet.running.options import StylizeOptions
+from stylenet.running.video import frames_of, stylize_frames
 from tests.test_stylize_cli import run
 from tests.test_video import make_clip
 

@@ -21,12 +21,12 @@ import pytest
 import torch
 from PIL import Image
 
-from stylenet.export import save_safetensors
-from stylenet.formats import OnnxNetwork
-from stylenet.inference import load_model
-from stylenet.kinds.multistyle import ConditionalInstanceNorm2d, MultiStyleTransformerNet
-from stylenet.modelfile import model_metadata
-from stylenet.webexport import ORT_WEB_VERSION, RUNTIME_FILES, fetch_runtime
+from stylenet.models.export import save_safetensors
+from stylenet.models.formats import OnnxNetwork
+from stylenet.running.inference import load_model
+from stylenet.models.kinds.multistyle import ConditionalInstanceNorm2d, MultiStyleTransformerNet
+from stylenet.models.modelfile import model_metadata
+from stylenet.running.webexport import ORT_WEB_VERSION, RUNTIME_FILES, fetch_runtime
 from tests.conftest import run_env
 from tests.test_stylize_cli import run
 

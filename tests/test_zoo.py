@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from stylenet import zoo
-from stylenet.errors import StylenetError
-from stylenet.inference import load_model
-from stylenet.kinds import get_kind
+from stylenet.models import zoo
+from stylenet.core.errors import StylenetError
+from stylenet.running.inference import load_model
+from stylenet.models.kinds import get_kind
 from tests.conftest import PYTHON, REPO_ROOT, run_env
 
 STYLENET = str(Path(PYTHON).parent / "stylenet")
@@ -141,10 +141,10 @@ def test_eval_finds_a_models_painting_in_this_machines_data_when_its_training_pa
     tiny_model: Path, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A model trained elsewhere names a painting path that is not here; eval looks in $STYLENET_DATA/styles/."""
-    from stylenet.export import save_safetensors
-    from stylenet.judge import evaluate
+    from stylenet.models.export import save_safetensors
+    from stylenet.evaluation.judge import evaluate
 
-    from stylenet.modelfile import load_safetensors
+    from stylenet.models.modelfile import load_safetensors
 
     network, metadata = load_safetensors(tiny_model)
     metadata["style"] = {"name": "udnie", "image": "/home/someone/paintings/udnie.jpg"}

@@ -1,0 +1,268 @@
+"""Load any trained model and stylize images with it: imports neither Hydra nor Lightning.
+
+    model = stylenet.load_model("model.safetensors")
+    result = model.stylize(Image.open("photo.jpg"), strength=0.8)
+
+StyleModel is the PIL pipeline around a network: the file's model kind binds the style (stylenet/models/kinds/),
+the Runner (tiling.py) runs it on the device and in the precision of device.py, whole or in tiles.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, ImageOps
+
+from stylenet.core.errors import StylenetError
+from stylenet.core.paths import data_root, painting_path
+from stylenet.models.formats import load_network
+from stylenet.core.images import preserve_color, resize_long_side, split_alpha, to_pil, to_tensor
+from stylenet.models.kinds import DEFAULT_KIND, get_kind
+from stylenet.running.tiling import Runner
+from stylenet.models.zoo import resolve as resolve_model
+
+BOUND_PAINTINGS = 8  # paintings an any-style model keeps bound (a WCT side at 4 levels: 1.4 MB each)
+ANY_STYLE_MODEL = "any"  # the ready-made model that --style-image uses when no --model is given
+MAX_STYLE_SIZE = 4096  # a painting's long side for any-style models: a 4K painting; larger only fills memory
+
+
+class StyleModel:
+    """A trained style network, its metadata and where it runs; stylize() maps a PIL image to a PIL image.
+
+    Multi-style models run their first style until use_style() picks another or a blend; any-style models
+    (adain, arbitrary) need use_style_images() with one or more paintings first.
+    """
+
+    def __init__(
+        self, network: Callable[..., torch.Tensor], metadata: dict[str, Any],
+        device: str | torch.device = "cpu", precision: str = "auto",
+    ) -> None:
+        self.metadata = metadata
+        # what file it came from (formats.load_network: safetensors, checkpoint, torchscript, onnx, ...); "module":
+        # a network handed over in memory
+        self.file_format: str = metadata.get("format", "module")
+        self.model_kind = get_kind(metadata.get("architecture", DEFAULT_KIND))
+        if precision not in ("fp32", "auto") and self.file_format == "onnx":
+            raise StylenetError("ONNX models run in fp32 only (use --precision fp32, or the .safetensors model)")
+        self.runner = Runner(device, precision, autocast=self.file_format != "onnx")
+        if isinstance(network, torch.nn.Module):
+            network = network.eval().to(self.runner.device)
+        self.loaded = network  # as the file holds it: what export writes
+        # the kind's torch module with its weights (a .safetensors, .ckpt or state dict), which stylenet can tile, cast,
+        # compile or re-export; False for a TorchScript or ONNX file, a compiled graph that runs as it is
+        self.has_weights = isinstance(network, self.model_kind.network)
+        # AdaIN's strength blends features, which needs the eager network; other models blend pixels
+        self.feature_strength = self.model_kind.feature_strength and self.has_weights
+        self.styles: list[str] = list(metadata.get("styles") or [])  # a multi-style model's paintings
+        self.bound: Callable[..., torch.Tensor] | None = network  # images -> images: loaded with its style bound
+        # any-style models: the last few paintings' bound forms (their statistics, computed once per painting and
+        # size), so a page or a loop that returns to a painting does not read it again
+        self.bound_paintings: OrderedDict[str, Callable[..., torch.Tensor]] = OrderedDict()
+        # whole images on another backend (ONNX Runtime or torch.compile: stylenet.running.backends.use_backend); tiles stay eager
+        self.whole: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.whole_backend = "eager"  # what self.whole is: "onnx" or "compile"
+        if self.model_kind.style_input == "style_weights":
+            if not self.styles:
+                raise StylenetError("this multi-style model's metadata lists no styles; re-export it from its .ckpt")
+            self.use_style(self.styles[0])
+        elif self.model_kind.style_input == "style_image":
+            self.bound = None  # until use_style_images()
+
+    def use_style(self, spec: str | dict[str, float]) -> None:
+        """Multi-style models: one style ("great_wave") or a blend ("starry_night=0.5,great_wave=0.5" or a dict)."""
+        if self.model_kind.style_input != "style_weights":
+            name = self.model_kind.name
+            raise StylenetError(
+                f"--style picks a painting of a multi-style model; this {name} model "
+                + ("takes --style-image PAINTING" if self.model_kind.style_input == "style_image" else "holds one style")
+            )
+        self.whole = None  # a new style: eager again until use_backend
+        weights = parse_style_mix(spec, self.styles) if isinstance(spec, str) else dict(spec)
+        unknown = [name for name in weights if name not in self.styles]
+        if unknown:
+            raise StylenetError(f"style '{unknown[0]}' is not in this model; it holds {', '.join(self.styles)}")
+        check_weights(list(weights.values()), f"style weights must be numbers >= 0 with a positive sum, got {spec}")
+        one_hot = torch.eye(len(self.styles))
+        rows = [one_hot[self.styles.index(name)].unsqueeze(0) for name in weights]  # (1, S) each
+        self.bound = self.model_kind.bind(self.loaded, rows, list(weights.values()))
+
+    def use_style_images(
+        self, images: list[Image.Image], weights: list[float] | None = None, style_size: int | None = None,
+    ) -> None:
+        """Any-style models: stylize with these paintings (any, seen in training or not), blended by weights.
+        style_size: the paintings' long side in px (default: the kind's, 512 for AdaIN, 256 for arbitrary)."""
+        if self.model_kind.style_input != "style_image":
+            raise StylenetError(
+                f"--style-image needs an any-style model (--model {ANY_STYLE_MODEL}, or one trained with model=arbitrary "
+                f"or model=adain); this is a {self.model_kind.name} model"
+                + (f": pick one of its styles with --style ({', '.join(self.styles)})" if self.styles else "")
+            )
+        self.whole = None
+        weights = list(weights) if weights is not None else [1.0] * len(images)
+        message = "give one or more style images, each with a weight >= 0 (positive sum)"
+        if not images or len(weights) != len(images):
+            raise StylenetError(message)
+        check_weights(weights, message)
+        style_size = self.model_kind.style_size if style_size is None else style_size
+        if not 16 <= style_size <= MAX_STYLE_SIZE:
+            raise StylenetError(f"--style-size {style_size}: must be between 16 and {MAX_STYLE_SIZE} px")
+        paintings = [to_tensor(resize_long_side(ImageOps.exif_transpose(image).convert("RGB"), style_size)).unsqueeze(0)
+                     for image in images]
+        key = hashlib.sha256(repr(weights).encode() + b"".join(p.numpy().tobytes() for p in paintings)).hexdigest()
+        if key not in self.bound_paintings:
+            self.bound_paintings[key] = self.model_kind.bind(self.loaded, [p.to(self.runner.device) for p in paintings], weights)
+            while len(self.bound_paintings) > BOUND_PAINTINGS:
+                self.bound_paintings.popitem(last=False)
+        self.bound_paintings.move_to_end(key)
+        self.bound = self.bound_paintings[key]
+
+    @property
+    def device(self) -> torch.device:
+        return self.runner.device
+
+    @property
+    def precision(self) -> str:
+        return self.runner.precision
+
+    @property
+    def backend(self) -> str:
+        """What runs whole images: "onnx" (ONNX Runtime, a file or --backend), "compile" (torch.compile),
+        "torchscript" or "eager"."""
+        if self.whole is not None:
+            return self.whole_backend
+        return "eager" if self.has_weights else self.file_format
+
+    def tileable(self) -> torch.nn.Module | None:
+        """The bound network when it can run in tiles: an eager network of a kind that tiles."""
+        eager = self.has_weights and self.model_kind.tileable and isinstance(self.bound, torch.nn.Module)
+        return self.bound if eager else None
+
+    def __repr__(self) -> str:
+        style = (self.metadata.get("style") or {}).get("name")
+        return (f"StyleModel(kind={self.model_kind.name!r}, format={self.file_format!r}, style={style!r}, "
+                f"device='{self.device}', precision={self.precision!r}, backend={self.backend!r})")
+
+    @torch.inference_mode()
+    def stylize_tensor(self, images: torch.Tensor, tile: int | None = None, strength: float = 1.0) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1] on the same device as the input.
+
+        tile: None picks tiling only when the image would not fit in memory, 0 never tiles, N tiles N px.
+        strength: 0 the photo, 1 the full style; AdaIN blends features (the paper's alpha), others blend pixels.
+        """
+        check_strength(strength)
+        if self.bound is None:
+            raise StylenetError("an any-style model stylizes with a painting you give it: pass --style-image PAINTING.jpg "
+                                "(Python: model.use_style_images([Image.open(...)]))")
+        network = self.whole or self.bound
+        if self.feature_strength and strength != 1.0:
+            network = functools.partial(self.bound, alpha=strength)
+        stylized = self.runner(network, images, tile, self.tileable())
+        if strength != 1.0 and not self.feature_strength:
+            stylized = torch.lerp(images.to(stylized), stylized, strength)
+        return stylized
+
+    def stylize(
+        self, image: Image.Image, size: int | None = None, scale: float | None = None, strength: float = 1.0,
+        preserve_colors: bool = False, tile: int | None = None,
+    ) -> Image.Image:
+        """Stylize a PIL image (any mode; EXIF orientation applied; alpha carried through unchanged).
+
+        size: long side of the result in px; scale: factor on the input size (default: the input's size).
+        strength: 0 returns the photo, 1 the full style, in between blends them (pixels; for AdaIN with its
+        weights, the paper's blend of content and style features instead).
+        preserve_colors: keep the photo's colours, take only the luminance from the style.
+        """
+        check_strength(strength)
+        image = ImageOps.exif_transpose(image)
+        rgb, alpha = split_alpha(image)
+        rgb = resize(rgb, target_size(rgb.size, size, scale))
+        feature_blend = self.feature_strength
+        stylized = to_pil(self.stylize_tensor(to_tensor(rgb).unsqueeze(0), tile, strength if feature_blend else 1.0))
+        if preserve_colors:
+            stylized = preserve_color(stylized, rgb)
+        if strength < 1.0 and not feature_blend:
+            stylized = Image.blend(rgb, stylized, strength)
+        if alpha is not None:
+            stylized.putalpha(resize(alpha, stylized.size))
+        return stylized
+
+
+def check_strength(strength: float) -> None:
+    if not 0.0 <= strength <= 1.0:
+        raise StylenetError(f"strength must be between 0 and 1, got {strength}")
+
+
+def check_weights(weights: list[float], message: str) -> None:
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise StylenetError(message)
+
+
+def parse_style_mix(spec: str, styles: list[str]) -> dict[str, float]:
+    """"great_wave" -> {great_wave: 1}; "starry_night=0.5,great_wave=0.5" -> those weights."""
+    weights: dict[str, float] = {}
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        name, _, weight = part.partition("=")
+        try:
+            weights[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise StylenetError(f"--style {spec}: '{weight}' is not a number (write NAME or NAME=W,NAME=W)") from None
+    if not weights:
+        raise StylenetError(f"--style is empty; this model holds {', '.join(styles)}")
+    return weights
+
+
+def target_size(size: tuple[int, int], long_side: int | None, scale: float | None) -> tuple[int, int]:
+    if long_side is not None and scale is not None:
+        raise StylenetError("give either a size or a scale, not both")
+    if long_side is not None:
+        if long_side < 1:
+            raise StylenetError(f"size must be a positive number of pixels, got {long_side}")
+        scale = long_side / max(size)
+    if scale is None:
+        return size
+    if scale <= 0:
+        raise StylenetError(f"scale must be positive, got {scale}")
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
+
+
+def load_model(path: str | Path, device: str | torch.device = "auto", precision: str = "auto") -> StyleModel:
+    """Load any stylenet model file (.ckpt, .safetensors, TorchScript, ONNX, or a pytorch/examples state dict), or a
+    ready-made model by name ("starry_night"; `stylenet models` lists them). A file path wins over a name.
+
+    precision: "auto" (bf16 where the hardware computes it natively, else fp32), "fp32", "bf16" or "fp16" (CUDA).
+    """
+    network, metadata = load_network(resolve_model(path))
+    return StyleModel(network, metadata, device, precision)
+
+
+def painting_for(model: Any, style: str | None, style_image: Path | None) -> Path:
+    """The painting a model is judged against: --style-image if given, else the one its metadata names."""
+    if style_image is not None:
+        return style_image.resolve()
+    if model.model_kind.style_input == "style_image":
+        raise StylenetError("this any-style model takes any painting: pass --style-image PAINTING to evaluate it with")
+    described = model.metadata.get("style") or {}
+    names = described.get("names") or described.get("name")
+    images = described.get("images") or described.get("image")
+    if isinstance(names, list) and isinstance(images, list):  # a multi-style model: the chosen style's painting
+        if style is not None and style not in names:
+            raise StylenetError(f"--style {style}: judge one of this model's styles ({', '.join(names)}), not a blend")
+        images = images[names.index(style)] if style is not None else images[0]
+    if not isinstance(images, str):
+        raise StylenetError("this model's metadata names no painting: pass --style-image PATH")
+    found = painting_path(images)
+    if found is not None:
+        return found.resolve()
+    raise StylenetError(f"the painting this model names ({Path(images).name}) is neither at {images} nor in "
+                        f"{Path(data_root()) / 'styles'}: fetch the paintings with `make data`, or pass --style-image PATH")

@@ -20,6 +20,7 @@ from PIL import Image
 
 from stylenet import StylenetError
 from stylenet.models import zoo
+from stylenet.models.registry import StyleInput
 from stylenet.core.paths import data_root, painting_path
 from stylenet.core.images import find_images, load_image, resize_short_side, save_image
 from stylenet.running.inference import StyleModel, load_model, parse_style_mix
@@ -44,11 +45,11 @@ def side_by_side(paintings: list[Image.Image], size: int) -> Image.Image:
 def style_rows(model: StyleModel, args: argparse.Namespace) -> list[tuple[list[Path], object]]:
     """[(painting files for the label, what to select)] for each row."""
     style_input = model.model_kind.style_input
-    if style_input == "style_image":
+    if style_input is StyleInput.IMAGE:
         if not args.style_image:
             raise StylenetError("an any-style model needs --style-image PAINTING (one row each)")
         return [([path], path) for path in args.style_image]
-    if style_input == "style_weights":
+    if style_input is StyleInput.WEIGHTS:
         images = dict(zip(model.styles, (model.metadata.get("style") or {}).get("images") or []))
         rows = []
         for spec in args.style or model.styles:
@@ -66,7 +67,7 @@ def with_ready_made(rows: list[tuple], args: argparse.Namespace) -> list[tuple]:
     expanded = []
     for model, painting_files, selection in rows:
         expanded.append((model, painting_files, selection))
-        if model.model_kind.style_input == "style_image" and Path(selection).stem in zoo.names():
+        if model.model_kind.style_input is StyleInput.IMAGE and Path(selection).stem in zoo.names():
             expanded.append((load_model(Path(selection).stem), painting_files, None))
     return expanded
 
@@ -91,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = with_ready_made([(model, *row) for model in models for row in style_rows(model, args)], args)
         cells: dict[tuple[int, int], Image.Image] = {(0, column): tile for column, tile in enumerate(tiles, start=1)}
         for row, (model, painting_files, selection) in enumerate(rows, start=1):
-            if model.model_kind.style_input == "style_image":
+            if model.model_kind.style_input is StyleInput.IMAGE:
                 model.use_style_images([load_image(selection, "--style-image")])
-            elif model.model_kind.style_input == "style_weights":
+            elif model.model_kind.style_input is StyleInput.WEIGHTS:
                 model.use_style(selection)
             paintings = [load_image(path) for path in painting_files if path is not None and path.is_file()]
             if paintings:

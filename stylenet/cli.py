@@ -327,8 +327,9 @@ def baked_network(model, painting: Path, style_size: int | None):
     from stylenet.core.images import load_image
     from stylenet.models.kinds import kind_of
     from stylenet.models.modelfile import model_metadata
+    from stylenet.models.registry import StyleInput
 
-    if model.model_kind.style_input != "style_image":
+    if model.model_kind.style_input is not StyleInput.IMAGE:
         raise StylenetError(f"--style-image bakes a painting into an any-style model; this is a {model.model_kind.name} model")
     model.use_style_images([load_image(painting, "--style-image")], None, style_size)
     try:

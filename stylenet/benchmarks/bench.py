@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from stylenet.core.errors import StylenetError
+from stylenet.models.registry import StyleInput
 from stylenet.models.export import export_model
 from stylenet.models.formats import load_network
 from stylenet.core.hostmemory import keep_freed_memory
@@ -283,7 +284,7 @@ def bench_model(loaded: tuple[Any, dict[str, Any]], device: torch.device, precis
     from stylenet.running.inference import StyleModel
 
     model = StyleModel(*loaded, device, precision)
-    if model.model_kind.style_input == "style_image":
+    if model.model_kind.style_input is StyleInput.IMAGE:
         model.use_style_images([bench_painting()])
     return model
 
@@ -302,7 +303,7 @@ def painting_seconds(loaded: tuple[Any, dict[str, Any]], device: torch.device, p
     from stylenet.running.inference import StyleModel
 
     model = StyleModel(*loaded, device, precision)
-    if model.model_kind.style_input != "style_image":
+    if model.model_kind.style_input is not StyleInput.IMAGE:
         return {}
     painting = bench_painting()
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from stylenet.core.errors import StylenetError, import_optional
+from stylenet.models.registry import StyleInput
 
 
 def chromium() -> str:
@@ -92,7 +93,7 @@ def bench_web(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             shutil.rmtree(site, ignore_errors=True)
             export_web(model, model.loaded, dict(model.metadata), site, source=name, webgpu=False)
             painting = None
-            if model.model_kind.style_input == "style_image":
+            if model.model_kind.style_input is StyleInput.IMAGE:
                 painting = root / "painting.png"
                 bench_painting().save(painting)
             with static_server(root) as url:

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from stylenet.core.paths import data_root
 from stylenet.core.errors import StylenetError
+from stylenet.models.registry import StyleInput
 from stylenet.core.files import atomic_write, cache_root
 from stylenet.core.images import find_images, load_image, resize_long_side, save_image, to_tensor
 from stylenet.running.inference import load_model, painting_for
@@ -192,11 +193,11 @@ def artifacts(output: Image.Image, photo: Image.Image) -> dict[str, float]:
 
 def bind_style(model: Any, style: str | None, painting: Path) -> None:
     """Select the style a model is evaluated in: a multi-style model's --style, an any-style model's painting."""
-    if model.model_kind.style_input == "style_weights" and style is not None:
+    if model.model_kind.style_input is StyleInput.WEIGHTS and style is not None:
         model.use_style(style)
     elif style is not None:
         raise StylenetError(f"--style picks a painting of a multi-style model; this is a {model.model_kind.name} model")
-    elif model.model_kind.style_input == "style_image":
+    elif model.model_kind.style_input is StyleInput.IMAGE:
         model.use_style_images([load_image(painting, "--style-image")])
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from stylenet.core.errors import StylenetError
+from stylenet.models.registry import StyleInput
 from stylenet.core.files import atomic_write
 from stylenet.models.formats import load_network
 from stylenet.models.kinds import kind_of
@@ -74,7 +75,7 @@ def write_onnx(network: nn.Module, metadata: dict[str, Any], path: Path) -> None
     generator = torch.Generator().manual_seed(0)
     example = kind.example_inputs(network, torch.rand(2, 3, 64, 96), generator)
     dims: list[dict[int, Any] | None] = [image_dims]
-    if kind.style_input != "none":  # multistyle's style weights (1, S) are fixed; AdaIN's style image is any size
+    if kind.style_input is not StyleInput.NONE:  # multistyle's style weights (1, S) are fixed; AdaIN's style image is any size
         style_dims = kind.onnx_style_dims
         dims.append({axis: torch.export.Dim(name, min=16, max=32768) for axis, name in style_dims.items()} if style_dims else None)
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress

@@ -12,12 +12,21 @@ import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from stylenet.core.errors import StylenetError
+
+class StyleInput(str, Enum):
+    """What a kind's forward() takes after the images (its value names that ONNX input and the page's model.json)."""
+
+    NONE = "none"                  # nothing: one painting, learnt into the weights
+    WEIGHTS = "style_weights"      # (1, S) weights of the network's named styles (multistyle)
+    IMAGE = "style_image"          # any painting, (1, 3, H, W) (AdaIN, arbitrary, WCT)
+
 
 StyleBinder = Callable[[Any, Sequence[torch.Tensor], Sequence[float]], Callable[..., torch.Tensor]]
 
@@ -57,17 +66,17 @@ class ConfigMixin:
 class ModelKind:
     """What stylenet needs to know of one kind of style network, from training to a model file to a picture.
 
-    style_input: what forward() takes after the images: "none", "style_weights" (a (1, S) blend of the
-    network's named styles) or "style_image" (any painting, (1, 3, H, W)).
+    style_input: what forward() takes after the images (StyleInput): nothing, WEIGHTS (a (1, S) blend of the
+    network's named styles) or IMAGE (any painting, (1, 3, H, W)).
     bind(network, inputs, weights): the network with its second input fixed to a blend of these style inputs
-    (one-hot rows for style_weights, images for style_image): images -> images. None when style_input is "none".
+    (one-hot rows for style_weights, images for style_image): images -> images. None when style_input is StyleInput.NONE.
     feature_strength: the bound eager network takes `alpha=strength` and blends in feature space (AdaIN).
     tileable: a bound eager network can run in tiles with shared instance-norm statistics (tiling.py).
     """
 
     name: str
     network: type[nn.Module]                      # rebuilt from a model file as network(**arguments)
-    style_input: str = "none"
+    style_input: StyleInput = StyleInput.NONE
     bind: StyleBinder | None = None
     feature_strength: bool = False                # strength blends features (AdaIN's alpha), not pixels
     tileable: bool = True                         # eager networks run in tiles with shared norm statistics
@@ -82,12 +91,15 @@ class ModelKind:
     # was); None when the layout is not this kind's
     read_state_dict: Callable[[dict[str, torch.Tensor], str], tuple[dict[str, Any], dict[str, torch.Tensor], str] | None] | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "style_input", StyleInput(self.style_input))  # a kind registered with "style_image"
+
     def example_inputs(self, network: nn.Module, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """What forward() takes: the images, plus an example second input for kinds that have one."""
         return (images,) if self.example_style is None else (images, self.example_style(network, generator))
 
     def input_names(self) -> list[str]:
-        return ["image"] if self.style_input == "none" else ["image", self.style_input]
+        return ["image"] if self.style_input is StyleInput.NONE else ["image", self.style_input.value]
 
 
 KINDS: dict[str, ModelKind] = {}

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from stylenet.core.errors import StylenetError, brief
+from stylenet.models.registry import StyleInput
 from stylenet.core.files import atomic_write, cache_root
 from stylenet.core.images import load_image
 from stylenet.running.inference import StyleModel, load_model
@@ -67,7 +68,7 @@ class ModelSpec:
         if self.style_images:
             images = [load_image(path, "--style-image") for path, _ in self.style_images]
             model.use_style_images(images, [weight for _, weight in self.style_images], self.style_size)
-        elif model.model_kind.style_input == "style_image":
+        elif model.model_kind.style_input is StyleInput.IMAGE:
             raise StylenetError(f"{self.model} is an any-style model: give the painting with --style-image PATH (any image)")
         use_backend(model, self.backend)
         return model

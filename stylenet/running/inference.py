@@ -21,6 +21,7 @@ import torch
 from PIL import Image, ImageOps
 
 from stylenet.core.errors import StylenetError
+from stylenet.models.registry import StyleInput
 from stylenet.core.paths import data_root, painting_path
 from stylenet.models.formats import load_network
 from stylenet.core.images import preserve_color, resize_long_side, split_alpha, to_pil, to_tensor
@@ -68,20 +69,20 @@ class StyleModel:
         # whole images on another backend (ONNX Runtime or torch.compile: stylenet.running.backends.use_backend); tiles stay eager
         self.whole: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.whole_backend = "eager"  # what self.whole is: "onnx" or "compile"
-        if self.model_kind.style_input == "style_weights":
+        if self.model_kind.style_input is StyleInput.WEIGHTS:
             if not self.styles:
                 raise StylenetError("this multi-style model's metadata lists no styles; re-export it from its .ckpt")
             self.use_style(self.styles[0])
-        elif self.model_kind.style_input == "style_image":
+        elif self.model_kind.style_input is StyleInput.IMAGE:
             self.bound = None  # until use_style_images()
 
     def use_style(self, spec: str | dict[str, float]) -> None:
         """Multi-style models: one style ("great_wave") or a blend ("starry_night=0.5,great_wave=0.5" or a dict)."""
-        if self.model_kind.style_input != "style_weights":
+        if self.model_kind.style_input is not StyleInput.WEIGHTS:
             name = self.model_kind.name
             raise StylenetError(
                 f"--style picks a painting of a multi-style model; this {name} model "
-                + ("takes --style-image PAINTING" if self.model_kind.style_input == "style_image" else "holds one style")
+                + ("takes --style-image PAINTING" if self.model_kind.style_input is StyleInput.IMAGE else "holds one style")
             )
         self.whole = None  # a new style: eager again until use_backend
         weights = parse_style_mix(spec, self.styles) if isinstance(spec, str) else dict(spec)
@@ -98,7 +99,7 @@ class StyleModel:
     ) -> None:
         """Any-style models: stylize with these paintings (any, seen in training or not), blended by weights.
         style_size: the paintings' long side in px (default: the kind's, 512 for AdaIN, 256 for arbitrary)."""
-        if self.model_kind.style_input != "style_image":
+        if self.model_kind.style_input is not StyleInput.IMAGE:
             raise StylenetError(
                 f"--style-image needs an any-style model (--model {ANY_STYLE_MODEL}, or one trained with model=arbitrary "
                 f"or model=adain); this is a {self.model_kind.name} model"
@@ -250,7 +251,7 @@ def painting_for(model: Any, style: str | None, style_image: Path | None) -> Pat
     """The painting a model is judged against: --style-image if given, else the one its metadata names."""
     if style_image is not None:
         return style_image.resolve()
-    if model.model_kind.style_input == "style_image":
+    if model.model_kind.style_input is StyleInput.IMAGE:
         raise StylenetError("this any-style model takes any painting: pass --style-image PAINTING to evaluate it with")
     described = model.metadata.get("style") or {}
     names = described.get("names") or described.get("name")

@@ -46,6 +46,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from stylenet.core.errors import StylenetError, brief
+from stylenet.models.registry import StyleInput
 from stylenet.core.images import IMAGE_ERRORS, open_image
 from stylenet.running.inference import StyleModel, load_model
 from stylenet.models.zoo import names, path_of
@@ -149,7 +150,7 @@ class Catalog:
         judged = (metadata.get("eval") or {}).get("placement_label")
         return {
             "id": entry.id, "label": entry.label, "kind": model.model_kind.name, "painting_name": style,
-            "styles": model.styles, "needs_style_image": model.model_kind.style_input == "style_image",
+            "styles": model.styles, "needs_style_image": model.model_kind.style_input is StyleInput.IMAGE,
             "painting": painting(model) is not None, "eval": judged, "recipe": metadata.get("recipe"),
         }
 
@@ -174,7 +175,7 @@ def painting(model: StyleModel) -> Path | None:
     """The painting a model was trained on, where this machine has it (as `stylenet eval` finds it)."""
     from stylenet.running.inference import painting_for
 
-    if model.model_kind.style_input == "style_image":
+    if model.model_kind.style_input is StyleInput.IMAGE:
         return None
     with contextlib.suppress(StylenetError):
         return painting_for(model, None, None)
@@ -239,9 +240,9 @@ def stylize(catalog: Catalog, form: dict[str, Any], photo: bytes, painting_data:
         raise RequestError(f"format must be one of {', '.join(FORMATS)}, got {file_format!r}")
     image = decode(photo, "photo", settings.max_pixels)
     try:
-        if model.model_kind.style_input == "style_weights":
+        if model.model_kind.style_input is StyleInput.WEIGHTS:
             model.use_style(str(form.get("style") or model.styles[0]))
-        elif model.model_kind.style_input == "style_image":
+        elif model.model_kind.style_input is StyleInput.IMAGE:
             if not painting_data:
                 raise RequestError("this any-style model paints with any painting: upload one under Painting")
             model.use_style_images([decode(painting_data, "painting", settings.max_pixels).convert("RGB")])

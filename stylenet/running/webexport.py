@@ -29,6 +29,7 @@ import numpy as np
 from torch import nn
 
 from stylenet.core.errors import StylenetError, __version__, brief
+from stylenet.models.registry import StyleInput
 from stylenet.core.files import cache_root
 from stylenet.models.kinds import kind_of
 
@@ -182,7 +183,7 @@ def paintings(model: Any, folder: Path, baked: Path | None) -> dict[str, str]:
     if baked is not None:
         written = thumbnail(baked, folder / "painting_0.jpg")
         return {baked.stem: written} if written else {}
-    if model.model_kind.style_input == "style_image":
+    if model.model_kind.style_input is StyleInput.IMAGE:
         return {}
     names = model.styles or [(model.metadata.get("style") or {}).get("name") or "painting"]
     found = {}
@@ -203,10 +204,10 @@ def describe(model: Any, network: nn.Module, metadata: dict[str, Any], weights: 
     kind = kind_of(network)
     style = metadata.get("style") or {}
     return {
-        "stylenet": __version__, "source": source, "kind": kind.name, "input": kind.style_input,
+        "stylenet": __version__, "source": source, "kind": kind.name, "input": kind.style_input.value,
         "inputs": kind.input_names(), "label": style.get("name") or source,
         "styles": list(metadata.get("styles") or []), "paintings": shown, "webgpu": webgpu,
-        "style_size": kind.style_size if kind.style_input == "style_image" else None,
+        "style_size": kind.style_size if kind.style_input is StyleInput.IMAGE else None,
         "weights": weights, "onnx_runtime_web": ORT_WEB_VERSION, "sizes": list(SIZES), "max_side": MAX_SIDE,
         "eval": (metadata.get("eval") or {}).get("placement_label"),
     }

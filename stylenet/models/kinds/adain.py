@@ -15,7 +15,7 @@ from torch import nn
 
 from stylenet.core.errors import StylenetError
 from stylenet.models.loss_network import LossNetwork, conv_shapes
-from stylenet.models.registry import BoundStyle, ConfigMixin, ModelKind, register_kind
+from stylenet.models.registry import BoundStyle, ConfigMixin, ModelKind, StyleInput, register_kind
 
 ENCODER_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # Huang & Belongie: style loss layers
 ADAIN_LAYER = "relu4_1"  # where AdaIN acts; the decoder inverts the encoder from here
@@ -275,7 +275,7 @@ def bound_file(network: Callable[..., torch.Tensor], paintings: Sequence[torch.T
 register_kind(ModelKind(
     name="adain",
     network=AdaINNet,
-    style_input="style_image",
+    style_input=StyleInput.IMAGE,
     bind=bind_paintings,
     feature_strength=True,
     tileable=False,  # whole images: the encoder's receptive field is far wider than tiling's halo

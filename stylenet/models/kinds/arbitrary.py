@@ -22,6 +22,7 @@ from torch import nn
 from stylenet.models.kinds.adain import ENCODER_LAYERS, ScriptableEncoder, bound_file, channel_stats, frozen_encoder
 from stylenet.models.kinds.multistyle import ConditionalInstanceNorm2d, ConditionalTransformerNet
 from stylenet.models.loss_network import VGG_BLOCKS
+from stylenet.models.registry import StyleInput
 from stylenet.models.registry import ConfigMixin, ModelKind, register_kind
 
 STYLE_SIZE = 256  # long side (px) of the painting the predictor reads: the scale its training crops had
@@ -130,7 +131,7 @@ def bind_paintings(network: nn.Module, paintings: Sequence[torch.Tensor], weight
 register_kind(ModelKind(
     name="arbitrary",
     network=ArbitraryStyleNet,
-    style_input="style_image",
+    style_input=StyleInput.IMAGE,
     bind=bind_paintings,
     style_size=STYLE_SIZE,
     scriptable=ScriptableArbitrary,

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylenet.models.kinds.transformer import TransformerNet, instance_norm, upsample_conv
-from stylenet.models.registry import BoundStyle, ConfigMixin, ModelKind, register_kind
+from stylenet.models.registry import BoundStyle, ConfigMixin, ModelKind, StyleInput, register_kind
 
 
 class ConditionalInstanceNorm2d(nn.Module):
@@ -156,7 +156,7 @@ def bind_styles(network: nn.Module, rows: Sequence[torch.Tensor], weights: Seque
 register_kind(ModelKind(
     name="multistyle",
     network=MultiStyleTransformerNet,
-    style_input="style_weights",
+    style_input=StyleInput.WEIGHTS,
     bind=bind_styles,
     example_style=lambda network, generator: torch.rand(1, len(network.styles), generator=generator).softmax(-1),
     metadata=lambda network: {"styles": list(network.styles)},  # what `stylenet stylize --style NAME` accepts

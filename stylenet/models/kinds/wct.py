@@ -19,7 +19,7 @@ from stylenet.models.kinds.adain import (
     ENCODER_LAYERS, MARGIN, STYLE_CHECK_SIZE, ScaledEncoder, ScriptableEncoder, bound_file, crop_decoded, frozen_encoder,
     pad_for_encoder,
 )
-from stylenet.models.registry import ConfigMixin, ModelKind, register_kind
+from stylenet.models.registry import ConfigMixin, ModelKind, StyleInput, register_kind
 
 LEVELS = ["relu4_1", "relu3_1", "relu2_1", "relu1_1"]  # coarse to fine, as Li et al. (relu5_1: see MODELS.md); a list as
 # model files write it (JSON), so a network built with the default rebuilds with an equal config
@@ -316,7 +316,7 @@ def bind_paintings(network: nn.Module, paintings: Sequence[torch.Tensor], weight
 register_kind(ModelKind(
     name="wct",
     network=WCTNet,
-    style_input="style_image",
+    style_input=StyleInput.IMAGE,
     bind=bind_paintings,
     feature_strength=True,
     tileable=False,  # whole images: the transform's statistics are the whole image's

@@ -15,6 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from stylenet.core.errors import StylenetError
 from stylenet.core.paths import data_relative, data_root
 from stylenet.models.formats import torch_load
+from stylenet.models.kinds import KINDS
+from stylenet.models.registry import StyleInput
 from stylenet.core.images import IMAGE_ERRORS, bounded
 from stylenet.models.loss_network import VGG_BLOCKS, check_layers
 
@@ -25,7 +27,8 @@ OmegaConf.register_new_resolver("stylenet_data", data_root, replace=True)
 def run_folder(kind: str, style_name: str) -> str:
     """hydra.run.dir's folder under outputs/: the painting's name for a one-painting network, else the kind
     (multistyle, adain, arbitrary): train.yaml owns the run directory, the groups only name what it depends on."""
-    return style_name if kind == "transformer" else kind
+    known = KINDS.get(kind)  # an unknown kind is named by the config checks, not here
+    return style_name if known is not None and known.style_input is StyleInput.NONE else kind
 
 
 OmegaConf.register_new_resolver("run_folder", run_folder, replace=True)

@@ -219,14 +219,13 @@ def stylize_command(argv: list[str]) -> None:
     from stylenet.running.options import StylizeOptions
 
     args = stylize_parser().parse_args(argv)
-    if not 1 <= args.quality <= 100:
-        raise StylenetError(f"--quality {args.quality}: must be between 1 and 100 (JPEG/WebP; 95 is the default)")
     if args.max_image_pixels is not None and args.max_image_pixels < 1:
         raise StylenetError(f"--max-image-pixels {args.max_image_pixels}: must be at least 1 (leave it out for "
                             "Pillow's 89 million)")
     set_max_image_pixels(args.max_image_pixels)
-    options = StylizeOptions(args.size, args.scale, args.strength, args.preserve_color, args.tile, args.quality,
-                             args.start, args.end, args.codec, args.crf, args.batch_size, args.temporal)
+    options = StylizeOptions(size=args.size, scale=args.scale, strength=args.strength, preserve_color=args.preserve_color,
+                             tile=args.tile, quality=args.quality, start=args.start, end=args.end, codec=args.codec,
+                             crf=args.crf, batch=args.batch_size, temporal=args.temporal)
     model = model_from_arguments(args) if args.engine == "local" else None  # ray: each worker loads it
     output = Path(args.output) if args.output else None
     single = batch.one_file(args.inputs) and "://" not in str(args.output)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 import signal
 import subprocess
 import sys
@@ -271,3 +272,20 @@ def test_max_image_pixels_refuses_larger_photos_and_a_raised_limit_stylizes_them
     capsys.readouterr()
     assert run("stylize", photos, "-o", out, *common, "0") == 2  # was Pillow's default, silently
     assert capsys.readouterr().err.startswith("error: --max-image-pixels 0: must be at least 1")
+
+
+@pytest.mark.parametrize("field,value,said", [
+    ("size", 0, "--size 0: must be at least 1 px"), ("scale", 0.0, "--scale 0.0: must be above 0"),
+    ("strength", 1.5, "strength must be between 0 and 1"), ("tile", -1, "--tile -1: must be 0"),
+    ("quality", 0, "--quality 0: must be between 1 and 100"), ("start", -2.0, "--start -2.0: must be 0 or more"),
+    ("crf", 70, "--crf 70: must be between 0"), ("batch", 0, "--batch-size 0: must be at least 1"),
+    ("temporal", 1.0, "--temporal 1.0: must be at least 0"),
+])
+def test_stylize_options_check_themselves_wherever_they_are_made(field: str, value: object, said: str) -> None:
+    from stylenet.core.errors import StylenetError
+    from stylenet.running.options import StylizeOptions
+
+    with pytest.raises(StylenetError, match=re.escape(said)):
+        StylizeOptions(**{field: value})
+    with pytest.raises(StylenetError, match="--end 1.0: must be after --start"):
+        replace(StylizeOptions(start=2.0), end=1.0)  # a changed copy is checked too (the webcam makes one)

@@ -26,6 +26,7 @@ from stylenet.core.paths import data_root, painting_path
 from stylenet.models.formats import load_network
 from stylenet.core.images import preserve_color, resize_long_side, split_alpha, to_pil, to_tensor
 from stylenet.models.kinds import DEFAULT_KIND, get_kind
+from stylenet.running.options import check_strength
 from stylenet.running.tiling import Runner
 from stylenet.models.zoo import resolve as resolve_model
 
@@ -193,11 +194,6 @@ class StyleModel:
         if alpha is not None:
             stylized.putalpha(resize(alpha, stylized.size))
         return stylized
-
-
-def check_strength(strength: float) -> None:
-    if not 0.0 <= strength <= 1.0:
-        raise StylenetError(f"strength must be between 0 and 1, got {strength}")
 
 
 def check_weights(weights: list[float], message: str) -> None:

@@ -16,6 +16,7 @@ from types import ModuleType
 
 import numpy as np
 
+from stylenet.running.options import check_temporal
 from stylenet.core.errors import StylenetError, import_optional
 
 
@@ -67,13 +68,6 @@ def dis(preset: str = "fast"):
 
 
 PHOTOMETRIC_LEVELS = 12  # largest |previous input warped - input| (0-255) where the previous output may be carried
-
-
-def check_temporal(strength: float) -> None:
-    """--temporal's range, checked where a run starts (video, webcam) and where a blend is made."""
-    if not 0.0 <= strength < 1.0:
-        raise StylenetError(f"--temporal {strength}: must be at least 0 (off) and below 1 (1 would freeze the "
-                            f"first frame); 0.5-0.8 is typical")
 
 
 class FlowBlend:

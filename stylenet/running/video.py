@@ -38,7 +38,7 @@ from stylenet.core.files import atomic_write
 from stylenet.core.images import preserve_color
 from stylenet.running.inference import StyleModel, target_size
 from stylenet.running.options import StylizeOptions
-from stylenet.running.temporal import FlowBlend, check_temporal
+from stylenet.running.temporal import FlowBlend
 from stylenet.running.timestamps import FrameClock, frame_ticks
 
 log = logging.getLogger(__name__)
@@ -85,15 +85,7 @@ def import_av() -> ModuleType:
 
 
 def check_options(options: StylizeOptions) -> None:
-    if options.start is not None and options.start < 0:
-        raise StylenetError(f"--start {options.start}: must be 0 or more seconds")
-    if options.end is not None and options.end <= (options.start or 0):
-        raise StylenetError(f"--end {options.end}: must be after --start ({options.start or 0} s)")
-    if not 0 <= options.crf <= 63:
-        raise StylenetError(f"--crf {options.crf}: must be between 0 (lossless) and 51 (H.264) or 63 (VP9/AV1)")
-    check_temporal(options.temporal)
-    if options.batch < 1:
-        raise StylenetError(f"--batch-size {options.batch}: must be at least 1")
+    """What the options cannot check themselves (StylizeOptions checks its values): this FFmpeg's encoders."""
     av = import_av()
     if options.codec is not None and options.codec not in av.codecs_available:
         raise StylenetError(f"--codec {options.codec}: this FFmpeg has no such encoder (try libx264, libvpx-vp9 or mpeg4)")

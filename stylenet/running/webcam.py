@@ -24,7 +24,7 @@ from tqdm import tqdm
 from stylenet.core.errors import StylenetError, brief, import_optional
 from stylenet.core.files import atomic_write
 from stylenet.running.inference import StyleModel
-from stylenet.running.temporal import FlowBlend, check_temporal, import_cv2 as import_opencv
+from stylenet.running.temporal import FlowBlend, import_cv2 as import_opencv
 from stylenet.running.options import StylizeOptions
 from stylenet.running.video import add_video_stream, container_format, import_av, stylize_frames
 
@@ -71,7 +71,6 @@ def check_outputs(camera: Camera, options: StylizeOptions, cv2) -> None:
         raise StylenetError(f"--record {camera.record}: give a .mp4, .mkv or .mov file")
     if camera.max_frames is not None and camera.max_frames < 1:
         raise StylenetError(f"--max-frames {camera.max_frames}: must be at least 1")
-    check_temporal(options.temporal)
     if camera.virtual:
         import_pyvirtualcam()
     if camera.window:

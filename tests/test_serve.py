@@ -84,6 +84,8 @@ def stylize(client: TestClient, photo: bytes, **fields: str) -> httpx.Response:
 
 def test_the_page_lists_the_shipped_models_and_the_folders(client: TestClient) -> None:
     assert "<title>stylenet</title>" in client.get("/").text
+    style = client.get("/style.css")  # the look it shares with the web export's page
+    assert style.status_code == 200 and style.headers["content-type"].startswith("text/css") and "#results" in style.text
     listing = client.get("/api/models").json()
     ids = [model["id"] for model in listing["models"] if not model["shipped"]]
     assert ids == ["0:adain.safetensors", "0:arbitrary.safetensors", "0:multi.safetensors", "0:run1/model.safetensors",

@@ -56,6 +56,7 @@ parser_log = logging.getLogger(f"{__name__}.multipart")  # python-multipart warn
 parser_log.setLevel(logging.ERROR)
 
 PAGE = Path(__file__).parent.parent / "web" / "index.html"
+STYLESHEET = PAGE.with_name("style.css")  # shared with the web export's page
 HOST, PORT = "127.0.0.1", 7860
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 MAX_UPLOAD_MB = 25  # one request's body: a photo (and an any-style model's painting)
@@ -476,6 +477,10 @@ def page_routes(shared: Shared) -> APIRouter:
     @router.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
         return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
+    @router.get("/style.css")
+    async def stylesheet() -> Response:
+        return Response(STYLESHEET.read_bytes(), media_type="text/css")
 
     @router.get("/api/models")
     async def models() -> dict[str, Any]:

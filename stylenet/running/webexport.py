@@ -1,9 +1,9 @@
 """`stylenet export MODEL --format web`: a static folder that stylizes photos in the browser with ONNX Runtime Web.
 
-The folder: index.html, app.js, worker.js, style.css (stylenet/web/export/), model.onnx (verified against the
-module like every export), model.json (what the page shows and feeds the model), the painting's thumbnail where
-this machine has it, and ONNX Runtime Web's files in ort/. Nothing in it calls a server: any static host serves
-it, and photos never leave the browser.
+The folder: index.html, app.js, worker.js (stylenet/web/export/), style.css (stylenet/web/, serve's page's too),
+model.onnx (verified against the module like every export), model.json (what the page shows and feeds the
+model), the painting's thumbnail where this machine has it, and ONNX Runtime Web's files in ort/. Nothing in it
+calls a server: any static host serves it, and photos never leave the browser.
 
 ONNX Runtime Web comes from npm, not from the wheel (its WebAssembly files are 15 MB, 44 MB with WebGPU): the
 first web export runs `npm pack onnxruntime-web@ORT_WEB_VERSION`, checks the tarball against the pinned sha512
@@ -41,7 +41,7 @@ RUNTIME_FILES = {
     "wasm": ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"),
     "webgpu": ("ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm"),
 }
-PAGE_FILES = ("index.html", "app.js", "worker.js", "style.css")
+PAGE_FILES = ("export/index.html", "export/app.js", "export/worker.js", "style.css")  # in stylenet/web/ (style.css: serve's too)
 # the page's result sizes (long side); photos above MAX_SIDE are scaled down to it: a 2048-px photo runs within
 # the browser's WebAssembly memory (4 GB), larger ones are `stylenet stylize`'s, which tiles
 SIZES = (512, 1024, 2048)
@@ -233,9 +233,9 @@ def export_web(model: Any, network: nn.Module, metadata: dict[str, Any], output:
         description = describe(model, network, metadata, precision, shown, source, webgpu)
         description["verified_difference"] = worst
         (staging / "model.json").write_text(json.dumps(description, indent=1, sort_keys=True) + "\n")
-        page = resources.files("stylenet") / "web" / "export"
+        web = resources.files("stylenet") / "web"
         for name in PAGE_FILES:
-            (staging / name).write_bytes((page / name).read_bytes())
+            (staging / Path(name).name).write_bytes((web / name).read_bytes())
         (staging / "ort").mkdir()
         for build in ("wasm", "webgpu") if webgpu else ("wasm",):
             for name in RUNTIME_FILES[build]:

@@ -45,6 +45,7 @@ def fake_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return dist
 
 
+@pytest.mark.slow  # two ONNX exports with their checks (16 s): `make test` runs it, test-fast stays under 3 minutes
 def test_web_export_writes_a_page_its_verified_model_and_the_runtime(tiny_model: Path, tmp_path: Path, fake_runtime: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     site = tmp_path / "site"

@@ -91,18 +91,11 @@ def exif_rotated_jpeg(path: Path, size: tuple[int, int] = (40, 24)) -> Image.Ima
     return upright
 
 
-def find_browser() -> str | None:
-    """Debian's chromium (what `make install-browser` installs), or a Chromium/Chrome on the PATH."""
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
 @pytest.fixture(scope="module")
 def browser():
-    executable = find_browser()
+    from stylenet.benchmarks.webbench import find_chromium
+
+    executable = find_chromium()
     if executable is None:
         pytest.skip("no Chromium on this machine: `make install-browser` (apt-get install chromium) to run the page's tests")
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (make install)")

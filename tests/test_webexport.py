@@ -26,7 +26,7 @@ from stylenet.models.formats import OnnxNetwork
 from stylenet.running.inference import load_model
 from stylenet.models.kinds.multistyle import ConditionalInstanceNorm2d, MultiStyleTransformerNet
 from stylenet.models.modelfile import model_metadata
-from stylenet.running.webexport import ORT_WEB_VERSION, RUNTIME_FILES, fetch_runtime
+from stylenet.running.webexport import RUNTIME_FILES, runtime_dir
 from tests.conftest import run_env
 from tests.test_stylize_cli import run
 
@@ -122,11 +122,11 @@ def static_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
 def real_runtime() -> Iterator[None]:
     """The real ONNX Runtime Web, from the user's own cache (the tests' STYLENET_CACHE is a fresh folder): `make
     install-browser` fetches it there ahead, else npm does now, once per machine."""
-    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stylenet" / "onnxruntime-web" / ORT_WEB_VERSION
-    if not all((user_cache / name).is_file() for build in RUNTIME_FILES.values() for name in build):
-        fetch_runtime(user_cache)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("STYLENET_ORT_WEB", str(user_cache))
+        patch.delenv("STYLENET_CACHE", raising=False)
+        found = runtime_dir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STYLENET_ORT_WEB", str(found))
         yield
 
 

@@ -29,12 +29,20 @@ from stylenet.core.errors import StylenetError, import_optional
 from stylenet.models.registry import StyleInput
 
 
-def chromium() -> str:
+def find_chromium() -> str | None:
+    """Debian's chromium (what `make install-browser` installs), or a Chromium/Chrome on the PATH."""
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         found = shutil.which(name)
         if found:
             return found
-    raise StylenetError("bench web needs a Chromium: apt-get install chromium (make install-browser)")
+    return None
+
+
+def chromium() -> str:
+    found = find_chromium()
+    if found is None:
+        raise StylenetError("bench web needs a Chromium: apt-get install chromium (make install-browser)")
+    return found
 
 
 @contextlib.contextmanager

@@ -50,9 +50,14 @@ FP16_TOLERANCE = 2 / 255  # fp16 weights are kept when the model's output moves 
 THUMBNAIL_SIDE = 480
 
 
+def runtime_files(webgpu: bool) -> list[str]:
+    """The ONNX Runtime Web files a folder ships: the WASM build, and the WebGPU one unless --no-webgpu."""
+    return [name for build in (("wasm", "webgpu") if webgpu else ("wasm",)) for name in RUNTIME_FILES[build]]
+
+
 def runtime_dir(webgpu: bool = True) -> Path:
     """A folder holding ONNX Runtime Web's files: $STYLENET_ORT_WEB, else the cache, filled by npm if empty."""
-    needed = [name for build in (("wasm", "webgpu") if webgpu else ("wasm",)) for name in RUNTIME_FILES[build]]
+    needed = runtime_files(webgpu)
     given = os.environ.get("STYLENET_ORT_WEB")
     if given:
         missing = [name for name in needed if not (Path(given) / name).is_file()]
@@ -144,15 +149,13 @@ def write_model(network: nn.Module, metadata: dict[str, Any], folder: Path, weig
     worst = export_model(network, metadata, path, "onnx")
     if weights == "fp32":
         return "fp32", worst
-    full = path.read_bytes()
     halved = folder / "model.fp16.onnx"
     onnx.save(halve_weights(onnx.load(str(path))), str(halved))
     try:
         worst_halved = verify(network, OnnxNetwork(halved), FP16_TOLERANCE)
     except StylenetError:
-        halved.unlink()
+        halved.unlink()  # model.onnx is still the fp32 export
         print(f"fp16 weights move this model's output by over {FP16_TOLERANCE * 255:.0f}/255: keeping fp32 weights")
-        path.write_bytes(full)
         return "fp32", worst
     os.replace(halved, path)
     return "fp16", worst_halved
@@ -198,7 +201,7 @@ def paintings(model: Any, folder: Path, baked: Path | None) -> dict[str, str]:
     return found
 
 
-def describe(model: Any, network: nn.Module, metadata: dict[str, Any], weights: str, shown: dict[str, str],
+def describe(network: nn.Module, metadata: dict[str, Any], weights: str, difference: float, shown: dict[str, str],
              source: str, webgpu: bool) -> dict[str, Any]:
     """model.json: what the page shows (names, paintings, the model's recipe) and how it feeds the model."""
     kind = kind_of(network)
@@ -209,7 +212,7 @@ def describe(model: Any, network: nn.Module, metadata: dict[str, Any], weights: 
         "styles": list(metadata.get("styles") or []), "paintings": shown, "webgpu": webgpu,
         "style_size": kind.style_size if kind.style_input is StyleInput.IMAGE else None,
         "weights": weights, "onnx_runtime_web": ORT_WEB_VERSION, "sizes": list(SIZES), "max_side": MAX_SIDE,
-        "eval": (metadata.get("eval") or {}).get("placement_label"),
+        "eval": (metadata.get("eval") or {}).get("placement_label"), "verified_difference": difference,
     }
 
 
@@ -230,16 +233,14 @@ def export_web(model: Any, network: nn.Module, metadata: dict[str, Any], output:
     try:
         precision, worst = write_model(network, metadata, staging, weights)
         shown = paintings(model, staging, baked)
-        description = describe(model, network, metadata, precision, shown, source, webgpu)
-        description["verified_difference"] = worst
+        description = describe(network, metadata, precision, worst, shown, source, webgpu)
         (staging / "model.json").write_text(json.dumps(description, indent=1, sort_keys=True) + "\n")
         web = resources.files("stylenet") / "web"
         for name in PAGE_FILES:
             (staging / Path(name).name).write_bytes((web / name).read_bytes())
         (staging / "ort").mkdir()
-        for build in ("wasm", "webgpu") if webgpu else ("wasm",):
-            for name in RUNTIME_FILES[build]:
-                shutil.copyfile(runtime / name, staging / "ort" / name)
+        for name in runtime_files(webgpu):
+            shutil.copyfile(runtime / name, staging / "ort" / name)
         (staging / "ort" / "README.txt").write_text(
             f"ONNX Runtime Web {ORT_WEB_VERSION} (npm: onnxruntime-web), Copyright (c) Microsoft Corporation, MIT License.\n")
         for path in [staging, *staging.rglob("*")]:

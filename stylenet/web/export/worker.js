@@ -60,7 +60,8 @@ function fitted(width, height, side) {
   return [Math.max(1, Math.round(width * scale)), Math.max(1, Math.round(height * scale))];
 }
 
-async function decode(blob, side, what) {
+// the image at `side` px on its long side (0: its own), at most `cap`; one decode unless it must be resized
+async function decode(blob, side, cap, what) {
   let bitmap;
   const options = { colorSpaceConversion: "none", premultiplyAlpha: "none", imageOrientation: "from-image" };
   try {
@@ -69,8 +70,10 @@ async function decode(blob, side, what) {
     throw new Error(`the ${what} could not be decoded: is it an image (PNG, JPEG, WebP, ...)?`);
   }
   let [width, height] = [bitmap.width, bitmap.height];
-  if (side && side !== Math.max(width, height)) {
-    [width, height] = fitted(width, height, side);
+  const own = Math.max(width, height);
+  const target = Math.min(side || own, cap);
+  if (target !== own) {
+    [width, height] = fitted(width, height, target);
     bitmap.close();
     bitmap = await createImageBitmap(blob, { ...options, resizeWidth: width, resizeHeight: height, resizeQuality: "high" });
   }
@@ -98,12 +101,7 @@ async function run(message) {
   if (!session) throw new Error("the model is not loaded");
   const say = (text) => self.postMessage({ type: "progress", id: message.id, text });
   say("reading the photo");
-  const probe = await createImageBitmap(message.photo).catch(() => null);
-  if (!probe) throw new Error("the photo could not be decoded: is it an image (PNG, JPEG, WebP, ...)?");
-  const own = Math.max(probe.width, probe.height);
-  probe.close();
-  const side = Math.min(message.side || own, model.max_side);
-  const photo = await decode(message.photo, side === own ? 0 : side, "photo");
+  const photo = await decode(message.photo, message.side, model.max_side, "photo");
   const feeds = { [model.inputs[0]]: tensorOf(photo) };
   if (model.input === "style_weights") {
     const total = message.styleWeights.reduce((sum, weight) => sum + weight, 0);
@@ -111,7 +109,7 @@ async function run(message) {
       [1, message.styleWeights.length]);
   } else if (model.input === "style_image") {
     if (!message.painting) throw new Error("this any-style model paints with any painting: choose one under Painting");
-    feeds[model.inputs[1]] = tensorOf(await decode(message.painting, model.style_size, "painting"));
+    feeds[model.inputs[1]] = tensorOf(await decode(message.painting, model.style_size, Infinity, "painting"));
   }
   say(`stylizing ${photo.width}x${photo.height} (${backend === "webgpu" ? "WebGPU" : "WASM"})`);
   const start = performance.now();

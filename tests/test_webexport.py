@@ -233,6 +233,7 @@ def test_exported_page_blends_styles_and_takes_any_painting(browser, static_serv
     model = load_model("any", "cpu", "fp32")
     model.use_style_images([Image.open(painting)])
     assert_close(stylize_on_page(page, photo, painting), model.stylize(Image.open(photo)))
+    assert page.get_attribute(".card a.download", "download") == "fruits_any.png"  # named as `stylenet serve` names it
     page.close()
 
 

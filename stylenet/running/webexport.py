@@ -208,7 +208,10 @@ def describe(network: nn.Module, metadata: dict[str, Any], weights: str, differe
     style = metadata.get("style") or {}
     return {
         "stylenet": __version__, "source": source, "kind": kind.name, "input": kind.style_input.value,
-        "inputs": kind.input_names(), "label": style.get("name") or source,
+        "inputs": kind.input_names(),
+        # what the page's title and downloads say, as `stylenet serve` names them: an any-style model by its name
+        # or file (its style.name is "any (--style-image)"), the others by their painting
+        "label": Path(source).stem if kind.style_input is StyleInput.IMAGE else style.get("name") or source,
         "styles": list(metadata.get("styles") or []), "paintings": shown, "webgpu": webgpu,
         "style_size": kind.style_size if kind.style_input is StyleInput.IMAGE else None,
         "weights": weights, "onnx_runtime_web": ORT_WEB_VERSION, "sizes": list(SIZES), "max_side": MAX_SIDE,

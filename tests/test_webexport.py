@@ -8,10 +8,8 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from stylenet.models.formats import OnnxNetwork
 from stylenet.running.inference import load_model
 from stylenet.models.kinds.multistyle import ConditionalInstanceNorm2d, MultiStyleTransformerNet
 from stylenet.models.modelfile import model_metadata
+from stylenet.benchmarks import webbench
 from stylenet.running.webexport import RUNTIME_FILES, runtime_dir
 from tests.conftest import run_env
 from tests.test_stylize_cli import run
@@ -100,22 +99,13 @@ def static_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     """A plain static file server over a folder, no Python process behind it: Node's (static_server.mjs beside
     this file), or Python's http.server where there is no Node. (its URL, the folder)"""
     root = tmp_path_factory.mktemp("sites")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     node = shutil.which("node")
-    command = ([node, str(Path(__file__).with_name("static_server.mjs")), str(root), str(port)] if node else
-               [sys.executable, "-m", "http.server", str(port), "-b", "127.0.0.1", "-d", str(root)])
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}", root
-    server.terminate()
-    server.wait(10)
+
+    def node_server(folder: Path, port: int) -> list[str]:
+        return [str(node), str(Path(__file__).with_name("static_server.mjs")), str(folder), str(port)]
+
+    with webbench.static_server(root, node_server if node else webbench.python_server) as url:
+        yield url, root
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +45,18 @@ def chromium() -> str:
     return found
 
 
+def python_server(root: Path, port: int) -> list[str]:
+    return [sys.executable, "-m", "http.server", str(port), "-b", "127.0.0.1", "-d", str(root)]
+
+
 @contextlib.contextmanager
-def static_server(root: Path) -> Iterator[str]:
-    """Python's http.server over root on a free loopback port; yields its URL."""
+def static_server(root: Path, command: Callable[[Path, int], list[str]] = python_server) -> Iterator[str]:
+    """A static file server over root on a free loopback port (Python's http.server, or command(root, port)); yields
+    its URL once it answers."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "-b", "127.0.0.1", "-d", str(root)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(command(root, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
             with contextlib.suppress(OSError):

@@ -108,6 +108,7 @@ def bench_web(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             if model.model_kind.style_input is StyleInput.IMAGE:
                 painting = root / "painting.png"
                 bench_painting().save(painting)
+            sessions = {threads: onnx_network(site / "model.onnx", threads) for threads in dict.fromkeys([1, default_threads])}
             with static_server(root) as url:
                 page = browser.new_page()
                 page.goto(f"{url}/site/?backend=wasm")
@@ -119,18 +120,16 @@ def bench_web(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                     page.set_input_files("#style-image", str(painting))
                 for size in args.sizes.split(","):
                     height, width = parse_size(size)
+                    image = pattern_image(height, width, cpu)
                     photo = root / f"photo-{width}x{height}.png"
-                    to_pil(pattern_image(height, width, cpu)[0]).save(photo)
+                    to_pil(image[0]).save(photo)
                     seconds, page_s = page_seconds(page, photo, args.warmup, args.repeats)
                     common = {"bench": "web", "model": name, "size": f"{width}x{height}"}
                     yield {**machine(cpu, args), **common, "runtime": f"onnxruntime-web {ORT_WEB_VERSION} wasm",
                            "browser": f"Chromium {browser.version}", "threads": int(page.get_attribute("body", "data-threads")),
                            "s_per_image": round(seconds, 3), "page_s": round(page_s, 3)}
-                    inputs = [pattern_image(height, width, cpu)]
-                    if painting is not None:
-                        inputs.append(torch.rand(1, 3, 512, 512))
-                    for threads in dict.fromkeys([1, default_threads]):
-                        onnx = onnx_network(site / "model.onnx", threads)
+                    inputs = [image] + ([torch.rand(1, 3, 512, 512)] if painting is not None else [])
+                    for threads, onnx in sessions.items():
                         python_s = median_seconds(lambda: onnx(*inputs), cpu, args.warmup, args.repeats)
                         yield {**machine(cpu, args), **common, "runtime": f"onnxruntime {onnx_version()} (Python)",
                                "browser": "-", "threads": threads, "s_per_image": round(python_s, 3), "page_s": "-"}

@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         cells: dict[tuple[int, int], Image.Image] = {(0, column): tile for column, tile in enumerate(tiles, start=1)}
         for row, (model, painting_files, selection) in enumerate(rows, start=1):
             if model.model_kind.style_input is StyleInput.IMAGE:
-                model.use_style_images([load_image(selection, "--style-image")])
+                model = model.with_paintings([load_image(selection, "--style-image")])
             elif model.model_kind.style_input is StyleInput.WEIGHTS:
-                model.use_style(selection)
+                model = model.with_style(selection)
             paintings = [load_image(path) for path in painting_files if path is not None and path.is_file()]
             if paintings:
                 cells[row, 0] = side_by_side(paintings, args.size)

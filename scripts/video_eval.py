@@ -52,7 +52,7 @@ def main() -> None:
     for name in args.model:
         model = load_model(name, "cpu")
         if args.style_image:
-            model.use_style_images([Image.open(args.style_image)])
+            model = model.with_paintings([Image.open(args.style_image)])
         started = time.perf_counter()
         stylized, inputs = [], []
         for index in range(0, len(raw), 4):

@@ -57,14 +57,14 @@ def main() -> None:
         photo = torch.rand(1, 3, size, size)
         firsts, furthers, shares = [], [], []
         for repeat in range(args.repeats + 1):
-            model.bound_paintings.clear()
+            model.painting_cache.clear()
             started = time.perf_counter()
-            model.use_style_images([painting])
-            model.stylize_tensor(photo)
+            bound = model.with_paintings([painting])
+            bound.stylize_tensor(photo)
             first = time.perf_counter() - started
             SPENT["statistics"] = 0.0
             started = time.perf_counter()
-            model.stylize_tensor(photo)
+            bound.stylize_tensor(photo)
             further = time.perf_counter() - started
             if repeat:  # the first is a warm-up
                 firsts.append(first), furthers.append(further), shares.append(SPENT["statistics"] / further)

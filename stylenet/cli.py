@@ -110,7 +110,7 @@ def note_choices(model, backend: str) -> None:
     if model.runner.auto:
         print(precision_note(model.precision, model.device) if model.file_format != "onnx"
               else "precision auto: fp32 (ONNX models run in fp32)", file=sys.stderr)
-    if model.has_weights and model.backend == "onnx":  # switched by use_backend, not an .onnx file
+    if model.has_weights and model.engine == "onnx":  # chosen by with_backend, not an .onnx file
         print("backend: ONNX Runtime (fp32) for whole images" + (", measured faster here" if backend == "auto" else ""),
               file=sys.stderr)
 
@@ -123,7 +123,7 @@ COMPILE_TIP_SECONDS = 60.0
 def note_compile(model, backend: str, video_seconds: float) -> None:
     """After long videos stylized eager on a CPU by --backend auto (which never compiles), name the faster way; for
     the transformer networks (single- and multi-style), where it was measured."""
-    measured = model.backend == "eager" and model.device.type == "cpu" and model.tileable() is not None
+    measured = model.engine == "eager" and model.device.type == "cpu" and model.plain_network is not None
     if backend == "auto" and measured and video_seconds >= COMPILE_TIP_SECONDS:
         print("tip: --backend compile stylizes long videos faster: it compiles for about 20 s at the first frame, "
               "then ran frames about 2x as fast on a 2-core CPU", file=sys.stderr)
@@ -330,7 +330,7 @@ def baked_network(model, painting: Path, style_size: int | None):
 
     if model.model_kind.style_input is not StyleInput.IMAGE:
         raise StylenetError(f"--style-image bakes a painting into an any-style model; this is a {model.model_kind.name} model")
-    model.use_style_images([load_image(painting, "--style-image")], None, style_size)
+    model = model.with_paintings([load_image(painting, "--style-image")], None, style_size)
     try:
         kind_of(model.bound)
     except TypeError:

@@ -87,9 +87,9 @@ def test_style_model_needs_a_style_image_and_refuses_style_names(network: AdaINN
     with pytest.raises(StylenetError, match="pass --style-image"):
         model.stylize(Image.new("RGB", (32, 32)))
     with pytest.raises(StylenetError, match="this adain model takes --style-image"):
-        model.use_style("starry_night")
+        model = model.with_style("starry_night")
     painting = Image.fromarray((np.random.default_rng(0).random((40, 30, 3)) * 255).astype(np.uint8))
-    model.use_style_images([painting])
+    model = model.with_paintings([painting])
     photo = Image.new("RGB", (45, 33), (120, 80, 40))
     assert model.stylize(photo).size == (45, 33)
     assert model.stylize(photo, strength=0.0) != model.stylize(photo)
@@ -97,7 +97,7 @@ def test_style_model_needs_a_style_image_and_refuses_style_names(network: AdaINN
 
 def test_strength_is_an_argument_of_each_call_never_left_on_the_model(network: AdaINNet) -> None:
     model = StyleModel(network, model_metadata(network), "cpu")
-    model.use_style_images([Image.fromarray((np.random.default_rng(1).random((40, 30, 3)) * 255).astype(np.uint8))])
+    model = model.with_paintings([Image.fromarray((np.random.default_rng(1).random((40, 30, 3)) * 255).astype(np.uint8))])
     photo = torch.rand(1, 3, 40, 48)
     full = model.stylize_tensor(photo)
     weak = model.stylize(Image.new("RGB", (48, 40), (90, 140, 30)), strength=0.2)
@@ -197,7 +197,7 @@ def test_the_shipped_any_blends_strength_in_feature_space_not_pixels(data_dir: P
     from stylenet.running.inference import load_model
 
     model = load_model("any", "cpu")
-    model.use_style_images([Image.open(data_dir / "styles" / "the_scream.jpg")], style_size=128)
+    model = model.with_paintings([Image.open(data_dir / "styles" / "the_scream.jpg")], style_size=128)
     photo = Image.open(data_dir / "content_test" / "building.jpg").convert("RGB").resize((96, 96))
     full, half = (np.asarray(model.stylize(photo, strength=s)).astype(float) for s in (1.0, 0.5))
     pixel_blend = (np.asarray(photo).astype(float) + full) / 2

@@ -86,7 +86,7 @@ def test_exports_take_the_painting_as_a_second_input_and_match_the_module(
 
 def test_strength_blends_with_the_photo_and_preserve_color_keeps_its_colours(model_file: Path, data_dir: Path) -> None:
     model = load_model(model_file, "cpu", "fp32")
-    model.use_style_images([Image.open(data_dir / "styles" / "udnie.jpg")])
+    model = model.with_paintings([Image.open(data_dir / "styles" / "udnie.jpg")])
     photo = Image.open(data_dir / "content_test" / "fruits.jpg").convert("RGB").resize((64, 48))
     full, none = np.asarray(model.stylize(photo), float), np.asarray(model.stylize(photo, strength=0.0), float)
     half = np.asarray(model.stylize(photo, strength=0.5), float)
@@ -163,7 +163,7 @@ def test_a_video_is_painted_with_a_painting_read_once(model_file: Path, data_dir
     original = ArbitraryStyleNet.style_vector
     monkeypatch.setattr(ArbitraryStyleNet, "style_vector", lambda self, style: reads.append(style.shape) or original(self, style))
     model = load_model(model_file, "cpu", "fp32")
-    model.use_style_images([Image.open(data_dir / "styles" / "udnie.jpg")])  # as `stylenet stylize --style-image`
+    model = model.with_paintings([Image.open(data_dir / "styles" / "udnie.jpg")])  # as `stylenet stylize --style-image`
     result = stylize_video(model, clip, tmp_path / "out.mp4", StylizeOptions(batch=2), progress=False)
     with av.open(str(tmp_path / "out.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 6 == result.frames

@@ -42,9 +42,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def bind_a_style(model: StyleModel, data: Path) -> None:
     if model.model_kind.style_input == "style_weights":
-        model.use_style("great_wave")
+        model = model.with_style("great_wave")
     elif model.model_kind.style_input == "style_image":
-        model.use_style_images([Image.open(data / "styles" / "udnie.jpg")])
+        model = model.with_paintings([Image.open(data / "styles" / "udnie.jpg")])
 
 
 def stylized(path: Path, data: Path) -> torch.Tensor:

@@ -61,11 +61,11 @@ def test_each_image_of_a_batch_takes_its_own_style(network: MultiStyleTransforme
 def test_interpolation_weights_one_zero_equal_the_pure_style(network: MultiStyleTransformerNet) -> None:
     model = StyleModel(network, model_metadata(network), "cpu", "fp32")
     images = torch.rand(1, 3, 40, 36)
-    model.use_style("great_wave")
+    model = model.with_style("great_wave")
     pure = model.stylize_tensor(images)
-    model.use_style("great_wave=1,starry_night=0")
+    model = model.with_style("great_wave=1,starry_night=0")
     assert torch.equal(model.stylize_tensor(images), pure)
-    model.use_style({"starry_night": 0.5, "great_wave": 0.5})
+    model = model.with_style({"starry_night": 0.5, "great_wave": 0.5})
     half = model.stylize_tensor(images)
     with torch.no_grad():
         mixed = network(images, torch.tensor([[0.5, 0.5, 0.0]]))
@@ -73,16 +73,25 @@ def test_interpolation_weights_one_zero_equal_the_pure_style(network: MultiStyle
     assert (half - pure).abs().mean() > 1e-3
 
 
+def test_a_style_binds_a_new_model_and_leaves_the_loaded_one_as_it_was(network: MultiStyleTransformerNet) -> None:
+    model = StyleModel(network, model_metadata(network), "cpu", "fp32")
+    images = torch.rand(1, 3, 40, 36)
+    first = model.stylize_tensor(images)  # its first style, starry_night
+    scream = model.with_style("the_scream")
+    assert not torch.equal(scream.stylize_tensor(images), first)
+    assert torch.equal(model.stylize_tensor(images), first)  # nothing the other call chose lingers
+
+
 def test_unknown_or_bad_style_names_the_models_styles(network: MultiStyleTransformerNet) -> None:
     model = StyleModel(network, model_metadata(network), "cpu")
     with pytest.raises(StylenetError, match="'monet' is not in this model; it holds starry_night, great_wave, the_scream"):
-        model.use_style("monet")
+        model = model.with_style("monet")
     with pytest.raises(StylenetError, match="not a number"):
-        model.use_style("great_wave=lots")
+        model = model.with_style("great_wave=lots")
     with pytest.raises(StylenetError, match="positive sum"):
-        model.use_style("great_wave=0")
+        model = model.with_style("great_wave=0")
     with pytest.raises(StylenetError, match="needs an any-style model"):
-        model.use_style_images([Image.new("RGB", (32, 32))])
+        model = model.with_paintings([Image.new("RGB", (32, 32))])
 
 
 @pytest.mark.parametrize("file_format", ["safetensors", "torchscript", "onnx"])
@@ -94,7 +103,7 @@ def test_exports_hold_every_style_and_match_the_module(
     loaded, metadata = load_network(path)
     assert metadata["styles"] == STYLES and metadata["architecture"] == "multistyle"
     model = StyleModel(loaded, metadata, "cpu", "fp32")
-    model.use_style("the_scream=0.3,great_wave=0.7")
+    model = model.with_style("the_scream=0.3,great_wave=0.7")
     images = torch.rand(1, 3, 50, 70)
     with torch.no_grad():
         expected = network(images, torch.tensor([[0.0, 0.7, 0.3]]))

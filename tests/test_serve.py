@@ -131,6 +131,34 @@ def test_an_any_style_model_paints_with_an_uploaded_painting(client: TestClient,
     assert results[0] != results[1]
 
 
+def test_two_requests_at_once_with_different_paintings_each_get_their_own_picture(
+    models_dir: Path, photo: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One cached any-style model serves both: each request binds its painting to a model of its own, so one
+    request's painting never reaches the other's picture (both bind, then both stylize)."""
+    import threading
+
+    from stylenet.running import serve
+    from stylenet.running.tiling import Runner
+
+    catalog = serve.Catalog(Settings([models_dir], device="cpu"))
+    form = {"model": "0:adain.safetensors", "size": "64"}
+    paintings = [(data_dir / "styles" / name).read_bytes() for name in ("starry_night.jpg", "the_scream.jpg")]
+    alone = [serve.stylize(catalog, form, photo.read_bytes(), painting)[0] for painting in paintings]
+    assert alone[0] != alone[1]
+    both_bound = threading.Barrier(2, timeout=60)
+    run = Runner.__call__
+
+    def after_both_bound(self: Runner, *args: object, **kwargs: object) -> torch.Tensor:
+        both_bound.wait()
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Runner, "__call__", after_both_bound)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda painting: serve.stylize(catalog, form, photo.read_bytes(), painting)[0], paintings))
+    assert answers == alone
+
+
 @pytest.mark.parametrize(("fields", "upload", "status", "message"), [
     ({}, b"not an image", 400, "the photo is not an image this server can read"),
     ({}, b"", 400, "the photo is empty"),

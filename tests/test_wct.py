@@ -133,7 +133,7 @@ def test_a_style_model_binds_the_painting_once_and_strength_is_per_call(network:
     with pytest.raises(StylenetError, match="pass --style-image"):
         model.stylize(Image.new("RGB", (32, 32)))
     painting = Image.fromarray((np.random.default_rng(0).random((40, 30, 3)) * 255).astype(np.uint8))
-    model.use_style_images([painting])
+    model = model.with_paintings([painting])
     photo = torch.rand(1, 3, 40, 48)
     full = model.stylize_tensor(photo)
     weak = model.stylize_tensor(photo, strength=0.3)
@@ -151,11 +151,11 @@ def test_a_painting_used_again_is_not_read_again(network: WCTNet, monkeypatch: p
     model = StyleModel(network, model_metadata(network), "cpu")
     first, second = (Image.fromarray((np.random.default_rng(seed).random((40, 30, 3)) * 255).astype(np.uint8)) for seed in (2, 3))
     photo = torch.rand(1, 3, 32, 32)
-    model.use_style_images([first])
+    model = model.with_paintings([first])
     once = model.stylize_tensor(photo)
-    model.use_style_images([second])
+    model = model.with_paintings([second])
     assert not torch.equal(model.stylize_tensor(photo), once)
-    model.use_style_images([first.copy()])
+    model = model.with_paintings([first.copy()])
     assert torch.equal(model.stylize_tensor(photo), once) and len(reads) == 2
 
 

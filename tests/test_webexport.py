@@ -212,7 +212,7 @@ def test_exported_page_blends_styles_and_takes_any_painting(browser, static_serv
     assert page.locator("#styles input[data-style]").count() == 2
     page.eval_on_selector("#styles input[data-style=wild]", "(el) => { el.value = '0.5'; el.dispatchEvent(new Event('input')); }")
     model = load_model(multi, "cpu", "fp32")
-    model.use_style("calm=1,wild=0.5")
+    model = model.with_style("calm=1,wild=0.5")
     assert_close(stylize_on_page(page, photo), model.stylize(Image.open(photo)))
     page.close()
 
@@ -221,7 +221,7 @@ def test_exported_page_blends_styles_and_takes_any_painting(browser, static_serv
     page = open_page(browser, f"{url}/{export_site('any', root, 'any')}")
     page.select_option("#size", "0")
     model = load_model("any", "cpu", "fp32")
-    model.use_style_images([Image.open(painting)])
+    model = model.with_paintings([Image.open(painting)])
     assert_close(stylize_on_page(page, photo, painting), model.stylize(Image.open(photo)))
     assert page.get_attribute(".card a.download", "download") == "fruits_any.png"  # named as `stylenet serve` names it
     page.close()

@@ -34,7 +34,7 @@ def test_stylenet_ships_ready_made_models_within_its_size_budget() -> None:
 def painted(model: object, data: Path) -> object:
     """A ready-made model ready to stylize: an any-style one with a painting it never trained on."""
     if model.model_kind.style_input == "style_image":
-        model.use_style_images([Image.open(data / "styles" / "udnie.jpg")])
+        model = model.with_paintings([Image.open(data / "styles" / "udnie.jpg")])
     return model
 
 

@@ -191,14 +191,10 @@ def artifacts(output: Image.Image, photo: Image.Image) -> dict[str, float]:
     }
 
 
-def bind_style(model: Any, style: str | None, painting: Path) -> None:
-    """Select the style a model is evaluated in: a multi-style model's --style, an any-style model's painting."""
-    if model.model_kind.style_input is StyleInput.WEIGHTS and style is not None:
-        model.use_style(style)
-    elif style is not None:
-        raise StylenetError(f"--style picks a painting of a multi-style model; this is a {model.model_kind.name} model")
-    elif model.model_kind.style_input is StyleInput.IMAGE:
-        model.use_style_images([load_image(painting, "--style-image")])
+def bind_style(model: Any, style: str | None, painting: Path) -> Any:  # StyleModel
+    """The model in the style it is evaluated in: a multi-style model's --style, an any-style model's painting."""
+    takes_painting = model.model_kind.style_input is StyleInput.IMAGE
+    return model.styled(style, [load_image(painting, "--style-image")] if takes_painting else None)
 
 
 def score(model: Any, photo: Image.Image, judge: Judge, curve: Curve) -> tuple[dict[str, Any], Image.Image]:
@@ -295,9 +291,7 @@ def load_for_judging(
         raise StylenetError(f"the models name different paintings ({', '.join(sorted(map(str, paintings)))}): "
                             "evaluate them separately, or pass --style-image PAINTING for all")
     painting = paintings.pop()
-    for model in loaded:
-        bind_style(model, style, painting)
-    return loaded, painting
+    return [bind_style(model, style, painting) for model in loaded], painting
 
 
 def medians(rows: list[dict[str, Any]]) -> dict[str, float]:

@@ -63,20 +63,16 @@ class ModelSpec:
 
     def load(self) -> StyleModel:
         model = load_model(self.model, self.device, self.precision)
-        if self.style is not None:
-            model.use_style(self.style)
-        if self.style_images:
-            images = [load_image(path, "--style-image") for path, _ in self.style_images]
-            model.use_style_images(images, [weight for _, weight in self.style_images], self.style_size)
-        elif model.model_kind.style_input is StyleInput.IMAGE:
+        if model.model_kind.style_input is StyleInput.IMAGE and not self.style_images:
             raise StylenetError(f"{self.model} is an any-style model: give the painting with --style-image PATH (any image)")
-        use_backend(model, self.backend)
-        return model
+        paintings = [load_image(path, "--style-image") for path, _ in self.style_images]
+        model = model.styled(self.style, paintings, [weight for _, weight in self.style_images], self.style_size)
+        return with_backend(model, self.backend)
 
 
 def onnx_unavailable(model: StyleModel) -> str | None:
     """Why this model cannot run on ONNX Runtime here, or None when it can."""
-    if model.tileable() is None:
+    if model.plain_network is None:
         return (f"--backend onnx runs single- and multi-style models; this is a {model.model_kind.name} model "
                 "(use --backend eager)")
     if model.device.type != "cpu":
@@ -87,11 +83,9 @@ def onnx_unavailable(model: StyleModel) -> str | None:
     return None
 
 
-def use_backend(model: StyleModel, backend: str, cache: Path | None = None) -> str:
-    """Make `model` run whole images on `backend` ("auto", "eager", "onnx" or "compile"); returns the backend it
-    now uses.
-
-    Call it after choosing the style (use_style and use_style_images go back to eager)."""
+def with_backend(model: StyleModel, backend: str, cache: Path | None = None) -> StyleModel:
+    """`model` (bound to its style) running whole images on `backend` ("auto", "eager", "onnx" or "compile"): a
+    new StyleModel whose `engine` says what auto chose; `model` is left as it was."""
     if backend not in BACKENDS:
         raise StylenetError(f"--backend {backend}: valid are {', '.join(BACKENDS)}")
     if not model.has_weights:  # a TorchScript or ONNX file runs as it is
@@ -101,28 +95,33 @@ def use_backend(model: StyleModel, backend: str, cache: Path | None = None) -> s
         if backend == "compile":
             raise StylenetError(f"--backend compile compiles a model's weights; {model.file_format} files run as they "
                                 "are (use the .safetensors model, or --backend auto)")
-        return model.backend
+        return model
     if backend == "eager":
-        return "eager"
+        return model
     if backend == "compile":
         if model.bound is None:
-            raise StylenetError("--backend compile: choose the any-style model's painting first (use_style_images)")
-        model.whole, model.whole_backend = compiled_network(model.bound), "compile"
-        return "compile"
+            raise StylenetError("--backend compile: choose the any-style model's painting first (with_paintings)")
+        return running_whole(model, compiled_network(model.bound), "compile")
     reason = onnx_unavailable(model)
     if reason is not None:
         if backend == "onnx":
             raise StylenetError(reason)
-        return "eager"
+        return model
     if backend == "onnx" and model.precision != "fp32" and not model.runner.auto:
         raise StylenetError(f"--backend onnx runs in fp32; drop --precision {model.precision} (or use --backend eager)")
     cache = cache or cache_root()
-    network = model.tileable()
+    network = model.plain_network
     assert network is not None  # onnx_unavailable checked it
     if backend == "auto" and verdict(network, model.precision, cache)["backend"] != "onnx":
-        return "eager"
-    model.whole, model.whole_backend = onnx_network(network, cache), "onnx"
-    return "onnx"
+        return model
+    return running_whole(model, onnx_network(network, cache), "onnx")
+
+
+def running_whole(model: StyleModel, whole: Callable[[torch.Tensor], torch.Tensor], engine: str) -> StyleModel:
+    """A copy of `model` that runs whole images through `whole` (tiles stay eager)."""
+    view = model.bound_to(model.bound)
+    view.whole, view.whole_engine = whole, engine
+    return view
 
 
 def compiled_network(network: Callable[..., torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -9,8 +9,10 @@ the Runner (tiling.py) runs it on the device and in the precision of device.py, 
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
+import threading
 import math
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,7 +23,7 @@ import torch
 from PIL import Image, ImageOps
 
 from stylenet.core.errors import StylenetError
-from stylenet.models.registry import StyleInput
+from stylenet.models.registry import KINDS, StyleInput
 from stylenet.core.paths import data_root, painting_path
 from stylenet.models.formats import load_network
 from stylenet.core.images import preserve_color, resize_long_side, split_alpha, to_pil, to_tensor
@@ -38,8 +40,11 @@ MAX_STYLE_SIZE = 4096  # a painting's long side for any-style models: a 4K paint
 class StyleModel:
     """A trained style network, its metadata and where it runs; stylize() maps a PIL image to a PIL image.
 
-    Multi-style models run their first style until use_style() picks another or a blend; any-style models
-    (adain, arbitrary) need use_style_images() with one or more paintings first.
+    The style is an argument, not state: a multi-style model runs its first style, and with_style("great_wave")
+    returns the same model bound to another style or a blend; an any-style model (adain, arbitrary, wct) needs
+    with_paintings([painting]) first. Each returns a new StyleModel that shares the network, the device and the
+    painting cache with this one and leaves this one as it was, so two threads may stylize with different styles
+    from one loaded model at once.
     """
 
     def __init__(
@@ -65,27 +70,32 @@ class StyleModel:
         self.styles: list[str] = list(metadata.get("styles") or [])  # a multi-style model's paintings
         self.bound: Callable[..., torch.Tensor] | None = network  # images -> images: loaded with its style bound
         # any-style models: the last few paintings' bound forms (their statistics, computed once per painting and
-        # size), so a page or a loop that returns to a painting does not read it again
-        self.bound_paintings: OrderedDict[str, Callable[..., torch.Tensor]] = OrderedDict()
-        # whole images on another backend (ONNX Runtime or torch.compile: stylenet.running.backends.use_backend); tiles stay eager
+        # size), shared by every model with_paintings returns, so a page or a loop that returns to a painting does
+        # not read it again
+        self.painting_cache = PaintingCache(BOUND_PAINTINGS)
+        # whole images on another engine (ONNX Runtime or torch.compile: stylenet.running.backends.with_backend);
+        # tiles stay eager
         self.whole: Callable[[torch.Tensor], torch.Tensor] | None = None
-        self.whole_backend = "eager"  # what self.whole is: "onnx" or "compile"
+        self.whole_engine = "eager"  # what self.whole is: "onnx" or "compile"
         if self.model_kind.style_input is StyleInput.WEIGHTS:
             if not self.styles:
                 raise StylenetError("this multi-style model's metadata lists no styles; re-export it from its .ckpt")
-            self.use_style(self.styles[0])
+            self.bound = self.style_network(self.styles[0])
         elif self.model_kind.style_input is StyleInput.IMAGE:
-            self.bound = None  # until use_style_images()
+            self.bound = None  # until with_paintings()
 
-    def use_style(self, spec: str | dict[str, float]) -> None:
-        """Multi-style models: one style ("great_wave") or a blend ("starry_night=0.5,great_wave=0.5" or a dict)."""
+    def with_style(self, spec: str | dict[str, float]) -> StyleModel:
+        """Multi-style models: this model in one style ("great_wave") or a blend ("starry_night=0.5,great_wave=0.5"
+        or a dict); this model is left as it was."""
+        return self.bound_to(self.style_network(spec))
+
+    def style_network(self, spec: str | dict[str, float]) -> Callable[..., torch.Tensor]:
         if self.model_kind.style_input is not StyleInput.WEIGHTS:
             name = self.model_kind.name
             raise StylenetError(
                 f"--style picks a painting of a multi-style model; this {name} model "
                 + ("takes --style-image PAINTING" if self.model_kind.style_input is StyleInput.IMAGE else "holds one style")
             )
-        self.whole = None  # a new style: eager again until use_backend
         weights = parse_style_mix(spec, self.styles) if isinstance(spec, str) else dict(spec)
         unknown = [name for name in weights if name not in self.styles]
         if unknown:
@@ -93,12 +103,13 @@ class StyleModel:
         check_weights(list(weights.values()), f"style weights must be numbers >= 0 with a positive sum, got {spec}")
         one_hot = torch.eye(len(self.styles))
         rows = [one_hot[self.styles.index(name)].unsqueeze(0) for name in weights]  # (1, S) each
-        self.bound = self.model_kind.bind(self.loaded, rows, list(weights.values()))
+        return self.model_kind.bind(self.loaded, rows, list(weights.values()))
 
-    def use_style_images(
+    def with_paintings(
         self, images: list[Image.Image], weights: list[float] | None = None, style_size: int | None = None,
-    ) -> None:
-        """Any-style models: stylize with these paintings (any, seen in training or not), blended by weights.
+    ) -> StyleModel:
+        """Any-style models: this model painting with these paintings (any, seen in training or not), blended by
+        weights; this model is left as it was.
         style_size: the paintings' long side in px (default: the kind's, 512 for AdaIN, 256 for arbitrary)."""
         if self.model_kind.style_input is not StyleInput.IMAGE:
             raise StylenetError(
@@ -106,7 +117,6 @@ class StyleModel:
                 f"or model=adain); this is a {self.model_kind.name} model"
                 + (f": pick one of its styles with --style ({', '.join(self.styles)})" if self.styles else "")
             )
-        self.whole = None
         weights = list(weights) if weights is not None else [1.0] * len(images)
         message = "give one or more style images, each with a weight >= 0 (positive sum)"
         if not images or len(weights) != len(images):
@@ -118,12 +128,25 @@ class StyleModel:
         paintings = [to_tensor(resize_long_side(ImageOps.exif_transpose(image).convert("RGB"), style_size)).unsqueeze(0)
                      for image in images]
         key = hashlib.sha256(repr(weights).encode() + b"".join(p.numpy().tobytes() for p in paintings)).hexdigest()
-        if key not in self.bound_paintings:
-            self.bound_paintings[key] = self.model_kind.bind(self.loaded, [p.to(self.runner.device) for p in paintings], weights)
-            while len(self.bound_paintings) > BOUND_PAINTINGS:
-                self.bound_paintings.popitem(last=False)
-        self.bound_paintings.move_to_end(key)
-        self.bound = self.bound_paintings[key]
+        bound = self.painting_cache.get(key, lambda: self.model_kind.bind(
+            self.loaded, [p.to(self.runner.device) for p in paintings], weights))
+        return self.bound_to(bound)
+
+    def styled(
+        self, style: str | dict[str, float] | None = None, paintings: list[Image.Image] | None = None,
+        weights: list[float] | None = None, style_size: int | None = None,
+    ) -> StyleModel:
+        """This model bound to a style the way its kind takes one: `style` (a multi-style model's name or blend)
+        and/or `paintings` (an any-style model's, blended by weights); neither: as loaded. Each refuses a model
+        of another kind in one line."""
+        model = self if style is None else self.with_style(style)
+        return model if not paintings else model.with_paintings(paintings, weights, style_size)
+
+    def bound_to(self, network: Callable[..., torch.Tensor]) -> StyleModel:
+        """A copy of this model (sharing its network, runner and painting cache) that runs `network` eager."""
+        view = copy.copy(self)
+        view.bound, view.whole, view.whole_engine = network, None, "eager"
+        return view
 
     @property
     def device(self) -> torch.device:
@@ -134,17 +157,29 @@ class StyleModel:
         return self.runner.precision
 
     @property
-    def backend(self) -> str:
-        """What runs whole images: "onnx" (ONNX Runtime, a file or --backend), "compile" (torch.compile),
-        "torchscript" or "eager"."""
+    def engine(self) -> str:
+        """What runs whole images: "eager" (PyTorch), "onnx" (ONNX Runtime: an .onnx file or --backend onnx),
+        "compile" (torch.compile) or "torchscript" (a TorchScript file's interpreter)."""
         if self.whole is not None:
-            return self.whole_backend
+            return self.whole_engine
         return "eager" if self.has_weights else self.file_format
 
-    def tileable(self) -> torch.nn.Module | None:
-        """The bound network when it can run in tiles: an eager network of a kind that tiles."""
+    @property
+    def tile_network(self) -> torch.nn.Module | None:
+        """The bound eager network when the Runner may run it in tiles (a kind that tiles, its weights loaded), else
+        None: whole images only."""
         eager = self.has_weights and self.model_kind.tileable and isinstance(self.bound, torch.nn.Module)
         return self.bound if eager else None
+
+    @property
+    def plain_network(self) -> torch.nn.Module | None:
+        """The bound network when it is a single-style network of a registered kind with an ONNX export (a
+        per-painting network, a multi-style or arbitrary model's blend specialized to plain weights), which
+        ONNX Runtime can run; else None (AdaIN and WCT bind a painting into a stylizer of their own)."""
+        if not self.has_weights or not isinstance(self.bound, torch.nn.Module):
+            return None
+        kind = next((kind for kind in KINDS.values() if type(self.bound) is kind.network), None)
+        return self.bound if kind is not None and kind.no_onnx is None and kind.style_input is StyleInput.NONE else None
 
     def __repr__(self) -> str:
         style = (self.metadata.get("style") or {}).get("name")
@@ -161,11 +196,11 @@ class StyleModel:
         check_strength(strength)
         if self.bound is None:
             raise StylenetError("an any-style model stylizes with a painting you give it: pass --style-image PAINTING.jpg "
-                                "(Python: model.use_style_images([Image.open(...)]))")
+                                "(Python: model.with_paintings([Image.open(...)]))")
         network = self.whole or self.bound
         if self.feature_strength and strength != 1.0:
             network = functools.partial(self.bound, alpha=strength)
-        stylized = self.runner(network, images, tile, self.tileable())
+        stylized = self.runner(network, images, tile, self.tile_network)
         if strength != 1.0 and not self.feature_strength:
             stylized = torch.lerp(images.to(stylized), stylized, strength)
         return stylized
@@ -194,6 +229,30 @@ class StyleModel:
         if alpha is not None:
             stylized.putalpha(resize(alpha, stylized.size))
         return stylized
+
+
+class PaintingCache:
+    """The bound forms of the last few paintings an any-style model was given, newest last; safe to share between
+    threads (a page's requests). A painting bound twice at once is computed twice, kept once."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.bound, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key: str, bind: Callable[[], Callable[..., torch.Tensor]]) -> Callable[..., torch.Tensor]:
+        with self.lock:
+            if key in self.bound:
+                self.bound.move_to_end(key)
+                return self.bound[key]
+        network = bind()  # outside the lock: reading a painting takes a while, other requests go on
+        with self.lock:
+            self.bound[key] = network
+            while len(self.bound) > self.size:
+                self.bound.popitem(last=False)
+        return network
+
+    def clear(self) -> None:
+        with self.lock:
+            self.bound.clear()
 
 
 def check_weights(weights: list[float], message: str) -> None:

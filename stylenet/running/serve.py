@@ -241,12 +241,13 @@ def stylize(catalog: Catalog, form: dict[str, Any], photo: bytes, painting_data:
         raise RequestError(f"format must be one of {', '.join(FORMATS)}, got {file_format!r}")
     image = decode(photo, "photo", settings.max_pixels)
     try:
-        if model.model_kind.style_input is StyleInput.WEIGHTS:
-            model.use_style(str(form.get("style") or model.styles[0]))
-        elif model.model_kind.style_input is StyleInput.IMAGE:
-            if not painting_data:
-                raise RequestError("this any-style model paints with any painting: upload one under Painting")
-            model.use_style_images([decode(painting_data, "painting", settings.max_pixels).convert("RGB")])
+        # the request's own bound model: the cached one is shared by every request and never changed
+        takes_painting = model.model_kind.style_input is StyleInput.IMAGE
+        if takes_painting and not painting_data:
+            raise RequestError("this any-style model paints with any painting: upload one under Painting")
+        style = str(form.get("style") or model.styles[0]) if model.model_kind.style_input is StyleInput.WEIGHTS else None
+        painting = [decode(painting_data, "painting", settings.max_pixels).convert("RGB")] if takes_painting else None
+        model = model.styled(style, painting)
         result = model.stylize(image, size=result_size(image, size), strength=strength, preserve_colors=preserve)
     except StylenetError as error:
         raise RequestError(str(error)) from None

@@ -235,7 +235,8 @@ STAGED_TILE_ELEMENTS = 2**24  # pixels x channels of one staged tile: 1024x1024 
 
 class Runner:
     """Runs images -> images networks on one device in one precision: whole when they fit in memory, else in
-    tiles with shared norm statistics; after an out-of-memory error, again in smaller tiles."""
+    tiles with shared norm statistics; after an out-of-memory error, that call again in smaller tiles. It keeps
+    nothing between calls, so one Runner serves several threads."""
 
     def __init__(self, device: str | torch.device = "cpu", precision: str = AUTO, autocast: bool = True) -> None:
         self.device = resolve_device(device)
@@ -247,7 +248,6 @@ class Runner:
         if precision == "fp16" and self.device.type != "cuda":
             raise StylenetError("fp16 needs a CUDA GPU; on CPU use --precision bf16 or fp32")
         self.precision, self.use_autocast = precision, autocast  # autocast False: the network runs as it is (ONNX)
-        self.pixel_limit: int | None = None  # set after an out-of-memory error: images this large did not fit
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.precision == "fp32" or not self.use_autocast:
@@ -256,22 +256,23 @@ class Runner:
 
     def __call__(
         self, network: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tile: int | None = None,
-        tileable: nn.Module | None = None,
+        tileable: nn.Module | None = None, pixel_limit: int | None = None,
     ) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> network's (B, 3, H, W) in [0, 1], on the input's device.
 
         tileable: the eager network when it may run in tiles (else whole images only). tile: None tiles only
-        when the image would not fit in memory, 0 never tiles, N tiles N px.
+        when the image would not fit in memory, 0 never tiles, N tiles N px. pixel_limit: images this large ran
+        out of memory (set by the retry after an out-of-memory error, for this call only).
         """
         source_device = images.device
         images = images.to(self.device, torch.float32)
         height, width = images.shape[-2:]
         if min(height, width) < MIN_SIDE:
             padded = F.pad(images, (0, max(0, MIN_SIDE - width), 0, max(0, MIN_SIDE - height)), mode="replicate")
-            return self(network, padded, tile, tileable)[..., :height, :width].to(source_device)
-        tile = self.auto_tile(tileable, height, width, images.shape[0]) if tile is None else tile
+            return self(network, padded, tile, tileable, pixel_limit)[..., :height, :width].to(source_device)
+        tile = self.auto_tile(tileable, height, width, images.shape[0], pixel_limit) if tile is None else tile
         try:
-            return self.forward(network, images, tile, tileable).float().clamp_(0, 1).to(source_device)
+            return self.forward(network, images, tile, tileable, pixel_limit).float().clamp_(0, 1).to(source_device)
         except (torch.OutOfMemoryError, RuntimeError) as error:
             if not out_of_memory(error):
                 raise
@@ -280,15 +281,15 @@ class Runner:
         # retried outside the except block: its traceback would keep the failed pass's tensors alive
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        # remember what did not fit (per image), so the tiles' shared statistics come from a smaller copy too; it
-        # stays for this Runner's later images: a machine that ran out at this size will again
-        self.pixel_limit = min(self.pixel_limit or height * width, height * width) // 2
+        # what did not fit (per image), so the tiles' shared statistics come from a smaller copy too
+        pixel_limit = min(pixel_limit or height * width, height * width) // 2
         smaller = max(256, (tile or max(height, width)) // 2)
         log.warning("out of memory on %s at %dx%d; retrying in %d px tiles", self.device, width, height, smaller)
-        return self(network, images, smaller, tileable).to(source_device)
+        return self(network, images, smaller, tileable, pixel_limit).to(source_device)
 
     def forward(
         self, network: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tile: int, tileable: nn.Module | None,
+        pixel_limit: int | None = None,
     ) -> torch.Tensor:
         with self.autocast():
             if not tile or tile >= max(images.shape[-2:]):
@@ -298,39 +299,41 @@ class Runner:
                     "tiling needs the model's weights and a single- or multi-style network; this model runs whole "
                     "images (use the .safetensors or .ckpt model, or --tile 0)"
                 )
-            if isinstance(tileable, TransformerNet) and self.staged_fits(tileable, images):
+            if isinstance(tileable, TransformerNet) and self.staged_fits(tileable, images, pixel_limit):
                 # exact statistics; tiles of at most STAGED_TILE_ELEMENTS / channels pixels keep its tile passes
                 # small beside the whole half-resolution maps (a 3840x2160 frame: 2.2 GB of RSS, 1920-px tiles 2.7)
                 side = int(math.sqrt(STAGED_TILE_ELEMENTS / getattr(tileable, "channels", 32))) // 64 * 64
                 return staged_forward(tileable, images, min(tile, side))
             # norm statistics from the largest copy of the image that fits: exact when the whole image does
-            return tiled_forward(tileable, images, tile, self.fitting_pixels(tileable) // images.shape[0])
+            return tiled_forward(tileable, images, tile, self.fitting_pixels(tileable, pixel_limit) // images.shape[0])
 
-    def auto_tile(self, tileable: nn.Module | None, height: int, width: int, batch: int = 1) -> int:
+    def auto_tile(
+        self, tileable: nn.Module | None, height: int, width: int, batch: int = 1, pixel_limit: int | None = None,
+    ) -> int:
         """0 when the whole batch fits in memory; else the largest tile side (multiple of 64) that does."""
         if tileable is None:
             return 0
-        fitting = self.fitting_pixels(tileable) // batch
+        fitting = self.fitting_pixels(tileable, pixel_limit) // batch
         if height * width <= fitting:
             return 0
         side = int(math.sqrt(fitting)) - 2 * HALO
         return max(256, side // 64 * 64)
 
-    def fitting_pixels(self, tileable: nn.Module) -> int:
+    def fitting_pixels(self, tileable: nn.Module, pixel_limit: int | None = None) -> int:
         """The most pixels one forward pass of the eager network may take on this device."""
         fitting = memory_budget(self.device) // self.bytes_per_pixel(tileable)
-        return min(fitting, self.pixel_limit) if self.pixel_limit else fitting
+        return min(fitting, pixel_limit) if pixel_limit else fitting
 
     def bytes_per_pixel(self, tileable: nn.Module) -> int:
         """Estimated peak activation memory of the eager network per image pixel. Not less in bf16: autocast
         keeps the norms in fp32 and adds bf16 copies (a 3840x2160 frame took more memory in bf16 than in fp32)."""
         return ACTIVATIONS_PER_PIXEL * getattr(tileable, "channels", 32) * 4
 
-    def staged_fits(self, tileable: nn.Module, images: torch.Tensor) -> bool:
+    def staged_fits(self, tileable: nn.Module, images: torch.Tensor, pixel_limit: int | None = None) -> bool:
         """Whether staged_forward's whole half- and quarter-resolution maps fit the memory budget, and no image
         this large ran out of memory before (its whole maps do not shrink with the tile: the retry after an
         out-of-memory error takes the thumbnail path, whose memory does)."""
         pixels = images.shape[0] * images.shape[-2] * images.shape[-1]
-        if self.pixel_limit is not None and images.shape[-2] * images.shape[-1] > self.pixel_limit:  # per image
+        if pixel_limit is not None and images.shape[-2] * images.shape[-1] > pixel_limit:  # per image
             return False
         return pixels * STAGED_PER_PIXEL * getattr(tileable, "channels", 32) * 4 <= memory_budget(self.device)

@@ -181,6 +181,67 @@ def test_a_new_kind_needs_only_its_registry_entry_to_export_and_stylize(invert_k
     assert load_model(tmp_path / "invert.pt", "cpu").stylize(Image.new("RGB", (8, 8))).getpixel((0, 0)) == (128, 128, 128)
 
 
+@pytest.fixture
+def toy_kind() -> ModelKind:
+    """tests/toy_kind: a network, a training system and a config file that stylenet's own files never name."""
+    import tests.toy_kind as toy
+
+    kind = toy.register()
+    yield kind
+    toy.unregister()
+
+
+@pytest.mark.slow
+def test_a_kind_from_the_test_folder_trains_stylizes_exports_benches_and_evals(
+    toy_kind: ModelKind, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+) -> None:
+    import json
+
+    import numpy as np
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import tests.toy_kind as toy
+    from stylenet.benchmarks import bench
+    from stylenet.cli import main
+    from stylenet.training.trainer import train
+    from tests.conftest import compose_config
+
+    monkeypatch.setenv("STYLENET_CACHE", str(tmp_path / "cache"))
+    run_dir, photo = tmp_path / "run", data_dir / "content_test" / "fruits.jpg"
+    model_file = train(compose_config(
+        f"hydra.searchpath=[file://{toy.CONF}]", "model=toy", "style=mondrian", "experiment=quick", "data.image_size=64",
+        "style.size=128", "data.num_workers=0", "samples.size=64", "samples.count=2", "trainer.max_steps=8",
+        "trainer.log_every_n_steps=1", "optimizer.lr=0.02", run_dir=run_dir))
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    losses = [event.value for event in events.Scalars("train/total_loss")]
+    assert len(losses) == 8 and losses[-1] < losses[0]  # it trained
+    model = load_model(model_file, "cpu", "fp32")
+    assert model.model_kind is toy_kind and model.metadata["steps"] == 8
+
+    stylized = tmp_path / "fruits_toy.png"
+    main(["stylize", str(photo), "--model", str(model_file), "--size", "64", "-o", str(stylized), "--precision", "fp32"])
+    picture = np.asarray(Image.open(stylized), int)
+    assert max(picture.shape[:2]) == 64
+    assert np.abs(picture - np.asarray(Image.open(photo).convert("RGB").resize(picture.shape[1::-1]), int)).mean() > 5
+
+    main(["export", str(model_file), "--format", "onnx", "-o", str(tmp_path / "toy.onnx")])
+    exported = load_model(tmp_path / "toy.onnx", "cpu").stylize(Image.open(photo), size=64)
+    assert np.abs(np.asarray(exported, int) - picture).max() <= 2
+
+    capsys.readouterr()
+    bench.main(["train", "--model", "toy", "--size", "32", "--batch", "1", "--warmup", "1", "--repeats", "1"])
+    bench.main(["infer", "--model", "toy", "--sizes", "64", "--backends", "eager", "--precisions", "fp32",
+                "--warmup", "0", "--repeats", "1"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(row["bench"], row["model"]) for row in rows] == [("train", "toy"), ("infer", "toy")]
+    assert all(row.get("s_per_step", row.get("s_per_image", 0)) > 0 for row in rows)
+
+    main(["eval", str(model_file), "--photos", str(photo), "--size", "32", "-o", str(tmp_path / "eval")])
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["models"][0]["metadata"]["architecture"] == "toy" and report["models"][0]["median"]["placement"] >= 0
+
+
 @pytest.mark.slow
 def test_an_installed_wheel_works_away_from_the_checkout(tmp_path: Path, tiny_model: Path, data_dir: Path) -> None:
     """pip install of the wheel (not -e) into a fresh venv that borrows the dependencies; run from elsewhere."""

@@ -47,8 +47,6 @@ from stylenet.models.losses import PerceptualLoss
 from stylenet.models.modelfile import model_metadata
 from stylenet.core.device import AUTO, PRECISION_CHOICES, PRECISIONS, auto_precision, machine_name, resolve_device
 
-# The networks training builds, by preset name: transformer, transformer_small, multistyle, adain (conf/model/)
-MODELS = presets()
 
 
 def machine(device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
@@ -106,37 +104,22 @@ def autocast(device: torch.device, precision: str, cache: bool = True) -> contex
 
 
 def preset_network(name: str) -> torch.nn.Module:
-    """A preset's network with random weights (speed does not depend on them); AdaIN's with its real encoder."""
-    kind, arguments = MODELS[name]
-    if kind == "adain":
-        from stylenet.models.kinds.adain import ENCODER_LAYERS
-
-        encoder = LossNetwork("vgg19", "caffe", list(ENCODER_LAYERS))
-        return get_kind(kind).network(**arguments, encoder_weights="caffe", encoder_state=encoder.conv_state())
-    return get_kind(kind).network(**arguments)
+    """A preset's network with random weights (speed does not depend on them), as its kind builds it."""
+    kind, arguments = presets()[name]
+    return get_kind(kind).preset_network(arguments)
 
 
 def bench_system(args: argparse.Namespace, folder: Path) -> Any:  # StyleSystem
     """The model kind's training system as `python train.py` builds it (its defaults are the config's), on
-    --loss-network (torchvision's weights replaced by random ones: same speed, no download) and synthetic paintings
-    written to folder; AdaIN's with its real encoder."""
+    --loss-network (torchvision's weights replaced by random ones: same speed, no download) and, for kinds that
+    learn their paintings, a synthetic painting (written to folder)."""
     from stylenet.training.systems import system_for
 
-    kind, arguments = MODELS[args.model]
-    system = system_for(kind)
-    if system.uses_style_dataset:  # adain, arbitrary: their paintings come with each batch
-        return system(**arguments)
+    kind, arguments = presets()[args.model]
     preset = PRESETS[args.loss_network]
     spec = {"arch": preset.arch, "weights": "random" if preset.weights == "torchvision" else preset.weights,
             "content_layers": list(preset.content_layers), "style_layer_weights": dict.fromkeys(preset.style_layers, 1.0)}
-    names = list(arguments.get("styles") or ["synthetic"])
-    paths = []
-    for index, name in enumerate(names):
-        painting = bench_painting().rotate(90 * index)
-        paths.append(str(folder / f"{name}.png"))
-        painting.save(paths[-1])
-    return system(style_images=paths, style_names=names, channels=arguments["channels"],
-                  num_residual_blocks=arguments["num_residual_blocks"], loss_network=spec)
+    return system_for(kind).for_bench(arguments, bench_painting(), folder, spec)
 
 
 def train_step(args: argparse.Namespace, device: torch.device) -> tuple[Callable[[], None], dict[str, Any]]:
@@ -238,10 +221,12 @@ def bench_train(args: argparse.Namespace) -> list[dict[str, Any]]:
     device = resolve_device(args.device)
     step, objective = train_step(args, device)  # with the peak memory reset where the row's memory starts
     seconds = median_seconds(step, device, args.warmup, args.repeats)
-    kind, _ = MODELS[args.model]
+    from stylenet.training.systems import system_for
+
+    encoder = system_for(presets()[args.model][0]).bench_encoder
     return [{
         "bench": "train", "mode": "baseline" if args.baseline else "stylenet", "model": args.model,
-        "loss_network": "vgg19_caffe (AdaIN encoder)" if kind == "adain" else args.loss_network, "size": args.size,
+        "loss_network": encoder or args.loss_network, "size": args.size,
         "batch": args.batch, "device": device.type,
         "precision": "fp32" if args.baseline else args.precision, "channels_last": args.channels_last and not args.baseline,
         "compile": args.compile and not args.baseline, "cuda_graph": args.cuda_graph and not args.baseline,
@@ -271,7 +256,7 @@ def pattern_image(height: int, width: int, device: torch.device, shift: int = 0)
 
 def bench_network(name: str) -> tuple[torch.nn.Module | Any, dict[str, Any]]:
     """A network preset (random weights: the same speed) or a model file / ready-made model's name."""
-    if name in MODELS:
+    if name in presets():
         network = preset_network(name).eval()
         return network, model_metadata(network)
     from stylenet.models.zoo import resolve
@@ -285,7 +270,7 @@ def bench_model(loaded: tuple[Any, dict[str, Any]], device: torch.device, precis
 
     model = StyleModel(*loaded, device, precision)
     if model.model_kind.style_input is StyleInput.IMAGE:
-        model.use_style_images([bench_painting()])
+        return model.with_paintings([bench_painting()])
     return model
 
 
@@ -308,8 +293,8 @@ def painting_seconds(loaded: tuple[Any, dict[str, Any]], device: torch.device, p
     painting = bench_painting()
 
     def read() -> None:
-        model.bound_paintings.clear()  # a painting it has not read: the model keeps the last few bound
-        model.use_style_images([painting])
+        model.painting_cache.clear()  # a painting it has not read: the model keeps the last few bound
+        model.with_paintings([painting])
 
     with model.runner.autocast():
         return {"painting_s": round(median_seconds(read, device, 1, 3), 4)}
@@ -331,9 +316,9 @@ def eager_variant(network: Any, channels_last: bool) -> Any:
 def torch_backend(model: Any, backend: str) -> Any:  # StyleModel
     """backend "compile": the model's whole images through torch.compile, as `stylenet stylize --backend compile`."""
     if backend == "compile":
-        from stylenet.running.backends import use_backend
+        from stylenet.running.backends import with_backend
 
-        use_backend(model, "compile")
+        return with_backend(model, "compile")
     return model
 
 
@@ -383,7 +368,7 @@ def infer_row(args: argparse.Namespace, name: str, loaded: tuple[Any, dict[str, 
               size: tuple[int, int], device: torch.device) -> dict[str, Any]:
     """One row: this model's seconds per image at this size (fp32: the same model in fp32, for the difference)."""
     height, width = size
-    channels_last = args.channels_last and not args.baseline and model.backend in ("eager", "compile")
+    channels_last = args.channels_last and not args.baseline and model.engine in ("eager", "compile")
     images = pattern_image(height, width, device)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
@@ -399,13 +384,13 @@ def infer_row(args: argparse.Namespace, name: str, loaded: tuple[Any, dict[str, 
                 return model.bound(images)
         return model.stylize_tensor(images, tile=args.tile)
 
-    tile = model.runner.auto_tile(model.tileable(), height, width) if args.tile is None else args.tile
+    tile = model.runner.auto_tile(model.tile_network, height, width) if args.tile is None else args.tile
     reading = painting_seconds(loaded, device, model.precision)
     reset_peak_memory(device)
     seconds = median_seconds(run, device, args.warmup, args.repeats)
     return {
         "bench": "infer", "mode": "baseline" if args.baseline else "stylenet", "model": name,
-        "backend": model.backend, "size": f"{width}x{height}", "device": device.type, "precision": model.precision,
+        "backend": model.engine, "size": f"{width}x{height}", "device": device.type, "precision": model.precision,
         "tile": 0 if args.baseline else tile, "channels_last": args.channels_last and not args.baseline,
         "s_per_image": round(seconds, 4), **reading, "megapixels_per_s": round(height * width / 1e6 / seconds, 3),
         "peak_memory_mb": round(peak_memory_mb(device)), **quality, **machine(device, args),
@@ -530,7 +515,7 @@ def bench_folder(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             steady = (args.photos - 1) / (summary.seconds - summary.first_seconds)
             yield {
                 "bench": "folder", "engine": engine, "workers": workers or "-", "photos": len(summary.written),
-                "size": f"{width}x{height}", "model": args.model, "precision": model.precision, "backend": model.backend,
+                "size": f"{width}x{height}", "model": args.model, "precision": model.precision, "backend": model.engine,
                 "seconds": round(seconds, 2), "images_per_s": round(len(summary.written) / seconds, 2),
                 "first_file_s": round(summary.first_seconds, 2), "steady_images_per_s": round(steady, 2),
                 **machine(torch.device("cpu"), args),
@@ -562,7 +547,7 @@ def parser() -> argparse.ArgumentParser:
                         "memory budget, as `stylenet stylize` does; 0: never)")
     parser.add_argument("--backends", help="infer, video: comma-separated of eager, compile (torch.compile, timed after "
                         "its compile), torchscript, onnx (default infer: eager,torchscript,onnx; video: eager)")
-    parser.add_argument("--model", help=f"train: a network preset: {', '.join(MODELS)} (default transformer); infer, "
+    parser.add_argument("--model", help=f"train: a network preset: {', '.join(presets())} (default transformer); infer, "
                         "video: comma-separated presets, model files or ready-made names (default infer: transformer; "
                         "video: transformer,transformer_small)")
     parser.add_argument("--frames", type=int, default=48, help="video: frames in the synthetic clip")
@@ -596,8 +581,8 @@ def main(argv: list[str], more: dict[str, Callable[[argparse.Namespace], Iterato
     defaults = {"video": "transformer,transformer_small", "folder": "starry_night", "web": "starry_night"}
     args.model = args.model or defaults.get(args.what, "transformer")
     args.sizes = args.sizes or ("512,1024" if args.what == "web" else "512,1024,2048,3840x2160")
-    if args.what in ("train", "optimize") and args.model not in MODELS:
-        raise StylenetError(f"--model {args.model}: {args.what} benchmarks a network preset: {', '.join(sorted(MODELS))}")
+    if args.what in ("train", "optimize") and args.model not in presets():
+        raise StylenetError(f"--model {args.model}: {args.what} benchmarks a network preset: {', '.join(sorted(presets()))}")
     device = resolve_device(args.device)
     if args.cuda_graph and (args.what != "train" or device.type != "cuda"):
         raise StylenetError(f"--cuda-graph captures a training step on a CUDA GPU; this is bench {args.what} on "

@@ -87,6 +87,8 @@ class ModelKind:
     no_onnx: str | None = None                    # why this kind has no ONNX export (None: it has one)
     metadata: Callable[[nn.Module], dict[str, Any]] = lambda network: {}  # fields a model file adds for users
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)  # named sizes: {name: network arguments}
+    # a preset's network (random weights) from its arguments; AdaIN's adds its real encoder (default: network(**arguments))
+    from_preset: Callable[[dict[str, Any]], nn.Module] | None = None
     # a bare state dict (no metadata) in a layout this kind knows -> (arguments, its tensors in our names, what it
     # was); None when the layout is not this kind's
     read_state_dict: Callable[[dict[str, torch.Tensor], str], tuple[dict[str, Any], dict[str, torch.Tensor], str] | None] | None = None
@@ -97,6 +99,10 @@ class ModelKind:
     def example_inputs(self, network: nn.Module, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """What forward() takes: the images, plus an example second input for kinds that have one."""
         return (images,) if self.example_style is None else (images, self.example_style(network, generator))
+
+    def preset_network(self, arguments: dict[str, Any]) -> nn.Module:
+        """A network of these arguments (a preset's) with random weights, as training starts it."""
+        return self.from_preset(arguments) if self.from_preset is not None else self.network(**arguments)
 
     def input_names(self) -> list[str]:
         return ["image"] if self.style_input is StyleInput.NONE else ["image", self.style_input.value]

@@ -272,6 +272,12 @@ def bound_file(network: Callable[..., torch.Tensor], paintings: Sequence[torch.T
     return BoundStyle(network, paintings[0])
 
 
+def with_real_encoder(arguments: dict[str, object]) -> AdaINNet:
+    """A preset's AdaIN network: random decoder, the real Caffe VGG-19 encoder (its statistics set the speed)."""
+    encoder = LossNetwork("vgg19", "caffe", list(ENCODER_LAYERS))
+    return AdaINNet(**arguments, encoder_weights="caffe", encoder_state=encoder.conv_state())
+
+
 register_kind(ModelKind(
     name="adain",
     network=AdaINNet,
@@ -283,4 +289,5 @@ register_kind(ModelKind(
     example_style=lambda network, generator: torch.rand(1, 3, *STYLE_CHECK_SIZE, generator=generator),
     onnx_style_dims={2: "style_height", 3: "style_width"},
     presets={"adain": {"channels": 64}},  # conf/model/adain.yaml (Huang & Belongie's decoder); `stylenet bench` times it
+    from_preset=with_real_encoder,
 ))

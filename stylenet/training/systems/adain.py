@@ -20,6 +20,7 @@ from stylenet.training.systems.base import SAMPLE_ROWS, AnyStyleSystem, register
 
 @register_system("adain")
 class AdaINSystem(AnyStyleSystem):
+    bench_encoder = "vgg19_caffe (AdaIN encoder)"
     unused_config: ClassVar[dict[str, str]] = {
         "style": "its paintings come from style_dataset",
         "loss": "its loss weights are model.content_weight and model.style_weight",

@@ -8,9 +8,12 @@ import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from pathlib import Path
+
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from PIL import Image
 from torch import nn
 
 from stylenet.training.config import refuse_unused
@@ -52,6 +55,7 @@ class StyleSystem(pl.LightningModule):
     unused_config: ClassVar[dict[str, str]] = {"style_dataset": "its paintings are style=..."}
     run_facts: dict[str, Any]  # how this run trains (the precision train() chose): recorded in the metadata
     schedule: tuple[str, int] = ("constant", 0)  # the learning rate's shape and warm-up steps (optimizer.schedule)
+    bench_encoder: ClassVar[str | None] = None  # what `stylenet bench train` names as the loss network, when not --loss-network
 
     @classmethod
     def check(cls, cfg: DictConfig, overrides: list[str]) -> None:
@@ -66,6 +70,13 @@ class StyleSystem(pl.LightningModule):
     @classmethod
     def from_config(cls, cfg: DictConfig, sample_styles: list[str]) -> StyleSystem:
         raise NotImplementedError
+
+    @classmethod
+    def for_bench(cls, arguments: dict[str, Any], painting: Image.Image, folder: Path, loss_network: dict[str, Any]) -> StyleSystem:
+        """This kind's system as `stylenet bench train` times it: a preset's network arguments (its kind's
+        presets), a synthetic painting (to save under folder, for kinds that learn their paintings) and the loss
+        network spec of --loss-network. By default the system of those arguments, its other settings the config's."""
+        return cls(**arguments)
 
     def describe(self) -> dict[str, Any]:
         """Metadata fields of this run's model files besides its kind and arguments (style, loss, ...)."""

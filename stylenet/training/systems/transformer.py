@@ -131,6 +131,18 @@ class StyleTransferSystem(StyleSystem):
             description=description, style_crops=[crops.get(name) for name in chosen],
         )
 
+    @classmethod
+    def for_bench(cls, arguments: dict[str, Any], painting: Image.Image, folder: Path,
+                  loss_network: dict[str, Any]) -> StyleTransferSystem:
+        """The synthetic painting (turned a quarter for each further style of a multi-style preset) as its style(s)."""
+        arguments = dict(arguments)
+        names = list(arguments.pop("styles", None) or ["synthetic"])
+        paths = []
+        for index, name in enumerate(names):
+            paths.append(str(folder / f"{name}.png"))
+            painting.rotate(90 * index).save(paths[-1])
+        return cls(style_images=paths, style_names=names, loss_network=loss_network, **arguments)
+
     @staticmethod
     def describe_style(names: list[str], images: list[str], sha256: list[str], size: int) -> dict[str, Any]:
         return {"name": names[0], "image": images[0], "sha256": sha256[0], "size": size}

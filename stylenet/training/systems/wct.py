@@ -41,6 +41,7 @@ def start_path(start_from: str) -> Path | None:
 
 @register_system("wct")
 class WCTSystem(AnyStyleSystem):
+    bench_encoder = "vgg19_caffe (WCT encoder)"
     unused_config: ClassVar[dict[str, str]] = {
         "style": "its paintings come from style_dataset",
         "loss": "its loss weights are model.pixel_weight and model.feature_weight",

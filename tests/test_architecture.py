@@ -22,7 +22,7 @@ from stylenet.models.kinds import KINDS, ModelKind, get_kind, presets, register_
 from stylenet.models.loss_network import PRESETS
 from stylenet.models.modelfile import load_safetensors, model_metadata
 from stylenet.training.systems import SYSTEMS
-from tests.conftest import CONF_DIR, PYTHON, REPO_ROOT, run_env
+from tests.conftest import CONF_DIR, PYTHON, REPO_ROOT, compose_config, run_env
 
 PACKAGE = REPO_ROOT / "stylenet"
 
@@ -145,9 +145,14 @@ def test_the_configs_and_the_packages_own_defaults_agree() -> None:
         assert (config.arch, config.weights) == (preset.arch, preset.weights), name
         assert (tuple(config.content_layers), tuple(config.style_layers)) == (preset.content_layers, preset.style_layers)
     assert {path.stem for path in (CONF_DIR / "loss_network").glob("*.yaml")} == set(PRESETS)
-    for name, arguments in get_kind("transformer").presets.items():
-        config = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
-        assert config.kind == "transformer" and {key: config[key] for key in arguments} == arguments
+    for name, (kind, arguments) in presets().items():  # a network size is written once, in its kind's presets
+        raw = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+        model = raw.get("model", raw)
+        assert model.kind == kind
+        composed = compose_config(f"model={name}").model
+        for key, value in arguments.items():
+            if key in model:
+                assert OmegaConf.is_interpolation(model, key) and composed[key] == value, (name, key)
 
 
 class Invert(nn.Module):

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from stylenet.core.errors import StylenetError
 from stylenet.core.paths import data_relative, data_root
 from stylenet.models.formats import torch_load
-from stylenet.models.kinds import KINDS
+from stylenet.models.kinds import KINDS, presets
 from stylenet.models.registry import StyleInput
 from stylenet.core.images import IMAGE_ERRORS, bounded
 from stylenet.models.loss_network import VGG_BLOCKS, check_layers
@@ -32,6 +32,19 @@ def run_folder(kind: str, style_name: str) -> str:
 
 
 OmegaConf.register_new_resolver("run_folder", run_folder, replace=True)
+
+
+def kind_preset(path: str) -> object:
+    """${kind_preset:transformer.channels}: a network size from its kind's presets (stylenet/models/kinds/<kind>.py),
+    the one place each is written; conf/model/ reads them, as `stylenet bench` does (a wheel has no conf/)."""
+    name, _, key = path.partition(".")
+    arguments = presets().get(name, (None, {}))[1]
+    if key not in arguments:
+        raise StylenetError(f"${{kind_preset:{path}}}: no preset {name!r} with {key!r}; the presets are {', '.join(sorted(presets()))}")
+    return arguments[key]
+
+
+OmegaConf.register_new_resolver("kind_preset", kind_preset, replace=True)
 
 
 def describe_style_dataset(cfg: DictConfig) -> dict[str, object]:

@@ -166,7 +166,7 @@ def webcam_command(argv: list[str]) -> None:
 
 
 def stylize_parser() -> argparse.ArgumentParser:
-    from stylenet.running.options import BATCH as VIDEO_BATCH, CRF as VIDEO_CRF, QUALITY, TEMPORAL as VIDEO_TEMPORAL
+    from stylenet.running.options import BATCH as VIDEO_BATCH, CRF as VIDEO_CRF, IMAGES_PER_TASK, QUALITY, TEMPORAL as VIDEO_TEMPORAL
 
     parser = argparse.ArgumentParser(
         prog="stylenet stylize", description="Stylize images and videos with a trained model.",
@@ -193,8 +193,7 @@ def stylize_parser() -> argparse.ArgumentParser:
     video.add_argument("--end", type=float, help="second to stop at (default: its end)")
     video.add_argument("--codec", help="video encoder (default: libx264; libvpx-vp9 for .webm; mpeg4, ...)")
     video.add_argument("--crf", type=int, default=VIDEO_CRF, help="quality of libx264/libvpx-vp9: lower is better, 0 lossless")
-    video.add_argument("--batch-size", type=int, default=VIDEO_BATCH,
-                       help="frames per network call; with --engine ray also the images each task takes")
+    video.add_argument("--batch-size", type=int, default=VIDEO_BATCH, help="frames per network call")
     video.add_argument("--temporal", type=float, default=VIDEO_TEMPORAL, metavar="STRENGTH",
                        help="against flicker: blend each frame with the previous output carried along the optical "
                             "flow, where the flow is reliable (about 2x less flicker at 0.75; 0: frame by frame)")
@@ -208,13 +207,15 @@ def stylize_parser() -> argparse.ArgumentParser:
     ray.add_argument("--workers", type=int, help="workers, each loading the model once (None: one per GPU with "
                                                  "--gpus-per-worker, else one per CPU)")
     ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs each worker takes (0: CPU workers)")
+    ray.add_argument("--images-per-task", type=int, default=IMAGES_PER_TASK,
+                     help="the images each Ray task takes (a video is a task of its own)")
     ray.add_argument("--cpus-per-worker", type=float, help="CPUs (and torch threads) each worker takes (None: 1, or "
                                                            "the CPUs shared among --workers)")
     return parser
 
 
 def stylize_command(argv: list[str]) -> None:
-    from stylenet.running import batch
+    from stylenet.running import jobs
     from stylenet.core.images import set_max_image_pixels
     from stylenet.running.options import StylizeOptions
 
@@ -225,20 +226,21 @@ def stylize_command(argv: list[str]) -> None:
     set_max_image_pixels(args.max_image_pixels)
     options = StylizeOptions(size=args.size, scale=args.scale, strength=args.strength, preserve_color=args.preserve_color,
                              tile=args.tile, quality=args.quality, start=args.start, end=args.end, codec=args.codec,
-                             crf=args.crf, batch=args.batch_size, temporal=args.temporal)
+                             crf=args.crf, frames_per_call=args.batch_size, temporal=args.temporal)
     model = model_from_arguments(args) if args.engine == "local" else None  # ray: each worker loads it
     output = Path(args.output) if args.output else None
-    single = batch.one_file(args.inputs) and "://" not in str(args.output)
-    where = batch.plan(args.inputs, output, args.ext)[0].target if single else (args.output or "stylized")
+    single = jobs.one_file(args.inputs) and "://" not in str(args.output)
+    where = jobs.plan(args.inputs, output, args.ext)[0].target if single else (args.output or "stylized")
     if single and where.exists() and not args.overwrite:
         raise StylenetError(f"{where} exists; pass --overwrite to replace it, or choose another -o")
     if args.engine == "ray":
         from stylenet.running.cluster import RaySettings, stylize_on_ray
 
-        settings = RaySettings(args.address, args.workers, args.gpus_per_worker, args.cpus_per_worker, args.batch_size)
+        settings = RaySettings(address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                               cpus_per_worker=args.cpus_per_worker, images_per_task=args.images_per_task)
         summary = stylize_on_ray(model_spec(args), args.inputs, args.output, args.ext, options, settings, args.overwrite)
     else:
-        summary = batch.stylize_jobs(model, batch.plan(args.inputs, output, args.ext), options, args.overwrite)
+        summary = jobs.stylize_jobs(model, jobs.plan(args.inputs, output, args.ext), options, args.overwrite)
     if single and summary.failed:
         raise StylenetError(summary.failed[0][1])
     if args.engine == "local":
@@ -353,7 +355,7 @@ def parse_floats(text: str) -> list[float]:
 
 def optimize_parser() -> argparse.ArgumentParser:
     from stylenet.models.loss_network import PRESETS
-    from stylenet.running.optimize import OptimizeSettings
+    from stylenet.running.optimize import OptimizeSettings, optimize_weight_keys
 
     defaults = OptimizeSettings()
     parser = argparse.ArgumentParser(
@@ -371,9 +373,8 @@ def optimize_parser() -> argparse.ArgumentParser:
     parser.add_argument("--optimizer", choices=["lbfgs", "adam"], default=defaults.optimizer)
     parser.add_argument("--init", choices=["content", "noise", "style"], default=defaults.init)
     parser.add_argument("--preserve-color", action="store_true", help="keep the photo's colours (luminance transfer)")
-    parser.add_argument("--content-weight", type=float, default=defaults.content_weight)
-    parser.add_argument("--style-weight", type=float, default=defaults.style_weight)
-    parser.add_argument("--tv-weight", type=float, default=defaults.tv_weight)
+    for key in optimize_weight_keys():  # one flag per loss term (stylenet/models/losses.py), e.g. --style-weight
+        parser.add_argument(f"--{key.replace('_', '-')}", type=float, default=defaults.weights.get(key, 0.0))
     parser.add_argument("--loss-network", choices=sorted(PRESETS), default=defaults.loss_network)
     parser.add_argument("--save-every", type=int, default=0, help="also write OUT_stepNNNN every N steps")
     parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -386,7 +387,8 @@ def optimize_parser() -> argparse.ArgumentParser:
 
 def optimize_command(argv: list[str]) -> None:
     from stylenet.core.images import load_image, output_format, save_image
-    from stylenet.running.optimize import OptimizeSettings, optimize
+    from stylenet.models.losses import LOSS_TERMS
+    from stylenet.running.optimize import OptimizeSettings, optimize, optimize_weight_keys
 
     args = optimize_parser().parse_args(argv)
     output_format(args.output)  # fail now, not after minutes of optimizing
@@ -394,9 +396,8 @@ def optimize_command(argv: list[str]) -> None:
     styles = [load_image(path, "style image") for path in args.styles]
     settings = OptimizeSettings(
         size=args.size, scales=args.scales, steps=args.steps, optimizer=args.optimizer, init=args.init,
-        content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
-        loss_network=args.loss_network, preserve_color=args.preserve_color, seed=args.seed,
-        device=args.device, precision=args.precision,
+        weights={key: getattr(args, key) for key in optimize_weight_keys()}, loss_network=args.loss_network,
+        preserve_color=args.preserve_color, seed=args.seed, device=args.device, precision=args.precision,
     )
     settings.validate(len(styles), args.style_blend if args.style_blend is not None else [1.0] * len(styles))
     note_precision(args.precision, args.device)
@@ -406,10 +407,8 @@ def optimize_command(argv: list[str]) -> None:
         on_image=lambda img, step: save_image(img, output.with_name(f"{output.stem}_step{step:04d}{output.suffix}")),
     )
     save_image(image, output)
-    print(
-        f"wrote {output} ({image.size[0]}x{image.size[1]}): {summary['steps']} steps in {summary['seconds']:.0f} s; "
-        f"content {summary['content']:.3g}, style {summary['style']:.3g}, tv {summary['tv']:.3g}"
-    )
+    terms = ", ".join(f"{name} {summary[name]:.3g}" for name in LOSS_TERMS if name in summary)
+    print(f"wrote {output} ({image.size[0]}x{image.size[1]}): {summary['steps']} steps in {summary['seconds']:.0f} s; {terms}")
 
 
 def eval_command(argv: list[str]) -> None:

@@ -87,7 +87,7 @@ def test_style_model_needs_a_style_image_and_refuses_style_names(network: AdaINN
     with pytest.raises(StylenetError, match="pass --style-image"):
         model.stylize(Image.new("RGB", (32, 32)))
     with pytest.raises(StylenetError, match="this adain model takes --style-image"):
-        model = model.with_style("starry_night")
+        model.with_style("starry_night")
     painting = Image.fromarray((np.random.default_rng(0).random((40, 30, 3)) * 255).astype(np.uint8))
     model = model.with_paintings([painting])
     photo = Image.new("RGB", (45, 33), (120, 80, 40))

@@ -164,7 +164,7 @@ def test_a_video_is_painted_with_a_painting_read_once(model_file: Path, data_dir
     monkeypatch.setattr(ArbitraryStyleNet, "style_vector", lambda self, style: reads.append(style.shape) or original(self, style))
     model = load_model(model_file, "cpu", "fp32")
     model = model.with_paintings([Image.open(data_dir / "styles" / "udnie.jpg")])  # as `stylenet stylize --style-image`
-    result = stylize_video(model, clip, tmp_path / "out.mp4", StylizeOptions(batch=2), progress=False)
+    result = stylize_video(model, clip, tmp_path / "out.mp4", StylizeOptions(frames_per_call=2), progress=False)
     with av.open(str(tmp_path / "out.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 6 == result.frames
     assert len(reads) == 1  # the painting's statistics once, for the 6 frames in 3 batches

@@ -20,6 +20,7 @@ from stylenet.models.export import export_model, save_safetensors
 from stylenet.running.inference import load_model
 from stylenet.models.kinds import KINDS, ModelKind, get_kind, presets, register_kind
 from stylenet.models.loss_network import PRESETS
+from stylenet.models.losses import LOSS_TERMS, LossTerm, register_loss_term
 from stylenet.models.modelfile import load_safetensors, model_metadata
 from stylenet.training.systems import SYSTEMS
 from tests.conftest import CONF_DIR, PYTHON, REPO_ROOT, compose_config, run_env
@@ -245,6 +246,52 @@ def test_a_kind_from_the_test_folder_trains_stylizes_exports_benches_and_evals(
     main(["eval", str(model_file), "--photos", str(photo), "--size", "32", "-o", str(tmp_path / "eval")])
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["models"][0]["metadata"]["architecture"] == "toy" and report["models"][0]["median"]["placement"] >= 0
+
+
+@pytest.fixture
+def colour_term() -> LossTerm:
+    """A loss term declared in one place: how far each pixel's channels are from their mean (colourfulness)."""
+    term = register_loss_term(LossTerm(
+        "colour", "colour_weight", compute=lambda inputs: (inputs.stylized - inputs.stylized.mean(1, keepdim=True)).square().mean()))
+    yield term
+    del LOSS_TERMS["colour"]
+
+
+@pytest.mark.slow
+def test_a_loss_term_declared_in_one_place_is_trained_logged_benched_and_optimized(
+    colour_term: LossTerm, tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture,
+) -> None:
+    import json
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from stylenet.benchmarks import bench
+    from stylenet.cli import main
+    from stylenet.training.trainer import train
+
+    run_dir = tmp_path / "run"
+    model_file = train(compose_config(
+        "experiment=quick", "data.image_size=64", "style.size=128", "model.channels=8", "data.num_workers=0",
+        "samples.size=64", "samples.count=2", "trainer.max_steps=3", "trainer.log_every_n_steps=1",
+        "+loss.colour_weight=5", run_dir=run_dir))
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    logged = {tag: {event.step: event.value for event in events.Scalars(tag)}
+              for tag in ("train/colour_loss", "train/content_loss", "train/style_loss", "train/tv_loss", "train/total_loss")}
+    assert len(logged["train/colour_loss"]) == 3 and all(value > 0 for value in logged["train/colour_loss"].values())
+    parts = sum(values[2] for tag, values in logged.items() if tag != "train/total_loss")
+    assert logged["train/total_loss"][2] == pytest.approx(parts, rel=1e-3)  # in what training minimizes
+    assert load_model(model_file, "cpu").metadata["loss"]["colour_weight"] == 5
+
+    capsys.readouterr()
+    bench.main(["train", "--model", "transformer_small", "--size", "32", "--batch", "1", "--warmup", "0", "--repeats", "1"])
+    row = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert "colour_weight" in row["objective"]
+
+    photo, painting = data_dir / "content_test" / "fruits.jpg", data_dir / "styles" / "mondrian.jpg"
+    main(["optimize", str(photo), str(painting), "-o", str(tmp_path / "painted.png"), "--size", "32", "--steps", "2",
+          "--colour-weight", "1"])
+    assert "colour " in capsys.readouterr().out  # its own flag, and its figure in the summary
 
 
 @pytest.mark.slow

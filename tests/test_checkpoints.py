@@ -40,16 +40,16 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return runs
 
 
-def bind_a_style(model: StyleModel, data: Path) -> None:
+def bind_a_style(model: StyleModel, data: Path) -> StyleModel:
     if model.model_kind.style_input == "style_weights":
-        model = model.with_style("great_wave")
-    elif model.model_kind.style_input == "style_image":
-        model = model.with_paintings([Image.open(data / "styles" / "udnie.jpg")])
+        return model.with_style("great_wave")
+    if model.model_kind.style_input == "style_image":
+        return model.with_paintings([Image.open(data / "styles" / "udnie.jpg")])
+    return model
 
 
 def stylized(path: Path, data: Path) -> torch.Tensor:
-    model = load_model(path, "cpu")
-    bind_a_style(model, data)
+    model = bind_a_style(load_model(path, "cpu"), data)
     photo = Image.open(data / "content_test" / "fruits.jpg").convert("RGB").resize((48, 40))
     return torch.from_numpy(np.asarray(model.stylize(photo), dtype=np.int16))
 

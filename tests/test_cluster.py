@@ -129,7 +129,7 @@ def test_a_node_that_dies_mid_run_loses_no_output_and_writes_none_twice(
     node = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     out = tmp_path / "out"
-    settings = RaySettings(address=cluster.address, workers=3, batch_size=1)
+    settings = RaySettings(address=cluster.address, workers=3, images_per_task=1)
     # a ready-made model: each photo takes long enough that the node is removed mid-run
     spec = ModelSpec("starry_night", device="cpu", precision="fp32", backend="eager")
     summary = []

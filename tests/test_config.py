@@ -55,14 +55,19 @@ def test_each_training_systems_defaults_are_the_configs(kind: str) -> None:
 
     cfg = compose_config(f"model={kind}")
     defaults = {name: parameter.default for name, parameter in inspect.signature(system_for(kind).__init__).parameters.items()}
-    weights = cfg.model if kind == "adain" else cfg.loss  # adain's loss weights are model.*
-    expected = {"channels": cfg.model.channels, "lr": cfg.optimizer.lr, "content_weight": weights.content_weight,
-                "style_weight": weights.style_weight}
-    if kind != "adain":
-        expected |= {"num_residual_blocks": cfg.model.num_residual_blocks, "tv_weight": cfg.loss.tv_weight}
+    expected = {"channels": cfg.model.channels, "lr": cfg.optimizer.lr}
+    if kind == "adain":  # its own two terms, weighed under model.*
+        expected |= {"content_weight": cfg.model.content_weight, "style_weight": cfg.model.style_weight}
+    else:
+        expected |= {"num_residual_blocks": cfg.model.num_residual_blocks}
     if kind == "transformer":
-        expected |= {"relative": cfg.loss.relative, "style_size": cfg.style.size, "temporal_weight": cfg.loss.temporal_weight}
+        expected |= {"relative": cfg.loss.relative, "style_size": cfg.style.size}
     assert {name: defaults[name] for name in expected} == expected
+    if kind != "adain":  # the perceptual loss's weights: None in the signature, DEFAULT_LOSS_WEIGHTS when built
+        from stylenet.models.losses import weight_keys
+        from stylenet.training.systems.transformer import DEFAULT_LOSS_WEIGHTS
+
+        assert DEFAULT_LOSS_WEIGHTS == {key: cfg.loss[key] for key in weight_keys()}
 
 
 def test_data_root_comes_from_stylenet_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -5,6 +5,10 @@ from stylenet.models.loss_network import LossNetwork
 from stylenet.models.losses import FeatureProducts, PerceptualLoss, content_loss, gram_matrix, style_loss, tv_loss
 
 
+def weights(content: float, style: float, tv: float) -> dict[str, float]:
+    return {"content_weight": content, "style_weight": style, "tv_weight": tv}
+
+
 def test_gram_matrix_matches_hand_computation() -> None:
     features = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 2, 1, 2)  # C=2, H=1, W=2
     expected = torch.tensor([[1 + 4, 3 + 8], [3 + 8, 9 + 16]]) / (2 * 1 * 2)
@@ -67,7 +71,7 @@ def random_vgg() -> LossNetwork:
 
 def test_perceptual_loss_terms_vanish_at_their_targets(random_vgg: LossNetwork) -> None:
     style = torch.rand(3, 32, 32)
-    criterion = PerceptualLoss(random_vgg, style, ["relu2_2"], {"relu1_1": 1.0, "relu2_1": 1.0}, 1.0, 10.0, 0.1)
+    criterion = PerceptualLoss(random_vgg, style, ["relu2_2"], {"relu1_1": 1.0, "relu2_1": 1.0}, weights(1.0, 10.0, 0.1))
     content = torch.rand(2, 3, 32, 32)
     at_content = criterion(content, content)
     assert set(at_content) == {"content", "style", "tv", "total"}
@@ -80,7 +84,7 @@ def test_perceptual_loss_terms_vanish_at_their_targets(random_vgg: LossNetwork) 
 
 
 def test_perceptual_loss_gradient_reaches_the_image_not_the_network(random_vgg: LossNetwork) -> None:
-    criterion = PerceptualLoss(random_vgg, torch.rand(3, 32, 32), ["relu2_2"], {"relu1_1": 1.0}, 1.0, 1.0, 1.0)
+    criterion = PerceptualLoss(random_vgg, torch.rand(3, 32, 32), ["relu2_2"], {"relu1_1": 1.0}, weights(1.0, 1.0, 1.0))
     stylized = torch.rand(1, 3, 32, 32, requires_grad=True)
     criterion(stylized, torch.rand(1, 3, 32, 32))["total"].backward()
     assert stylized.grad is not None and stylized.grad.abs().sum() > 0
@@ -93,11 +97,11 @@ def test_relative_style_terms_weigh_each_painting_of_a_batch_on_its_own_scale(ra
     here): with normalize, a photo's style term is the same whichever paintings share its batch."""
     bright, dim = torch.rand(3, 32, 32), torch.rand(3, 32, 32) * 0.1
     layers = {"relu1_1": 1.0, "relu2_1": 1.0}
-    mixed = PerceptualLoss(random_vgg, [bright, dim], ["relu2_2"], layers, 0.0, 1.0, 0.0, normalize=True, separate_styles=True)
+    mixed = PerceptualLoss(random_vgg, [bright, dim], ["relu2_2"], layers, weights(0.0, 1.0, 0.0), normalize=True, separate_styles=True)
     images = torch.rand(2, 3, 32, 32)
     both = mixed(images, images, torch.tensor([0, 1]))["style"]
-    alone = [PerceptualLoss(random_vgg, painting, ["relu2_2"], layers, 0.0, 1.0, 0.0, normalize=True)(image[None], image[None])["style"]
-             for painting, image in zip([bright, dim], images)]
+    alone = [PerceptualLoss(random_vgg, painting, ["relu2_2"], layers, weights(0.0, 1.0, 0.0), normalize=True)(
+        image[None], image[None])["style"] for painting, image in zip([bright, dim], images)]
     assert alone[1] > 0.5 * alone[0]  # relative terms: the dim painting counts as much as the bright one
     assert both.item() == pytest.approx((alone[0] + alone[1]).item() / 2, rel=1e-4)
 

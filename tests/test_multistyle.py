@@ -85,13 +85,13 @@ def test_a_style_binds_a_new_model_and_leaves_the_loaded_one_as_it_was(network: 
 def test_unknown_or_bad_style_names_the_models_styles(network: MultiStyleTransformerNet) -> None:
     model = StyleModel(network, model_metadata(network), "cpu")
     with pytest.raises(StylenetError, match="'monet' is not in this model; it holds starry_night, great_wave, the_scream"):
-        model = model.with_style("monet")
+        model.with_style("monet")
     with pytest.raises(StylenetError, match="not a number"):
-        model = model.with_style("great_wave=lots")
+        model.with_style("great_wave=lots")
     with pytest.raises(StylenetError, match="positive sum"):
-        model = model.with_style("great_wave=0")
+        model.with_style("great_wave=0")
     with pytest.raises(StylenetError, match="needs an any-style model"):
-        model = model.with_paintings([Image.new("RGB", (32, 32))])
+        model.with_paintings([Image.new("RGB", (32, 32))])
 
 
 @pytest.mark.parametrize("file_format", ["safetensors", "torchscript", "onnx"])

@@ -88,7 +88,9 @@ def test_preserve_color_keeps_the_photos_chroma(photo: Image.Image, paintings: l
 @pytest.mark.parametrize(
     "changes,blend,message",
     [
-        ({"content_weight": 0.0, "style_weight": 0.0}, None, "both 0: nothing to optimize"),
+        ({"weights": {"content_weight": 0.0, "style_weight": 0.0}}, None, "both 0: nothing to optimize"),
+        ({"weights": {"content_weight": 1.0, "temporal_weight": 1.0}}, None,
+         "stylenet optimize weighs content_weight, style_weight, tv_weight"),
         ({}, [1.0], "--style-blend has 1 weights for 2 style image"),
         ({}, [0.0, 0.0], "not all 0"),
         ({"optimizer": "sgd"}, None, "--optimizer sgd: valid are lbfgs, adam"),

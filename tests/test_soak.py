@@ -331,7 +331,7 @@ def check_outputs(cases: list[Case], source_root: Path, out: Path, failed: dict[
                   warned: dict[Path, str], extension: str | None = None) -> dict[str, int]:
     """Each case is failed (and nothing under its output name) or written whole, as its family allows; no other
     file (no temp file) in `out`. Returns how many were written, failed and warned."""
-    from stylenet.running.batch import output_suffix
+    from stylenet.running.jobs import output_suffix
 
     expected = set()
     counts = {"written": 0, "failed": 0, "warned": 0}

@@ -278,7 +278,7 @@ def test_max_image_pixels_refuses_larger_photos_and_a_raised_limit_stylizes_them
     ("size", 0, "--size 0: must be at least 1 px"), ("scale", 0.0, "--scale 0.0: must be above 0"),
     ("strength", 1.5, "strength must be between 0 and 1"), ("tile", -1, "--tile -1: must be 0"),
     ("quality", 0, "--quality 0: must be between 1 and 100"), ("start", -2.0, "--start -2.0: must be 0 or more"),
-    ("crf", 70, "--crf 70: must be between 0"), ("batch", 0, "--batch-size 0: must be at least 1"),
+    ("crf", 70, "--crf 70: must be between 0"), ("frames_per_call", 0, "--batch-size 0: must be at least 1"),
     ("temporal", 1.0, "--temporal 1.0: must be at least 0"),
 ])
 def test_stylize_options_check_themselves_wherever_they_are_made(field: str, value: object, said: str) -> None:

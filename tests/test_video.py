@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylenet.running.batch import plan, stylize_jobs
+from stylenet.running.jobs import plan, stylize_jobs
 from stylenet.core.errors import StylenetError
 from stylenet.running.inference import load_model
 from stylenet.running.options import StylizeOptions
@@ -181,7 +181,7 @@ def test_ctrl_c_leaves_no_file_under_the_output_name(tmp_path: Path, model, monk
 
     monkeypatch.setattr(model, "stylize_tensor", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        stylize_video(model, clip, tmp_path / "out.mp4", StylizeOptions(batch=4), progress=False)
+        stylize_video(model, clip, tmp_path / "out.mp4", StylizeOptions(frames_per_call=4), progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]  # no output, no temp file
     assert "interrupted after 8 frames; nothing written" in caplog.text
 

@@ -273,7 +273,7 @@ def matrix_row(tmp_path: Path, model, suffix: str, codec: str, rate: int) -> dic
     row = {}
     for out_suffix in OUTPUTS:
         out = tmp_path / f"out{out_suffix}"
-        stylize_video(model, clip, out, StylizeOptions(temporal=0, batch=10), progress=False)
+        stylize_video(model, clip, out, StylizeOptions(temporal=0, frames_per_call=10), progress=False)
         after = audio_facts(out)
         assert after["codec"] is not None and len(list(frames_of(out))) == 10, out_suffix
         assert abs(after["first"]) < 0.1 and abs(after["last"] - before["last"]) < 0.15, (out_suffix, after, before["last"])

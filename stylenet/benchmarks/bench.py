@@ -42,10 +42,10 @@ from stylenet.models.formats import load_network
 from stylenet.core.hostmemory import keep_freed_memory
 from stylenet.models.kinds import get_kind, presets
 from stylenet.models.kinds.transformer import set_fast_ops
-from stylenet.models.loss_network import PRESETS, LossNetwork
-from stylenet.models.losses import PerceptualLoss
+from stylenet.models.loss_network import PRESETS
+from stylenet.running.optimize import OptimizeSettings, loss_builder
 from stylenet.models.modelfile import model_metadata
-from stylenet.core.device import AUTO, PRECISION_CHOICES, PRECISIONS, auto_precision, machine_name, resolve_device
+from stylenet.core.device import AUTO, PRECISION_CHOICES, PRECISIONS, auto_precision, autocast, machine_name, resolve_device
 
 
 
@@ -94,13 +94,6 @@ def median_seconds(run: Callable[[], object], device: torch.device, warmup: int,
         synchronize()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
-
-
-def autocast(device: torch.device, precision: str, cache: bool = True) -> contextlib.AbstractContextManager[None]:
-    """cache=False: no cached casts of the weights (CUDA graph capture needs that)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=PRECISIONS[precision], cache_enabled=cache)
 
 
 def preset_network(name: str) -> torch.nn.Module:
@@ -165,8 +158,7 @@ def train_step(args: argparse.Namespace, device: torch.device) -> tuple[Callable
         if not graphed:
             optimizer.zero_grad(set_to_none=True)  # a captured backward overwrites its gradients at each replay
 
-    weights = {key: system.hparams[key] for key in ("content_weight", "style_weight", "tv_weight", "relative")
-               if key in system.hparams}
+    weights = system.objective_weights()
     if not graphed:
         reset_peak_memory(device)  # the row's peak: the steps' own memory
         return step, weights
@@ -400,12 +392,8 @@ def infer_row(args: argparse.Namespace, name: str, loaded: tuple[Any, dict[str, 
 def bench_optimize(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Seconds per loss evaluation (forward + backward through VGG-19, what each L-BFGS step costs)."""
     device = resolve_device(args.device)
-    content_layers, style_layers = list(PRESETS["vgg19_caffe"].content_layers), list(PRESETS["vgg19_caffe"].style_layers)
-    loss_network = LossNetwork("vgg19", "caffe", [*content_layers, *style_layers])
-    criterion = PerceptualLoss(
-        loss_network, torch.rand(3, args.size, args.size), content_layers, dict.fromkeys(style_layers, 1.0),
-        1.0, 10.0, 1.0, normalize=True,
-    )
+    # the objective `stylenet optimize` minimizes by default (and eval's curve, with its own weights)
+    criterion = loss_builder(OptimizeSettings(device="cpu"))([torch.rand(3, args.size, args.size)], [1.0])
     criterion = set_fast_ops(criterion, not args.baseline).to(device)
     photo = torch.rand(1, 3, args.size, args.size, device=device)
     targets = criterion.content_features(photo)
@@ -466,7 +454,7 @@ def bench_video(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                     if backend == "onnx" and precision != "fp32":
                         continue
                     model = torch_backend(bench_model(loaded, device, precision), backend)
-                    options = StylizeOptions(tile=0, batch=args.batch, temporal=args.temporal)
+                    options = StylizeOptions(tile=0, frames_per_call=args.batch, temporal=args.temporal)
                     for size, clip in clips.items():
                         frames = samples[size]
                         reset_peak_memory(device)
@@ -487,7 +475,7 @@ def bench_folder(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     --workers (a Ray started on this machine), on a folder of --photos synthetic JPEG photos. seconds runs from the
     start (model, Ray and its workers included) to the last file; steady_images_per_s counts after the first file."""
     from stylenet.running.backends import ModelSpec
-    from stylenet.running.batch import plan, stylize_jobs
+    from stylenet.running.jobs import plan, stylize_jobs
     from stylenet.running.cluster import RaySettings, stylize_on_ray
     from stylenet.core.images import to_pil
     from stylenet.running.options import StylizeOptions
@@ -509,7 +497,7 @@ def bench_folder(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             if engine == "local":
                 summary = stylize_jobs(spec.load(), plan([str(photos)], out), StylizeOptions())
             else:
-                settings = RaySettings(workers=workers, batch_size=args.batch)
+                settings = RaySettings(workers=workers, images_per_task=args.images_per_task)
                 summary = stylize_on_ray(spec, [str(photos)], str(out), None, StylizeOptions(), settings)
             seconds = time.perf_counter() - started
             steady = (args.photos - 1) / (summary.seconds - summary.first_seconds)
@@ -536,8 +524,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", help="image side (train: 256; optimize: 512); video: frame sizes WIDTHxHEIGHT, "
                         "comma-separated (640x360,1280x720)")
     parser.add_argument("--sizes", help="infer, web: sizes, WIDTHxHEIGHT or N (default infer: 512,1024,2048,3840x2160; web: 512,1024)")
-    parser.add_argument("--batch", type=int, default=4, help="train: photos per step; video: frames per network call; "
-                        "folder: photos per Ray task")
+    parser.add_argument("--batch", type=int, default=4, help="images per network call: train: photos per step; video: "
+                        "frames per call")
+    parser.add_argument("--images-per-task", type=int, default=4, help="folder: photos per Ray task")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default=AUTO, choices=PRECISION_CHOICES,
                         help="train, optimize (auto: bf16 where the hardware computes it natively, else fp32)")

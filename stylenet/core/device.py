@@ -49,6 +49,14 @@ def auto_precision(device: torch.device, inference: bool = False) -> str:
     return "bf16" if native_bf16(device) else "fp32"
 
 
+def autocast(device: torch.device, precision: str, cache: bool = True) -> contextlib.AbstractContextManager[None]:
+    """Mixed precision for a block in "bf16" or "fp16" (torch.autocast); nothing for "fp32". cache=False: no
+    cached casts of the weights (a CUDA graph's capture needs that)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=PRECISIONS[precision], cache_enabled=cache)
+
+
 def precision_note(precision: str, device: torch.device) -> str:
     """The one line that says what --precision auto chose, and why: printed once by the commands."""
     if precision == "fp16":

@@ -60,7 +60,8 @@ def held_out_paintings() -> list[Path]:
 
 def judge_settings(size: int, steps: int = CURVE_ITERATIONS[-1]) -> OptimizeSettings:
     """`stylenet optimize` at one scale with the judge's objective: what the reference curve runs."""
-    return OptimizeSettings(size=size, scales=[size], steps=steps, **JUDGE)
+    weights = {key: value for key, value in JUDGE.items() if key.endswith("_weight")}
+    return OptimizeSettings(size=size, scales=[size], steps=steps, loss_network=JUDGE["loss_network"], weights=weights)
 
 
 class Judge:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -91,9 +92,64 @@ def tv_loss(images: torch.Tensor) -> torch.Tensor:
     return horizontal + vertical
 
 
-class PerceptualLoss(nn.Module):
-    """content + style + tv for fixed style image(s); returns a dict of weighted named terms and their 'total'.
+@dataclass
+class TermInputs:
+    """What a loss term may read for one batch."""
 
+    stylized: torch.Tensor                    # (B, 3, H, W) in [0, 1]: what the loss judges
+    features: Mapping[str, torch.Tensor]      # the loss network's features of `stylized`, every layer it reads
+    content_targets: Mapping[str, torch.Tensor]  # the photos' features at the content layers
+    grams: Mapping[str, torch.Tensor]         # the style Gram targets, (1 or B, C, C) per style layer
+    criterion: PerceptualLoss                 # its layers, layer weights and normalize
+    photos: torch.Tensor | None = None        # the photos themselves, when given (not only their features)
+    network: Callable[[torch.Tensor], torch.Tensor] | None = None  # what made `stylized`, for terms that run it again
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One term of the perceptual objective, declared once: its name (the key of the terms a loss returns,
+    TensorBoard's train/<name>_loss, `stylenet optimize`'s summary), the key of its weight (loss.<weight_key> in the
+    training config, a column of `stylenet bench train`'s objective, --<weight-key> for `stylenet optimize` when it
+    needs no network), and how it is computed, unweighted. optional: computed only when its weight is above 0 (a term
+    that costs a second pass); others are always reported, 0 when weighted 0."""
+
+    name: str
+    weight_key: str
+    compute: Callable[[TermInputs], torch.Tensor]
+    layers: tuple[str, ...] = ()    # which of the loss's layer lists it reads: "content", "style" (none: pixels)
+    needs_network: bool = False     # runs the network again (training only: `stylenet optimize` has none)
+    optional: bool = False
+
+
+LOSS_TERMS: dict[str, LossTerm] = {}
+
+
+def register_loss_term(term: LossTerm) -> LossTerm:
+    """Add a term to every perceptual objective (training systems, optimize, bench); its weight defaults to 0."""
+    if term.name in LOSS_TERMS or term.name == "total":
+        raise ValueError(f"loss term {term.name!r} is registered twice (or named 'total')")
+    LOSS_TERMS[term.name] = term
+    return term
+
+
+def weight_keys() -> list[str]:
+    return [term.weight_key for term in LOSS_TERMS.values()]
+
+
+register_loss_term(LossTerm("content", "content_weight", layers=("content",), compute=lambda inputs: sum(
+    content_loss(inputs.features[layer], inputs.content_targets[layer], inputs.criterion.normalize)
+    for layer in inputs.criterion.content_layers)))
+register_loss_term(LossTerm("style", "style_weight", layers=("style",), compute=lambda inputs: style_loss(
+    inputs.features, inputs.grams, inputs.criterion.style_layer_weights, inputs.criterion.normalize,
+    inputs.criterion.fast_ops)))
+register_loss_term(LossTerm("tv", "tv_weight", compute=lambda inputs: tv_loss(inputs.stylized)))
+
+
+class PerceptualLoss(nn.Module):
+    """The weighted LOSS_TERMS (content, style, tv, ...) for fixed style image(s); returns a dict of weighted named
+    terms and their 'total'.
+
+    weights: {weight_key: weight} (content_weight, style_weight, tv_weight, ...); a term not given weighs 0.
     The style Gram targets are computed once here and kept in non-persistent buffers (no style images: none,
     and forward() takes each batch's targets, painting_grams() of its paintings, as model=arbitrary does); several style images
     mix their Gram matrices with `style_blend` weights, or, with `separate_styles`, stay one target each
@@ -109,9 +165,7 @@ class PerceptualLoss(nn.Module):
         style_image: torch.Tensor | Sequence[torch.Tensor],
         content_layers: Sequence[str],
         style_layer_weights: Mapping[str, float],
-        content_weight: float,
-        style_weight: float,
-        tv_weight: float,
+        weights: Mapping[str, float],
         style_blend: Sequence[float] | None = None,
         normalize: bool = False,
         separate_styles: bool = False,
@@ -121,10 +175,13 @@ class PerceptualLoss(nn.Module):
         check_layers(loss_network.arch, style_layer_weights, "loss_network.style_layers")
         if not content_layers or not style_layer_weights:
             raise StylenetError("loss_network: content_layers and style_layers each need at least one layer")
+        unknown = [key for key in weights if key not in weight_keys()]
+        if unknown:
+            raise StylenetError(f"loss weight {unknown[0]!r} names no loss term; the terms' weights are {', '.join(weight_keys())}")
         self.loss_network = loss_network
         self.content_layers = list(content_layers)
         self.style_layer_weights = dict(style_layer_weights)
-        self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        self.weights = {key: float(weights.get(key, 0.0)) for key in weight_keys()}
         self.normalize = normalize
         self.fast_ops = True  # the Gram matrices' fused backward (see gram_matrix)
         if normalize:
@@ -175,24 +232,27 @@ class PerceptualLoss(nn.Module):
     def forward(
         self, stylized: torch.Tensor, content: torch.Tensor | Mapping[str, torch.Tensor],
         style_ids: torch.Tensor | None = None, grams: Mapping[str, torch.Tensor] | None = None,
+        network: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """stylized (B, 3, H, W) RGB in [0, 1]; content: the photos, or their content_features() when fixed;
-        style_ids (B,): each image's painting, with separate_styles; grams: this batch's own targets instead."""
-        features = self.loss_network(stylized, self.layers)
-        targets = content if isinstance(content, Mapping) else self.content_features(content)
-        content_term = sum(
-            content_loss(features[layer], targets[layer], self.normalize) for layer in self.content_layers
+        style_ids (B,): each image's painting, with separate_styles; grams: this batch's own targets instead;
+        network: what made `stylized` from the photos (terms that need it: the stability term)."""
+        inputs = TermInputs(
+            stylized=stylized, features=self.loss_network(stylized, self.layers),
+            content_targets=content if isinstance(content, Mapping) else self.content_features(content),
+            grams=self.style_grams(style_ids) if grams is None else grams, criterion=self,
+            photos=None if isinstance(content, Mapping) else content, network=network,
         )
-        style_term = style_loss(
-            features, self.style_grams(style_ids) if grams is None else grams, self.style_layer_weights, self.normalize,
-            self.fast_ops,
-        )
-        terms = {
-            "content": self.content_weight * content_term,
-            "style": self.style_weight * style_term,
-            "tv": self.tv_weight * tv_loss(stylized),
-        }
-        terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+        terms: dict[str, torch.Tensor] = {}
+        for term in LOSS_TERMS.values():
+            weight = self.weights[term.weight_key]
+            if term.optional and weight == 0:
+                continue
+            if term.needs_network and (network is None or inputs.photos is None):
+                raise StylenetError(f"loss.{term.weight_key}: the {term.name} term runs the network again; this "
+                                    "objective has none (set it to 0)")
+            terms[term.name] = weight * term.compute(inputs)
+        terms["total"] = sum(terms.values())
         return terms
 
 
@@ -224,3 +284,9 @@ def stability_loss(network: Callable[[torch.Tensor], torch.Tensor], content: tor
     expected = F.grid_sample(stylized, grid, mode="bilinear", padding_mode="border", align_corners=False)
     difference = (network(moved) - expected).square() * inside
     return difference.sum() / (inside.sum() * content.shape[1]).clamp_min(1)
+
+
+register_loss_term(LossTerm(
+    "temporal", "temporal_weight", needs_network=True, optional=True,
+    compute=lambda inputs: stability_loss(inputs.network, inputs.photos, inputs.stylized),
+))

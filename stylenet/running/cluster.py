@@ -1,11 +1,11 @@
 """`stylenet stylize ... --engine ray`: the local engine's jobs as a Ray Data pipeline, on this machine or a cluster.
 
-    jobs (batch.plan, or a listing through pyarrow for URIs) -> the ones whose output is missing
+    jobs (jobs.plan, or a listing through pyarrow for URIs) -> the ones whose output is missing
       -> ray.data.from_items(tasks) -> map_batches(Stylizer, a pool of long-lived actors) -> results to the driver
 
 A task is a few images (--batch-size) or one video. Each actor loads the model once (the driver ships the
 model file and paintings with the actor's arguments, so nodes need only stylenet installed, not the files) and
-runs batch.run_job on each file: the same code, options and atomic writes as the local engine, so the outputs are
+runs jobs.run_job on each file: the same code, options and atomic writes as the local engine, so the outputs are
 the same bytes. Ray retries the tasks of an actor or node that dies; a retried file is written again under the
 same name (atomically), so every output appears once and none is torn. A rerun skips finished outputs.
 
@@ -34,10 +34,10 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from stylenet.running.backends import ModelSpec
-from stylenet.running.batch import Job, Outcome, Summary, check_target, output_suffix, pending, plan, run_job
+from stylenet.running.jobs import Job, Outcome, Summary, check_target, output_suffix, pending, plan, run_job
 from stylenet.core.errors import StylenetError, brief
 from stylenet.core.images import image_extensions
-from stylenet.running.options import StylizeOptions
+from stylenet.running.options import IMAGES_PER_TASK, StylizeOptions
 from stylenet.running.video import VIDEO_EXTENSIONS, is_video
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class RaySettings:
     workers: int | None = None  # None: one per GPU (with gpus_per_worker), else one per CPU
     gpus_per_worker: float = 0.0
     cpus_per_worker: float | None = None  # None: workers share the CPUs, else 1 each (torch threads follow)
-    batch_size: int = 4  # images per task (a video is a task of its own)
+    images_per_task: int = IMAGES_PER_TASK  # a video is a task of its own
 
 
 def require_ray() -> None:
@@ -134,11 +134,11 @@ def finished(output: str | None) -> Callable[[Job], bool]:
     return lambda job: str(job.target) in found
 
 
-def tasks_of(jobs: list[Job], batch_size: int) -> list[dict[str, list[str]]]:
-    """Videos first, one per task (the longest work starts first), then the images, batch_size per task."""
+def tasks_of(jobs: list[Job], images_per_task: int) -> list[dict[str, list[str]]]:
+    """Videos first, one per task (the longest work starts first), then the images, images_per_task per task."""
     videos = [[job] for job in jobs if is_video(Path(job.source))]
     images = [job for job in jobs if not is_video(Path(job.source))]
-    chunks = videos + [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
+    chunks = videos + [images[i:i + images_per_task] for i in range(0, len(images), images_per_task)]
     return [{"sources": [str(job.source) for job in chunk], "targets": [str(job.target) for job in chunk]}
             for chunk in chunks]
 
@@ -369,8 +369,8 @@ def stylize_on_ray(spec: ModelSpec, inputs: list[str], output: str | None, exten
                    options: StylizeOptions, settings: RaySettings, overwrite: bool = False) -> Summary:
     """Stylize the inputs as the local engine would (same files, names, options), on Ray."""
     require_ray()
-    if settings.batch_size < 1:
-        raise StylenetError(f"--batch-size {settings.batch_size}: must be at least 1")
+    if settings.images_per_task < 1:
+        raise StylenetError(f"--images-per-task {settings.images_per_task}: must be at least 1")
     if settings.workers is not None and settings.workers < 1:
         raise StylenetError(f"--workers {settings.workers}: must be at least 1")
     if settings.cpus_per_worker is not None and settings.cpus_per_worker <= 0:
@@ -384,7 +384,7 @@ def stylize_on_ray(spec: ModelSpec, inputs: list[str], output: str | None, exten
     if todo:
         # a wrong model, style or painting: one line here, before any worker starts (on the CPU: the driver may have no GPU)
         replace(spec, device="cpu", precision="fp32", backend="eager").load()
-        tasks = tasks_of(todo, settings.batch_size)
+        tasks = tasks_of(todo, settings.images_per_task)
         with ray_session(settings.address) as terminal, tqdm(
             total=len(todo), desc="stylize (ray)", unit="file", disable=len(todo) < 2, dynamic_ncols=True, file=terminal,
         ) as bar:

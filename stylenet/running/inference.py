@@ -184,7 +184,7 @@ class StyleModel:
     def __repr__(self) -> str:
         style = (self.metadata.get("style") or {}).get("name")
         return (f"StyleModel(kind={self.model_kind.name!r}, format={self.file_format!r}, style={style!r}, "
-                f"device='{self.device}', precision={self.precision!r}, backend={self.backend!r})")
+                f"device='{self.device}', precision={self.precision!r}, engine={self.engine!r})")
 
     @torch.inference_mode()
     def stylize_tensor(self, images: torch.Tensor, tile: int | None = None, strength: float = 1.0) -> torch.Tensor:
@@ -205,6 +205,16 @@ class StyleModel:
             stylized = torch.lerp(images.to(stylized), stylized, strength)
         return stylized
 
+    def finish(self, stylized: Image.Image, photo: Image.Image, strength: float, preserve_colors: bool) -> Image.Image:
+        """What follows the network for a photo or a video frame: the photo's colours kept (preserve_colors), then
+        the pixel blend with the photo by strength (AdaIN and WCT blended features inside the network instead).
+        The page and the web export do the same, in this order."""
+        if preserve_colors:
+            stylized = preserve_color(stylized, photo)
+        if strength < 1.0 and not self.feature_strength:
+            stylized = Image.blend(photo, stylized, strength)
+        return stylized
+
     def stylize(
         self, image: Image.Image, size: int | None = None, scale: float | None = None, strength: float = 1.0,
         preserve_colors: bool = False, tile: int | None = None,
@@ -220,12 +230,9 @@ class StyleModel:
         image = ImageOps.exif_transpose(image)
         rgb, alpha = split_alpha(image)
         rgb = resize(rgb, target_size(rgb.size, size, scale))
-        feature_blend = self.feature_strength
-        stylized = to_pil(self.stylize_tensor(to_tensor(rgb).unsqueeze(0), tile, strength if feature_blend else 1.0))
-        if preserve_colors:
-            stylized = preserve_color(stylized, rgb)
-        if strength < 1.0 and not feature_blend:
-            stylized = Image.blend(rgb, stylized, strength)
+        feature_strength = strength if self.feature_strength else 1.0  # blended in the network, else in finish()
+        stylized = self.finish(to_pil(self.stylize_tensor(to_tensor(rgb).unsqueeze(0), tile, feature_strength)), rgb,
+                               strength, preserve_colors)
         if alpha is not None:
             stylized.putalpha(resize(alpha, stylized.size))
         return stylized

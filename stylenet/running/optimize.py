@@ -19,10 +19,16 @@ from tqdm import tqdm
 from stylenet.core.errors import StylenetError
 from stylenet.core.images import preserve_color, resize_long_side, to_pil, to_tensor
 from stylenet.models.loss_network import PRESETS, LossNetwork
-from stylenet.models.losses import PerceptualLoss
-from stylenet.core.device import auto_precision, resolve_device
+from stylenet.models.losses import LOSS_TERMS, PerceptualLoss
+from stylenet.core.device import auto_precision, autocast, resolve_device
 
 log = logging.getLogger(__name__)
+
+
+def optimize_weight_keys() -> list[str]:
+    """The loss terms `stylenet optimize` can weigh: every term that does not run a network (the pixels are the
+    variable), each a --<weight-key> flag."""
+    return [term.weight_key for term in LOSS_TERMS.values() if not term.needs_network]
 
 
 @dataclass
@@ -34,9 +40,9 @@ class OptimizeSettings:
     steps: int = 150                   # evaluations at the first scale; each later scale gets half
     optimizer: str = "lbfgs"           # L-BFGS as Gatys et al. and jcjohnson/neural-style; adam also works
     init: str = "content"              # content | noise | style
-    content_weight: float = 1.0
-    style_weight: float = 10.0         # on relative errors; 10, 100, 1000 all painted a 192-px photo, 10 kept it clearest
-    tv_weight: float = 1.0             # TV on [0, 1] pixels
+    # {weight_key: weight} of the loss terms (models/losses.LOSS_TERMS; one not named weighs 0): style 10 on relative
+    # errors (10, 100, 1000 all painted a 192-px photo, 10 kept it clearest), TV on [0, 1] pixels
+    weights: dict[str, float] = field(default_factory=lambda: {"content_weight": 1.0, "style_weight": 10.0, "tv_weight": 1.0})
     loss_network: str = "vgg19_caffe"  # a loss_network.PRESETS name: its layers (Gatys et al. for VGG-19)
     adam_lr: float = 0.02              # per step, in [0, 1] pixel units
     preserve_color: bool = False
@@ -64,8 +70,11 @@ class OptimizeSettings:
             (self.loss_network in PRESETS, f"--loss-network {self.loss_network}: valid are {', '.join(sorted(PRESETS))}"),
             (all(s >= 32 for s in self.scale_list()), f"--size/--scales {self.scale_list()}: each must be >= 32 px"),
             (self.steps >= 1, f"--steps {self.steps}: must be >= 1"),
-            (min(self.content_weight, self.style_weight, self.tv_weight) >= 0, "--*-weight: weights must be >= 0"),
-            (self.content_weight + self.style_weight > 0, "--content-weight and --style-weight are both 0: nothing to optimize"),
+            (all(w >= 0 for w in self.weights.values()), "--*-weight: weights must be >= 0"),
+            (self.weights.get("content_weight", 0) + self.weights.get("style_weight", 0) > 0,
+             "--content-weight and --style-weight are both 0: nothing to optimize"),
+            (set(self.weights) <= set(optimize_weight_keys()),
+             f"loss weights {', '.join(sorted(self.weights))}: stylenet optimize weighs {', '.join(optimize_weight_keys())}"),
             (len(blend) == num_styles, f"--style-blend has {len(blend)} weights for {num_styles} style image(s)"),
             (min(blend) >= 0 and sum(blend) > 0, f"--style-blend {blend}: weights must be >= 0, not all 0"),
             (self.precision in ("auto", "fp32", "bf16"), f"--precision {self.precision}: valid are auto, fp32, bf16"),
@@ -82,10 +91,8 @@ def loss_builder(settings: OptimizeSettings) -> Callable[[list[torch.Tensor], li
     network = LossNetwork(preset.arch, preset.weights, [*preset.content_layers, *weights]).to(settings.device)
 
     def build(styles: list[torch.Tensor], blend: list[float]) -> PerceptualLoss:
-        return PerceptualLoss(
-            network, styles, list(preset.content_layers), weights, settings.content_weight, settings.style_weight,
-            settings.tv_weight, style_blend=blend, normalize=True,
-        )
+        return PerceptualLoss(network, styles, list(preset.content_layers), weights, settings.weights, style_blend=blend,
+                              normalize=True)
 
     return build
 
@@ -139,14 +146,14 @@ def run_optimizer(
     steps: int, bar: tqdm, on_image: Callable[[Image.Image, int], None] | None, save_every: int, offset: int,
 ) -> dict[str, float]:
     """Run `steps` loss evaluations of L-BFGS or Adam on `image` in place; returns the last loss terms."""
-    autocast = torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=settings.resolved_precision() == "bf16")
+    mixed = autocast(image.device, settings.resolved_precision())
     last: dict[str, float] = {}
     count = 0
 
     def closure() -> torch.Tensor:
         nonlocal count
         optimizer.zero_grad()
-        with autocast:
+        with mixed:
             terms = criterion(image, targets)
         terms["total"].backward()
         image.grad = image.grad.contiguous()  # L-BFGS flattens it with view()

@@ -10,6 +10,7 @@ from stylenet.core.errors import StylenetError
 
 QUALITY = 95  # JPEG/WebP quality: visually lossless, about a third of PNG's size
 CRF, BATCH = 18, 4  # H.264 at visually lossless quality; frames per network call
+IMAGES_PER_TASK = 4  # --engine ray: the images one task takes (a video is a task of its own)
 # The flow blend's default strength: on vtest (24 frames at 384 px) it cut the warping error 2.1x for +8.4% judged
 # style with starry_night and 1.95x for -1.0% with the_scream (README, "Flicker"); 0 stylizes frame by frame.
 TEMPORAL = 0.75
@@ -25,12 +26,12 @@ class StylizeOptions:
     tile: int | None = None  # None: tiles only where the image would not fit in memory; 0: never; N: N px tiles
     # photos written to JPEG or WebP
     quality: int = QUALITY
-    # videos (the webcam reads temporal and batch, not the rest)
+    # videos (the webcam reads temporal and frames_per_call, not the rest)
     start: float | None = None  # seconds
     end: float | None = None
     codec: str | None = None  # None: libx264, or libvpx-vp9 for .webm
     crf: int = CRF
-    batch: int = BATCH  # frames per network call
+    frames_per_call: int = BATCH  # video and camera frames per network call (--batch-size)
     temporal: float = TEMPORAL  # blend with the previous output along the optical flow (stylenet/running/temporal.py); 0: off
 
     def __post_init__(self) -> None:
@@ -50,8 +51,8 @@ class StylizeOptions:
             raise StylenetError(f"--end {self.end}: must be after --start ({self.start or 0} s)")
         if not 0 <= self.crf <= 63:
             raise StylenetError(f"--crf {self.crf}: must be between 0 (lossless) and 51 (H.264) or 63 (VP9/AV1)")
-        if self.batch < 1:
-            raise StylenetError(f"--batch-size {self.batch}: must be at least 1")
+        if self.frames_per_call < 1:
+            raise StylenetError(f"--batch-size {self.frames_per_call}: must be at least 1")
         check_temporal(self.temporal)
 
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylenet.core.device import AUTO, PRECISION_CHOICES, PRECISIONS, auto_precision, memory_budget, out_of_memory, resolve_device
+from stylenet.core.device import AUTO, PRECISION_CHOICES, auto_precision, autocast, memory_budget, out_of_memory, resolve_device
 from stylenet.core.errors import StylenetError
 from stylenet.models.kinds.transformer import TransformerNet, upsample_conv
 
@@ -250,9 +250,7 @@ class Runner:
         self.precision, self.use_autocast = precision, autocast  # autocast False: the network runs as it is (ONNX)
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
-        if self.precision == "fp32" or not self.use_autocast:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+        return autocast(self.device, self.precision if self.use_autocast else "fp32")
 
     def __call__(
         self, network: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tile: int | None = None,

@@ -17,6 +17,7 @@ run leaves nothing under the output name; a failure says whether decoding, encod
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import logging
@@ -35,7 +36,6 @@ from tqdm import tqdm
 
 from stylenet.core.errors import StylenetError, brief, import_optional
 from stylenet.core.files import atomic_write
-from stylenet.core.images import preserve_color
 from stylenet.running.inference import StyleModel, target_size
 from stylenet.running.options import StylizeOptions
 from stylenet.running.temporal import FlowBlend
@@ -223,7 +223,7 @@ class Transcode:
         if self.first_pts is None:
             self.first_pts, self.origin = pts, pts * self.time_base
         self.pending.append((upright(frame), pts - self.first_pts))
-        if len(self.pending) >= self.options.batch:
+        if len(self.pending) >= self.options.frames_per_call:
             self.flush()
         return True
 
@@ -278,23 +278,29 @@ class Transcode:
                                 "written: try another container (.mkv holds every codec)") from None
 
 
-def encode(stream, frame, opening: bool = False) -> list:
-    """The packets for one frame (None: flush the encoder; opening: only open it); its error is one line naming it."""
-    try:
-        if opening:
-            stream.codec_context.open(strict=False)
-            return []
+def encode(stream, frame) -> list:
+    """The packets for one frame (None: flush the encoder); its error is one line naming it."""
+    with encoder_errors(stream):
         return stream.encode(frame)
+
+
+def open_encoder(stream) -> None:
+    """Open the stream's encoder now, so that settings it refuses fail before any frame is stylized."""
+    with encoder_errors(stream):
+        stream.codec_context.open(strict=False)
+
+
+@contextlib.contextmanager
+def encoder_errors(stream) -> Iterator[None]:
+    """An encoder's error as one line naming the stream, its codec and the way out."""
+    try:
+        yield
     except (av_errors(), ValueError) as error:
         context = stream.codec_context
         what = f"{context.name} at {context.sample_rate} Hz" if stream.type == "audio" else context.name
         fix = "--codec libx264, libvpx-vp9 or mpeg4" if stream.type == "video" else "another output container (.mkv)"
         raise StylenetError(f"encoding the {stream.type} ({what}) failed: {brief(error, 160)}; nothing written: "
                             f"the encoder refuses these settings (size, rate or --crf); try {fix}") from None
-
-
-def open_encoder(stream) -> None:
-    encode(stream, None, opening=True)
 
 
 def close_quietly(output) -> None:
@@ -516,14 +522,13 @@ def stylize_frames(model: StyleModel, arrays: list[np.ndarray], options: Stylize
     frames = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255)
     if (out_width, out_height) != (width, height):
         frames = F.interpolate(frames, size=(out_height, out_width), mode="bilinear", antialias=True, align_corners=False)
-    stylized = model.stylize_tensor(frames.to(model.device), options.tile, options.strength if model.feature_strength else 1.0)
-    stylized = stylized.float().cpu()
-    if options.strength < 1.0 and not model.feature_strength:
-        stylized = torch.lerp(frames, stylized, options.strength)
+    feature_strength = options.strength if model.feature_strength else 1.0  # else blended in model.finish
+    stylized = model.stylize_tensor(frames.to(model.device), options.tile, feature_strength).float().cpu()
     out = stylized.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     source = frames.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    if options.preserve_color:
-        out = np.stack([np.asarray(preserve_color(Image.fromarray(o), Image.fromarray(s))) for o, s in zip(out, source)])
+    if options.preserve_color or (options.strength < 1.0 and not model.feature_strength):  # as for a photo
+        out = np.stack([np.asarray(model.finish(Image.fromarray(o), Image.fromarray(s), options.strength, options.preserve_color))
+                        for o, s in zip(out, source)])
     return out, source
 
 

@@ -14,7 +14,7 @@ from stylenet.models.kinds.arbitrary import ArbitraryStyleNet
 from stylenet.models.loss_network import GATYS_STYLE_LAYERS, LossNetwork
 from stylenet.models.losses import PerceptualLoss
 from stylenet.training.systems.base import SAMPLE_ROWS, AnyStyleSystem, load_paintings, register_system
-from stylenet.training.systems.transformer import StyleTransferSystem
+from stylenet.training.systems.transformer import DEFAULT_LOSS_WEIGHTS, StyleTransferSystem, config_loss_weights
 
 
 @register_system("arbitrary")
@@ -27,9 +27,7 @@ class ArbitrarySystem(AnyStyleSystem):
         num_residual_blocks: int = 5,
         style_dims: int = 100,
         loss_network: dict[str, Any] | None = None,  # arch, weights, content_layers, style_layer_weights
-        content_weight: float = 1.0,
-        style_weight: float = 3.0,
-        tv_weight: float = 10.0,
+        loss_weights: dict[str, float] | None = None,  # {weight_key: weight} of models/losses.LOSS_TERMS
         lr: float = 1e-3,
         on_nonfinite_loss: str = "stop",
         sample_styles: list[str] | None = None,
@@ -42,8 +40,8 @@ class ArbitrarySystem(AnyStyleSystem):
         layer_weights, content_layers = dict(spec["style_layer_weights"]), list(spec["content_layers"])
         network = LossNetwork(spec["arch"], spec["weights"], [*content_layers, *layer_weights])
         # relative terms, as the per-painting recipe; no fixed painting: each batch brings its targets (losses())
-        self.criterion = PerceptualLoss(network, [], content_layers, layer_weights, content_weight, style_weight,
-                                        tv_weight, normalize=True)
+        weights = DEFAULT_LOSS_WEIGHTS if loss_weights is None else loss_weights
+        self.criterion = PerceptualLoss(network, [], content_layers, layer_weights, weights, normalize=True)
         # the predictor reads the same VGG-19 (check_config holds the loss network to it): its weights, once loaded
         self.network = ArbitraryStyleNet(channels, num_residual_blocks, style_dims, spec["weights"], network.conv_state())
         self.sample_styles = load_paintings(sample_styles)  # the TensorBoard grid: one row per painting
@@ -59,22 +57,21 @@ class ArbitrarySystem(AnyStyleSystem):
 
     @classmethod
     def from_config(cls, cfg: DictConfig, sample_styles: list[str]) -> ArbitrarySystem:
-        model, loss = cfg.model, cfg.loss
+        model = cfg.model
         loss_network = {"arch": cfg.loss_network.arch, "weights": cfg.loss_network.weights,
                         "content_layers": list(cfg.loss_network.content_layers), "style_layer_weights": style_layer_weights(cfg)}
         description = {
             "style": describe_style_dataset(cfg),
             "loss_network": {"name": cfg.loss_network.name, "content_layers": loss_network["content_layers"],
                              "style_layer_weights": loss_network["style_layer_weights"]},
-            "loss": {"content_weight": float(loss.content_weight), "style_weight": float(loss.style_weight),
-                     "tv_weight": float(loss.tv_weight), "relative": True},
+            "loss": {**config_loss_weights(cfg), "relative": True},
             "image_size": cfg.data.image_size,
             "batch_size": cfg.data.batch_size,
         }
         return cls(
             channels=model.channels, num_residual_blocks=model.num_residual_blocks, style_dims=model.style_dims,
-            loss_network=loss_network, content_weight=float(loss.content_weight), style_weight=float(loss.style_weight),
-            tv_weight=float(loss.tv_weight), lr=float(cfg.optimizer.lr), on_nonfinite_loss=cfg.on_nonfinite_loss,
+            loss_network=loss_network, loss_weights=config_loss_weights(cfg), lr=float(cfg.optimizer.lr),
+            on_nonfinite_loss=cfg.on_nonfinite_loss,
             sample_styles=sample_styles[:SAMPLE_ROWS], description=description,
         )
 
@@ -82,7 +79,8 @@ class ArbitrarySystem(AnyStyleSystem):
         """Weighted content, style and tv terms and their total for a batch of (photo, painting) pairs; each
         photo's style term is against its own painting's Gram matrices, relative to their scale."""
         stylized = self.network(content, style)  # (B, 3, H, W) in [0, 1]
-        return self.criterion(stylized, content, grams=self.criterion.painting_grams(style))
+        return self.criterion(stylized, content, grams=self.criterion.painting_grams(style),
+                              network=lambda images: self.network(images, style))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         trained = [*self.network.bottleneck.parameters(), *self.network.transfer.parameters()]  # the VGG stays frozen

@@ -120,6 +120,14 @@ class StyleSystem(pl.LightningModule):
         (training_step) and what `stylenet bench train` times."""
         raise NotImplementedError
 
+    def objective_weights(self) -> dict[str, Any]:
+        """The weights of objective()'s terms, as `stylenet bench train` records them: the perceptual loss's
+        {weight_key: weight} and whether its terms are relative, else this system's own *_weight settings."""
+        criterion = getattr(self, "criterion", None)
+        if criterion is not None and hasattr(criterion, "weights"):
+            return {**criterion.weights, "relative": criterion.normalize}
+        return {key: value for key, value in self.hparams.items() if key.endswith("_weight")}
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         return self.finish_step(self.objective(batch))
 

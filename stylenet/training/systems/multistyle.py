@@ -42,5 +42,4 @@ class MultiStyleSystem(StyleTransferSystem):
         style_ids = torch.randint(count, (content.shape[0],), device=content.device)  # a painting per photo
         mix = F.one_hot(style_ids, count).float()
         stylized = self.network(content, mix)
-        terms = self.criterion(stylized, content, style_ids)
-        return self.with_stability(terms, lambda images: self.network(images, mix), content, stylized)
+        return self.criterion(stylized, content, style_ids, network=lambda images: self.network(images, mix))

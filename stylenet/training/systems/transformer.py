@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,17 @@ from stylenet.training.config import check_crop, check_style_image, painting_cro
 from stylenet.core.images import load_image, resize_long_side, to_tensor
 from stylenet.models.kinds.transformer import TransformerNet
 from stylenet.models.loss_network import GATYS_STYLE_LAYERS, LossNetwork, check_layers
-from stylenet.models.losses import PerceptualLoss, stability_loss
+from stylenet.models.losses import PerceptualLoss, weight_keys
 from stylenet.training.systems.base import StyleSystem, register_system
+
+
+# conf/train.yaml's loss weights (tests/test_config.py checks they agree); a term they do not name weighs 0
+DEFAULT_LOSS_WEIGHTS = {"content_weight": 1.0, "style_weight": 3.0, "tv_weight": 10.0, "temporal_weight": 0.0}
+
+
+def config_loss_weights(cfg: DictConfig) -> dict[str, float]:
+    """loss.<weight_key> of every loss term (models/losses.LOSS_TERMS); one the config does not set is 0."""
+    return {key: float(cfg.loss.get(key, 0.0)) for key in weight_keys()}
 
 
 @register_system("transformer")
@@ -38,11 +46,8 @@ class StyleTransferSystem(StyleSystem):
         num_residual_blocks: int = 5,
         style_size: int = 512,
         loss_network: dict[str, Any] | None = None,  # arch, weights, content_layers, style_layer_weights
-        content_weight: float = 1.0,
-        style_weight: float = 3.0,
-        tv_weight: float = 10.0,
+        loss_weights: dict[str, float] | None = None,  # {weight_key: weight} of models/losses.LOSS_TERMS
         relative: bool = True,
-        temporal_weight: float = 0.0,
         lr: float = 1e-3,
         on_nonfinite_loss: str = "stop",
         description: dict[str, Any] | None = None,
@@ -59,7 +64,7 @@ class StyleTransferSystem(StyleSystem):
         content_layers = list(spec["content_layers"])
         network = LossNetwork(spec["arch"], spec["weights"], [*content_layers, *layer_weights])
         self.criterion = PerceptualLoss(
-            network, styles, content_layers, layer_weights, content_weight, style_weight, tv_weight,
+            network, styles, content_layers, layer_weights, DEFAULT_LOSS_WEIGHTS if loss_weights is None else loss_weights,
             normalize=relative, separate_styles=self.separate_styles,
         )
 
@@ -88,7 +93,7 @@ class StyleTransferSystem(StyleSystem):
             check_layers(network.arch, layers, f"loss_network.{key}")
         for layer, weight in style_layer_weights(cfg).items():
             require(math.isfinite(weight) and weight >= 0, f"loss_network.style_layer_weights.{layer}={weight}: must be a number >= 0")
-        for key in ("content_weight", "style_weight", "tv_weight", "temporal_weight"):
+        for key in weight_keys():
             value = cfg.loss.get(key, 0.0)
             require(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0, f"loss.{key}={value}: must be a number >= 0")
         require(cfg.loss.content_weight + cfg.loss.style_weight > 0, "loss: content_weight and style_weight are both 0")
@@ -124,9 +129,7 @@ class StyleTransferSystem(StyleSystem):
         return cls(
             style_images=list(chosen.values()), style_names=list(chosen), channels=cfg.model.channels,
             num_residual_blocks=cfg.model.num_residual_blocks, style_size=cfg.style.size, loss_network=loss_network,
-            content_weight=float(cfg.loss.content_weight), style_weight=float(cfg.loss.style_weight),
-            tv_weight=float(cfg.loss.tv_weight), relative=bool(cfg.loss.relative),
-            temporal_weight=float(cfg.loss.get("temporal_weight", 0.0)), lr=float(cfg.optimizer.lr),
+            loss_weights=config_loss_weights(cfg), relative=bool(cfg.loss.relative), lr=float(cfg.optimizer.lr),
             on_nonfinite_loss=cfg.on_nonfinite_loss,
             description=description, style_crops=[crops.get(name) for name in chosen],
         )
@@ -156,17 +159,7 @@ class StyleTransferSystem(StyleSystem):
 
     def objective(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
         stylized = self.network(content)  # (B, 3, H, W) in [0, 1]
-        terms = self.criterion(stylized, content)  # content, style, tv and total
-        return self.with_stability(terms, self.network, content, stylized)
-
-    def with_stability(self, terms: dict[str, torch.Tensor], network: Callable[[torch.Tensor], torch.Tensor],
-                       content: torch.Tensor, stylized: torch.Tensor) -> dict[str, torch.Tensor]:
-        """terms plus loss.temporal_weight x the stability term (video without flicker), when that weight is set."""
-        weight = self.hparams.get("temporal_weight", 0.0)
-        if weight > 0:
-            terms["temporal"] = weight * stability_loss(network, content, stylized)
-            terms["total"] = terms["total"] + terms["temporal"]
-        return terms
+        return self.criterion(stylized, content, network=self.network)  # every loss term and the total
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.with_schedule(torch.optim.Adam(self.network.parameters(), lr=self.hparams.lr))

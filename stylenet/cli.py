@@ -130,7 +130,7 @@ def note_compile(model, backend: str, video_seconds: float) -> None:
 
 
 def webcam_command(argv: list[str]) -> None:
-    from stylenet.running.options import StylizeOptions
+    from stylenet.running.options import LIVE_TEMPORAL, StylizeOptions
     from stylenet.running.webcam import Camera, run_webcam
 
     parser = argparse.ArgumentParser(
@@ -142,7 +142,7 @@ def webcam_command(argv: list[str]) -> None:
     parser.add_argument("--size", type=int, help="long side of the stylized frames in px (default: the camera's)")
     parser.add_argument("--strength", type=float, default=1.0, help="0 = the camera's picture, 1 = full style")
     parser.add_argument("--preserve-color", action="store_true", help="keep the camera's colours (luminance transfer)")
-    parser.add_argument("--temporal", type=float, default=0.0, metavar="STRENGTH",
+    parser.add_argument("--temporal", type=float, default=LIVE_TEMPORAL, metavar="STRENGTH",
                         help="against flicker: blend with the previous output along the optical flow (0 off; 0.5-0.8)")
     parser.add_argument("--no-window", dest="window", action="store_false", help="show no window")
     parser.add_argument("--virtual", action="store_true", help="send the frames to a virtual camera (pyvirtualcam)")
@@ -155,8 +155,8 @@ def webcam_command(argv: list[str]) -> None:
     if args.record is not None and args.record.exists() and not args.overwrite:
         raise StylenetError(f"{args.record} exists; pass --overwrite to replace it, or choose another --record")
     camera = Camera(args.camera, args.window, args.virtual, args.record, args.max_frames)
-    options = StylizeOptions(size=args.size, strength=args.strength, preserve_color=args.preserve_color,
-                             temporal=args.temporal)
+    options = StylizeOptions.live(size=args.size, strength=args.strength, preserve_color=args.preserve_color,
+                                  temporal=args.temporal)
     model = model_from_arguments(args)
     result = run_webcam(model, camera, options)
     note_choices(model, args.backend)

@@ -114,8 +114,8 @@ def poison(monkeypatch: pytest.MonkeyPatch, at_calls: set[int]) -> None:
     """Make the style term NaN on these calls of the loss (0-based)."""
     original, calls = PerceptualLoss.forward, [0]
 
-    def forward(self: PerceptualLoss, *args: torch.Tensor) -> dict[str, torch.Tensor]:
-        terms = original(self, *args)
+    def forward(self: PerceptualLoss, *args: torch.Tensor, **kwargs: object) -> dict[str, torch.Tensor]:
+        terms = original(self, *args, **kwargs)
         if calls[0] in at_calls:
             terms = {**terms, "style": terms["style"] * float("nan"), "total": terms["total"] * float("nan")}
         calls[0] += 1

@@ -14,6 +14,7 @@ IMAGES_PER_TASK = 4  # --engine ray: the images one task takes (a video is a tas
 # The flow blend's default strength: on vtest (24 frames at 384 px) it cut the warping error 2.1x for +8.4% judged
 # style with starry_night and 1.95x for -1.0% with the_scream (README, "Flicker"); 0 stylizes frame by frame.
 TEMPORAL = 0.75
+LIVE_TEMPORAL = 0.0  # the webcam: frame by frame unless asked (the flow costs each live frame its time)
 
 
 @dataclass
@@ -33,6 +34,12 @@ class StylizeOptions:
     crf: int = CRF
     frames_per_call: int = BATCH  # video and camera frames per network call (--batch-size)
     temporal: float = TEMPORAL  # blend with the previous output along the optical flow (stylenet/running/temporal.py); 0: off
+
+    @classmethod
+    def live(cls, **fields: object) -> StylizeOptions:
+        """A camera's options (`stylenet webcam`): whole frames (a live frame is never tiled), frame by frame
+        unless temporal is given."""
+        return cls(**{"temporal": LIVE_TEMPORAL, **fields, "tile": 0})
 
     def __post_init__(self) -> None:
         """Every value checked where the options are made, named by its flag: one line, before any work."""

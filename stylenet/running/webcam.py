@@ -139,8 +139,8 @@ def virtual_camera(width: int, height: int, fps: float):
 def run_webcam(model: StyleModel, camera: Camera, options: StylizeOptions | None = None,
                progress: bool = True) -> WebcamResult:
     """Stylize camera frames until the camera ends, q/Esc, Ctrl-C or --max-frames; returns what it did. options:
-    size, strength, preserve_color and temporal (default: StylizeOptions with temporal 0, frame by frame)."""
-    options = replace(options or StylizeOptions(temporal=0.0), tile=0)  # a live frame runs whole
+    size, strength, preserve_color and temporal (default: StylizeOptions.live(), frame by frame)."""
+    options = replace(options, tile=0) if options is not None else StylizeOptions.live()  # a live frame runs whole
     cv2 = import_cv2()
     check_outputs(camera, options, cv2)
     capture = open_camera(camera.source, cv2)

@@ -2,7 +2,7 @@
 format with one checkout, again with another, and compare.
 
     git worktree add /tmp/before <commit>
-    PYTHONPATH=/tmp/before .venv/bin/python scripts/same_exports.py write /tmp/exports-before
+    .venv/bin/python scripts/same_exports.py write /tmp/exports-before --checkout /tmp/before
     .venv/bin/python scripts/same_exports.py write /tmp/exports-after
     .venv/bin/python scripts/same_exports.py compare /tmp/exports-before /tmp/exports-after
 
@@ -85,7 +85,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["write", "compare"])
     parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("--checkout", type=Path, help="write: import stylenet from this checkout (another commit's "
+                        "worktree), not the installed one")
     args = parser.parse_args()
+    if args.checkout is not None:  # the editable install's finder answers before sys.path (PYTHONPATH is not enough)
+        sys.meta_path[:] = [finder for finder in sys.meta_path if "editable" not in repr(finder).lower()]
+        sys.path.insert(0, str(args.checkout.resolve()))
     if args.command == "write":
         write(args.folders[0])
     else:

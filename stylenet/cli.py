@@ -129,6 +129,12 @@ def note_compile(model, backend: str, video_seconds: float) -> None:
               "then ran frames about 2x as fast on a 2-core CPU", file=sys.stderr)
 
 
+def add_stroke_size_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stroke-size", type=float, metavar="S",
+                        help="stroke size: 1 the strokes the network paints at any size (a fine grain on a large photo), "
+                             "2 twice as large, 0.5 half (default: the model's look at its working size, kept at any size)")
+
+
 def webcam_command(argv: list[str]) -> None:
     from stylenet.running.options import LIVE_TEMPORAL, StylizeOptions
     from stylenet.running.webcam import Camera, run_webcam
@@ -144,6 +150,7 @@ def webcam_command(argv: list[str]) -> None:
     parser.add_argument("--preserve-color", action="store_true", help="keep the camera's colours (luminance transfer)")
     parser.add_argument("--temporal", type=float, default=LIVE_TEMPORAL, metavar="STRENGTH",
                         help="against flicker: blend with the previous output along the optical flow (0 off; 0.5-0.8)")
+    add_stroke_size_argument(parser)
     parser.add_argument("--no-window", dest="window", action="store_false", help="show no window")
     parser.add_argument("--virtual", action="store_true", help="send the frames to a virtual camera (pyvirtualcam)")
     parser.add_argument("--record", type=Path, metavar="FILE", help="also write the stylized frames to FILE (.mp4)")
@@ -156,7 +163,7 @@ def webcam_command(argv: list[str]) -> None:
         raise StylenetError(f"{args.record} exists; pass --overwrite to replace it, or choose another --record")
     camera = Camera(args.camera, args.window, args.virtual, args.record, args.max_frames)
     options = StylizeOptions.live(size=args.size, strength=args.strength, preserve_color=args.preserve_color,
-                                  temporal=args.temporal)
+                                  temporal=args.temporal, stroke_size=args.stroke_size)
     model = model_from_arguments(args)
     result = run_webcam(model, camera, options)
     note_choices(model, args.backend)
@@ -183,6 +190,7 @@ def stylize_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strength", type=float, default=1.0, help="0 = the photo, 1 = full style")
     parser.add_argument("--preserve-color", action="store_true", help="keep the photo's colours (luminance transfer)")
     parser.add_argument("--tile", type=int, help="process in N px tiles (default: only when the image would not fit; 0: never)")
+    add_stroke_size_argument(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     add_precision_argument(parser)
     parser.add_argument("--ext", choices=["png", "jpg", "webp"], help="output format in folder mode (default: the input's)")
@@ -225,8 +233,9 @@ def stylize_command(argv: list[str]) -> None:
                             "Pillow's 89 million)")
     set_max_image_pixels(args.max_image_pixels)
     options = StylizeOptions(size=args.size, scale=args.scale, strength=args.strength, preserve_color=args.preserve_color,
-                             tile=args.tile, quality=args.quality, start=args.start, end=args.end, codec=args.codec,
-                             crf=args.crf, frames_per_call=args.batch_size, temporal=args.temporal)
+                             tile=args.tile, stroke_size=args.stroke_size, quality=args.quality, start=args.start,
+                             end=args.end, codec=args.codec, crf=args.crf, frames_per_call=args.batch_size,
+                             temporal=args.temporal)
     model = model_from_arguments(args) if args.engine == "local" else None  # ray: each worker loads it
     output = Path(args.output) if args.output else None
     single = jobs.one_file(args.inputs) and "://" not in str(args.output)

@@ -313,16 +313,16 @@ def test_out_of_memory_falls_back_to_tiles(tiny_model: Path, photo: Image.Image,
     hooks: list[torch.utils.hooks.RemovableHandle] = []
     image = photo.resize((600, 460), Image.Resampling.BILINEAR)
     model = run_out_of_memory_over(400 * 400)  # the whole image and 300-px tiles fail; 256-px tiles fit
-    result = model.stylize(image)
+    result = model.stylize(image, stroke_size=1)  # the network at the photo's size (not also a copy's, for strokes)
     assert result.size == image.size
     # what one call met does not linger: with memory back, the next call runs the same photo whole, in one pass
     hooks.pop().remove()
     passes: list[torch.Size] = []
     model.loaded.encoder[0][1].register_forward_pre_hook(lambda module, args: passes.append(args[0].shape))
-    model.stylize(image)
+    model.stylize(image, stroke_size=1)
     assert len(passes) == 1
     with pytest.raises(StylenetError, match="out of memory on cpu for a 600x460 image"):
-        run_out_of_memory_over(100 * 100).stylize(image)  # not even the smallest tiles fit: one clear line
+        run_out_of_memory_over(100 * 100).stylize(image, stroke_size=1)  # not even the smallest tiles fit: one line
 
 
 def test_out_of_memory_on_the_staged_path_retries_on_the_thumbnail_path(
@@ -338,9 +338,9 @@ def test_out_of_memory_on_the_staged_path_retries_on_the_thumbnail_path(
     monkeypatch.setattr(stylenet.running.tiling, "staged_forward", staged_runs_out)
     image = photo.resize((600, 460), Image.Resampling.BILINEAR)
     model = load_model(tiny_model, "cpu", "fp32")
-    result = model.stylize(image, tile=512)
+    result = model.stylize(image, tile=512, stroke_size=1)
     assert result.size == image.size
-    expected = load_model(tiny_model, "cpu", "fp32").stylize(image, tile=0)
+    expected = load_model(tiny_model, "cpu", "fp32").stylize(image, tile=0, stroke_size=1)
     assert np.abs(np.asarray(result, int) - np.asarray(expected, int)).mean() < 3  # the same picture, in tiles
 
 

@@ -116,6 +116,16 @@ def test_a_multistyle_blend_and_a_folder_model(client: TestClient, photo: Path) 
     assert mine.status_code == 200 and 'filename="photo_tiny.png"' in mine.headers["content-disposition"]
 
 
+def test_the_page_takes_a_stroke_size(client: TestClient, photo: Path) -> None:
+    data = photo.read_bytes()
+    default, larger = stylize(client, data, size="512"), stylize(client, data, size="512", stroke_size="4")
+    assert default.status_code == larger.status_code == 200 and default.content != larger.content
+    expected = load_model("starry_night", "cpu").stylize(Image.open(photo), size=512, stroke_size=4)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(larger.content))), np.asarray(expected))
+    refused = stylize(client, data, stroke_size="0")
+    assert refused.status_code == 400 and "stroke size must be between 0.25 and 64" in refused.json()["error"]
+
+
 @pytest.mark.parametrize("model", ["0:adain.safetensors", "0:arbitrary.safetensors"])
 def test_an_any_style_model_paints_with_an_uploaded_painting(client: TestClient, photo: Path, data_dir: Path, model: str) -> None:
     assert client.get("/api/model", params={"id": model}).json()["needs_style_image"] is True

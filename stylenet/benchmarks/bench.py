@@ -366,15 +366,15 @@ def infer_row(args: argparse.Namespace, name: str, loaded: tuple[Any, dict[str, 
         images = images.contiguous(memory_format=torch.channels_last)
     quality = {}
     if fp32 is not None:  # the same picture in fp32 first, outside this row's memory
-        reference = fp32.stylize_tensor(images, tile=args.tile)
-        quality = levels_apart(model.stylize_tensor(images, tile=args.tile), reference)
+        reference = fp32.stylize_tensor(images, tile=args.tile, stroke_size=args.stroke_size)
+        quality = levels_apart(model.stylize_tensor(images, tile=args.tile, stroke_size=args.stroke_size), reference)
         del reference
 
     def run() -> object:
         if args.baseline:  # pytorch/examples: no_grad (not inference_mode), no clamp fusion, fp32
             with torch.no_grad():
                 return model.bound(images)
-        return model.stylize_tensor(images, tile=args.tile)
+        return model.stylize_tensor(images, tile=args.tile, stroke_size=args.stroke_size)
 
     tile = model.runner.auto_tile(model.tile_network, height, width) if args.tile is None else args.tile
     reading = painting_seconds(loaded, device, model.precision)
@@ -383,6 +383,7 @@ def infer_row(args: argparse.Namespace, name: str, loaded: tuple[Any, dict[str, 
     return {
         "bench": "infer", "mode": "baseline" if args.baseline else "stylenet", "model": name,
         "backend": model.engine, "size": f"{width}x{height}", "device": device.type, "precision": model.precision,
+        "stroke_size": "auto" if args.stroke_size is None else args.stroke_size,
         "tile": 0 if args.baseline else tile, "channels_last": args.channels_last and not args.baseline,
         "s_per_image": round(seconds, 4), **reading, "megapixels_per_s": round(height * width / 1e6 / seconds, 3),
         "peak_memory_mb": round(peak_memory_mb(device)), **quality, **machine(device, args),
@@ -539,6 +540,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help=f"train: a network preset: {', '.join(presets())} (default transformer); infer, "
                         "video: comma-separated presets, model files or ready-made names (default infer: transformer; "
                         "video: transformer,transformer_small)")
+    parser.add_argument("--stroke-size", type=lambda text: None if text == "auto" else float(text), default=1.0,
+                        help="infer: 1 (default) the network at each size; auto: the model's look kept at any size, as "
+                             "`stylenet stylize` paints by default (its working size: 256 px for a preset); S: strokes S times larger")
     parser.add_argument("--frames", type=int, default=48, help="video: frames in the synthetic clip")
     parser.add_argument("--photos", type=int, default=200, help="folder: synthetic photos in the folder")
     parser.add_argument("--engines", default="local,ray", help="folder: local, ray (stylenet[ray]) or both")

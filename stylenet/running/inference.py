@@ -29,6 +29,7 @@ from stylenet.models.formats import load_network
 from stylenet.core.images import preserve_color, resize_long_side, split_alpha, to_pil, to_tensor
 from stylenet.models.kinds import DEFAULT_KIND, get_kind
 from stylenet.running.options import check_strength
+from stylenet.running.strokes import WORKING_SIZE, paint_at_stroke_size, stroke_scale
 from stylenet.running.tiling import Runner
 from stylenet.models.zoo import resolve as resolve_model
 
@@ -157,6 +158,14 @@ class StyleModel:
         return self.runner.precision
 
     @property
+    def working_size(self) -> int:
+        """The long side (px) at which this model's look is defined: its file's working_size, else the size it was
+        judged at (metadata eval.size, 256 for the ready-made models), else WORKING_SIZE. The default stroke size
+        paints every photo as this size is painted."""
+        recorded = self.metadata.get("working_size") or (self.metadata.get("eval") or {}).get("size")
+        return int(recorded) if isinstance(recorded, (int, float)) and recorded >= 16 else WORKING_SIZE
+
+    @property
     def engine(self) -> str:
         """What runs whole images: "eager" (PyTorch), "onnx" (ONNX Runtime: an .onnx file or --backend onnx),
         "compile" (torch.compile) or "torchscript" (a TorchScript file's interpreter)."""
@@ -187,20 +196,25 @@ class StyleModel:
                 f"device='{self.device}', precision={self.precision!r}, engine={self.engine!r})")
 
     @torch.inference_mode()
-    def stylize_tensor(self, images: torch.Tensor, tile: int | None = None, strength: float = 1.0) -> torch.Tensor:
+    def stylize_tensor(
+        self, images: torch.Tensor, tile: int | None = None, strength: float = 1.0, stroke_size: float | None = 1.0,
+    ) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1] on the same device as the input.
 
         tile: None picks tiling only when the image would not fit in memory, 0 never tiles, N tiles N px.
         strength: 0 the photo, 1 the full style; AdaIN blends features (the paper's alpha), others blend pixels.
+        stroke_size: 1 (the default here) runs the network at the images' size; S paints strokes S times larger,
+        None keeps the look of the model's working size (stylenet/running/strokes.py; stylize()'s default).
         """
         check_strength(strength)
+        scale = stroke_scale(*images.shape[-2:], self.working_size, stroke_size)
         if self.bound is None:
             raise StylenetError("an any-style model stylizes with a painting you give it: pass --style-image PAINTING.jpg "
                                 "(Python: model.with_paintings([Image.open(...)]))")
         network = self.whole or self.bound
         if self.feature_strength and strength != 1.0:
             network = functools.partial(self.bound, alpha=strength)
-        stylized = self.runner(network, images, tile, self.tile_network)
+        stylized = paint_at_stroke_size(lambda copy: self.runner(network, copy, tile, self.tile_network), images, scale)
         if strength != 1.0 and not self.feature_strength:
             stylized = torch.lerp(images.to(stylized), stylized, strength)
         return stylized
@@ -217,7 +231,7 @@ class StyleModel:
 
     def stylize(
         self, image: Image.Image, size: int | None = None, scale: float | None = None, strength: float = 1.0,
-        preserve_colors: bool = False, tile: int | None = None,
+        preserve_colors: bool = False, tile: int | None = None, stroke_size: float | None = None,
     ) -> Image.Image:
         """Stylize a PIL image (any mode; EXIF orientation applied; alpha carried through unchanged).
 
@@ -225,14 +239,16 @@ class StyleModel:
         strength: 0 returns the photo, 1 the full style, in between blends them (pixels; for AdaIN with its
         weights, the paper's blend of content and style features instead).
         preserve_colors: keep the photo's colours, take only the luminance from the style.
+        stroke_size: None (default) keeps the look of the model's working size at any size, only sharper; 1 the
+        strokes the network paints (a fine grain on a large photo), 2 twice as large, 0.5 half.
         """
         check_strength(strength)
         image = ImageOps.exif_transpose(image)
         rgb, alpha = split_alpha(image)
         rgb = resize(rgb, target_size(rgb.size, size, scale))
         feature_strength = strength if self.feature_strength else 1.0  # blended in the network, else in finish()
-        stylized = self.finish(to_pil(self.stylize_tensor(to_tensor(rgb).unsqueeze(0), tile, feature_strength)), rgb,
-                               strength, preserve_colors)
+        stylized = to_pil(self.stylize_tensor(to_tensor(rgb).unsqueeze(0), tile, feature_strength, stroke_size))
+        stylized = self.finish(stylized, rgb, strength, preserve_colors)
         if alpha is not None:
             stylized.putalpha(resize(alpha, stylized.size))
         return stylized

@@ -154,9 +154,8 @@ def check_target(source: Path, target: Path) -> None:
 
 def stylize_file(model: StyleModel, job: Job, options: StylizeOptions) -> Image.Image:
     image = load_image(job.source, "input", keep_alpha=True)
-    result = model.stylize(
-        image, options.size, options.scale, options.strength, options.preserve_color, options.tile
-    )
+    result = model.stylize(image, options.size, options.scale, options.strength, options.preserve_color, options.tile,
+                           options.stroke_size)
     image_format = output_format(job.target)
     if result.mode == "RGBA" and image_format in ("JPEG", "BMP"):
         log.warning("%s: %s has no alpha channel; transparency dropped", job.target, image_format)

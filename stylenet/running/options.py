@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stylenet.core.errors import StylenetError
+from stylenet.running.strokes import check_stroke_size
 
 QUALITY = 95  # JPEG/WebP quality: visually lossless, about a third of PNG's size
 CRF, BATCH = 18, 4  # H.264 at visually lossless quality; frames per network call
@@ -25,6 +26,7 @@ class StylizeOptions:
     strength: float = 1.0  # 0: the input, 1: full style
     preserve_color: bool = False  # keep the input's colours (luminance transfer)
     tile: int | None = None  # None: tiles only where the image would not fit in memory; 0: never; N: N px tiles
+    stroke_size: float | None = None  # None: the model's look at any size (running/strokes.py); 1: its native strokes
     # photos written to JPEG or WebP
     quality: int = QUALITY
     # videos (the webcam reads temporal and frames_per_call, not the rest)
@@ -48,6 +50,7 @@ class StylizeOptions:
         if self.scale is not None and not self.scale > 0:
             raise StylenetError(f"--scale {self.scale}: must be above 0")
         check_strength(self.strength)
+        check_stroke_size(self.stroke_size)
         if self.tile is not None and self.tile < 0:
             raise StylenetError(f"--tile {self.tile}: must be 0 (never tile) or a tile side in px")
         if not 1 <= self.quality <= 100:

@@ -49,6 +49,7 @@ from stylenet.core.errors import StylenetError, brief
 from stylenet.models.registry import StyleInput
 from stylenet.core.images import IMAGE_ERRORS, open_image
 from stylenet.running.inference import StyleModel, load_model
+from stylenet.running.strokes import MAX_STROKE_SIZE, MIN_STROKE_SIZE
 from stylenet.models.zoo import names, path_of
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,8 @@ def stylize(catalog: Catalog, form: dict[str, Any], photo: bytes, painting_data:
     strength = parse_number(str(form.get("strength", "1")), "strength", 0, 1)
     size = int(parse_number(str(form.get("size", "0")), "size", 0, 8192))
     preserve = str(form.get("preserve_color", "false")).lower() in ("1", "true", "on", "yes")
+    stroke = form.get("stroke_size")  # absent: the model's look at any size
+    stroke_size = parse_number(str(stroke), "stroke size", MIN_STROKE_SIZE, MAX_STROKE_SIZE) if stroke else None
     file_format = str(form.get("format", "png")).lower()
     if file_format not in FORMATS:
         raise RequestError(f"format must be one of {', '.join(FORMATS)}, got {file_format!r}")
@@ -248,7 +251,8 @@ def stylize(catalog: Catalog, form: dict[str, Any], photo: bytes, painting_data:
         style = str(form.get("style") or model.styles[0]) if model.model_kind.style_input is StyleInput.WEIGHTS else None
         painting = [decode(painting_data, "painting", settings.max_pixels).convert("RGB")] if takes_painting else None
         model = model.styled(style, painting)
-        result = model.stylize(image, size=result_size(image, size), strength=strength, preserve_colors=preserve)
+        result = model.stylize(image, size=result_size(image, size), strength=strength, preserve_colors=preserve,
+                               stroke_size=stroke_size)
     except StylenetError as error:
         raise RequestError(str(error)) from None
     pillow_format, media_type = FORMATS[file_format]

@@ -523,7 +523,7 @@ def stylize_frames(model: StyleModel, arrays: list[np.ndarray], options: Stylize
     if (out_width, out_height) != (width, height):
         frames = F.interpolate(frames, size=(out_height, out_width), mode="bilinear", antialias=True, align_corners=False)
     feature_strength = options.strength if model.feature_strength else 1.0  # else blended in model.finish
-    stylized = model.stylize_tensor(frames.to(model.device), options.tile, feature_strength).float().cpu()
+    stylized = model.stylize_tensor(frames.to(model.device), options.tile, feature_strength, options.stroke_size).float().cpu()
     out = stylized.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     source = frames.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     if options.preserve_color or (options.strength < 1.0 and not model.feature_strength):  # as for a photo

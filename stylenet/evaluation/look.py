@@ -1,0 +1,43 @@
+"""Figures of a stylization's look across sizes (docs/quality.md, "Stroke size"; scripts/stroke_look.py):
+how sharp a large result is, and at what spatial frequency the style sits."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from stylenet.core.images import to_tensor
+
+
+def gray(image: Image.Image) -> torch.Tensor:
+    """(H, W) luma in [0, 1]."""
+    rgb = to_tensor(image.convert("RGB"))
+    return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+
+
+def edge_energy(image: Image.Image) -> float:
+    """Mean squared difference between neighbouring pixels (horizontal plus vertical), in [0, 1] units: how much
+    fine detail an image holds. An upscaled image has little; sharp edges and fine brush texture add to it."""
+    y = gray(image)
+    return float((y[:, 1:] - y[:, :-1]).pow(2).mean() + (y[1:, :] - y[:-1, :]).pow(2).mean())
+
+
+def sharpness(result: Image.Image, working_result: Image.Image) -> float:
+    """edge_energy of a large result over that of the working-size result upscaled (bicubic) to its size: above 1,
+    the large result is sharper than an upscaled small one."""
+    upscaled = working_result.convert("RGB").resize(result.size, Image.Resampling.BICUBIC)
+    return edge_energy(result) / max(edge_energy(upscaled), 1e-12)
+
+
+def fine_share(stylized: Image.Image, photo: Image.Image, wavelength: float = 8.0) -> float:
+    """The share of what the style added (stylized minus photo, luma; its mean left out) that lies at wavelengths
+    under `wavelength` px: the fine grain. Larger strokes move the style's power to longer wavelengths, so it falls
+    as --stroke-size grows (measured from 1 up; below 1 the larger painting is scaled down, which also softens it)."""
+    photo = photo.convert("RGB").resize(stylized.size, Image.Resampling.BICUBIC)
+    added = gray(stylized) - gray(photo)
+    power = torch.fft.rfft2(added - added.mean()).abs().pow(2)
+    height, width = added.shape
+    fy = torch.fft.fftfreq(height).abs().unsqueeze(1)  # cycles per pixel
+    fx = torch.fft.rfftfreq(width).unsqueeze(0)
+    radius = torch.sqrt(fy**2 + fx**2).expand_as(power)
+    return float(power[radius > 1.0 / wavelength].sum() / power.sum().clamp_min(1e-12))

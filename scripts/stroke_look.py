@@ -20,6 +20,7 @@ from stylenet.core.device import machine_name
 from stylenet.core.images import load_image, resize_long_side
 from stylenet.evaluation.judge import Judge, eval_photos, reference_curve
 from stylenet.evaluation.look import sharpness, fine_share
+from stylenet.models.registry import StyleInput
 from stylenet.running.inference import load_model, painting_for
 
 
@@ -30,11 +31,15 @@ def main() -> None:
     parser.add_argument("--sizes", default="1024,2048,3840", help="long sides of the results, px")
     parser.add_argument("--strokes", default="1,auto", help="stroke sizes: numbers, or auto (the default)")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--style", help="a multi-style model's style (default: its first)")
+    parser.add_argument("--style-image", type=Path, help="an any-style model's painting (and the one it is judged against)")
     parser.add_argument("--figure", type=Path, help="also write the first photo's largest results side by side: whole "
                         "(scaled to 512 px) above, a 512-px crop at full size below; each stroke setting a column")
     args = parser.parse_args()
     model = load_model(args.model, "cpu", args.precision)
-    painting = painting_for(model, None, None)
+    painting = painting_for(model, args.style, args.style_image)
+    takes_painting = model.model_kind.style_input is StyleInput.IMAGE
+    model = model.styled(args.style, [load_image(painting, "painting")] if takes_painting else None)
     working = model.working_size
     judge = Judge(load_image(painting, "painting"), working)
     strokes = [None if text == "auto" else float(text) for text in args.strokes.split(",")]
@@ -67,7 +72,7 @@ def main() -> None:
     if shown:
         write_figure(shown, args.figure)
     median = lambda values, key: statistics.median(v[key] for v in values)  # noqa: E731
-    print(f"\n{args.model}, working size {working} px, {len(base)} photos, {model.precision}, "
+    print(f"\n{args.model} ({painting.stem}), working size {working} px, {len(base)} photos, {model.precision}, "
           f"{machine_name(torch.device('cpu'))}, torch {torch.__version__}\n")
     print("| result | stroke size | placement at working size (iterations) | style term | sharpness vs upscaled | "
           "fine share of the style (under 8 px) | seconds |\n| --- | --- | --- | --- | --- | --- | --- |")

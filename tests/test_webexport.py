@@ -178,6 +178,13 @@ def test_exported_page_stylizes_like_stylenet_stylize(browser, static_server, re
     assert_close(stylize_on_page(page, photo), model.stylize(Image.open(photo), strength=0.6, preserve_colors=True))
     link = page.query_selector(".card a.download")
     assert link.get_attribute("download") == "fruits_starry_night.png" and link.is_visible()
+    page.uncheck("#preserve-color")
+    page.eval_on_selector("#strength", "(el) => { el.value = '1'; el.dispatchEvent(new Event('input')); }")
+    larger = tmp_path / "larger.png"  # above the model's 256-px working size: the default keeps its look
+    Image.open(photo).resize((384, 288), Image.Resampling.LANCZOS).save(larger)
+    assert_close(stylize_on_page(page, larger), model.stylize(Image.open(larger)))
+    page.select_option("#stroke-size", "2")
+    assert_close(stylize_on_page(page, larger), model.stylize(Image.open(larger), stroke_size=2))
     page.wait_for_timeout(300)
     page.screenshot(path=SCREENSHOT or str(tmp_path / "page.png"), full_page=True)
     page.set_input_files("#photos", {"name": "broken.jpg", "mimeType": "image/jpeg", "buffer": photo.read_bytes()[:500]})

@@ -29,7 +29,7 @@ from stylenet.models.formats import load_network
 from stylenet.core.images import preserve_color, resize_long_side, split_alpha, to_pil, to_tensor
 from stylenet.models.kinds import DEFAULT_KIND, get_kind
 from stylenet.running.options import check_strength
-from stylenet.running.strokes import WORKING_SIZE, paint_at_stroke_size, stroke_scale
+from stylenet.running.strokes import paint_at_stroke_size, stroke_scale, working_size
 from stylenet.running.tiling import Runner
 from stylenet.models.zoo import resolve as resolve_model
 
@@ -162,8 +162,7 @@ class StyleModel:
         """The long side (px) at which this model's look is defined: its file's working_size, else the size it was
         judged at (metadata eval.size, 256 for the ready-made models), else WORKING_SIZE. The default stroke size
         paints every photo as this size is painted."""
-        recorded = self.metadata.get("working_size") or (self.metadata.get("eval") or {}).get("size")
-        return int(recorded) if isinstance(recorded, (int, float)) and recorded >= 16 else WORKING_SIZE
+        return working_size(self.metadata)
 
     @property
     def engine(self) -> str:

@@ -24,6 +24,13 @@ WORKING_SIZE = 256  # px, long side: a model's working size when its file record
 MIN_STROKE_SIZE, MAX_STROKE_SIZE = 0.25, 64.0  # 0.25: a copy 4x larger (16x the pixels); 64: a copy of a few dozen px
 
 
+def working_size(metadata: dict) -> int:
+    """The long side (px) at which a model's look is defined: its file's working_size, else the size it was judged
+    at (eval.size, 256 for the ready-made models), else WORKING_SIZE."""
+    recorded = metadata.get("working_size") or (metadata.get("eval") or {}).get("size")
+    return int(recorded) if isinstance(recorded, (int, float)) and recorded >= 16 else WORKING_SIZE
+
+
 def check_stroke_size(stroke_size: float | None) -> None:
     if stroke_size is not None and not MIN_STROKE_SIZE <= stroke_size <= MAX_STROKE_SIZE:
         raise StylenetError(f"--stroke-size {stroke_size}: must be between {MIN_STROKE_SIZE:g} and {MAX_STROKE_SIZE:g} (1: the "

@@ -129,6 +129,7 @@ async function stylizeOne(file, card) {
   try {
     const request = {
       photo: file, side: Number($("size").value), strength: Number($("strength").value), preserve: $("preserve-color").checked,
+      strokeSize: $("stroke-size").value ? Number($("stroke-size").value) : null,
       styleWeights: model.input === "style_weights" ? styleWeights() : null,
       painting: model.input === "style_image" ? painting() : null,
     };

@@ -113,12 +113,97 @@ async function run(message) {
   }
   say(`stylizing ${photo.width}x${photo.height} (${backend === "webgpu" ? "WebGPU" : "WASM"})`);
   const start = performance.now();
-  const outputs = await session.run(feeds);
+  const values = await paintAtStrokeSize(feeds, photo, strokeScale(photo, message.strokeSize));
   const ms = performance.now() - start;
+  return { width: photo.width, height: photo.height, ms, pixels: finish(values, photo, message) };
+}
+
+// The network's (1, 3, H, W) output for these feeds, as float32 values
+async function stylizeFeeds(feeds) {
+  const outputs = await session.run(feeds);
   const stylized = outputs[session.outputNames[0]];
   const values = stylized.data instanceof Float32Array ? stylized.data : Float32Array.from(stylized.data);
   stylized.dispose?.();
-  return { width: photo.width, height: photo.height, ms, pixels: finish(values, photo, message) };
+  return values;
+}
+
+// stylenet/running/strokes.py's stroke_scale: the stroke size, or (none chosen) the photo's long side over the
+// model's working size, at least 1
+function strokeScale(photo, strokeSize) {
+  if (strokeSize) return strokeSize;
+  return Math.max(1, Math.max(photo.width, photo.height) / model.working_size);
+}
+
+// stylenet/running/strokes.py's paint_at_stroke_size: strokes `scale` times larger than the network paints them
+async function paintAtStrokeSize(feeds, photo, scale) {
+  const { width, height } = photo;
+  const image = feeds[model.inputs[0]];
+  if (scale === 1) return stylizeFeeds(feeds);
+  const copyWidth = Math.max(16, Math.round(width / scale)), copyHeight = Math.max(16, Math.round(height / scale));
+  const copyFeeds = { ...feeds, [model.inputs[0]]: new ort.Tensor("float32",
+    resizePlanes(image.data, width, height, copyWidth, copyHeight), [1, 3, copyHeight, copyWidth]) };
+  const copy = await stylizeFeeds(copyFeeds);
+  if (scale < 1) return clip(resizePlanes(copy, copyWidth, copyHeight, width, height));
+  const full = await stylizeFeeds(feeds);
+  const low = resizePlanes(resizePlanes(full, width, height, copyWidth, copyHeight), copyWidth, copyHeight, width, height);
+  const coarse = resizePlanes(copy, copyWidth, copyHeight, width, height);
+  for (let i = 0; i < full.length; i++) full[i] = full[i] - low[i] + coarse[i];
+  return clip(full);
+}
+
+function clip(values) {
+  for (let i = 0; i < values.length; i++) values[i] = Math.min(1, Math.max(0, values[i]));
+  return values;
+}
+
+// torch's F.interpolate(mode="bilinear", antialias=True, align_corners=False) of 3 planes: separable, a triangle
+// filter widened by the scale when reducing (Pillow's and torch's antialiasing)
+function resizePlanes(values, width, height, newWidth, newHeight) {
+  const rows = new Float32Array(3 * height * newWidth);
+  const across = weightsFor(width, newWidth), down = weightsFor(height, newHeight);
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < height; y++) {
+      const source = c * width * height + y * width, target = c * height * newWidth + y * newWidth;
+      for (let x = 0; x < newWidth; x++) {
+        const { start, weights } = across[x];
+        let sum = 0;
+        for (let k = 0; k < weights.length; k++) sum += weights[k] * values[source + start + k];
+        rows[target + x] = sum;
+      }
+    }
+  }
+  const out = new Float32Array(3 * newHeight * newWidth);
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < newHeight; y++) {
+      const { start, weights } = down[y];
+      const target = c * newHeight * newWidth + y * newWidth;
+      for (let x = 0; x < newWidth; x++) {
+        let sum = 0;
+        for (let k = 0; k < weights.length; k++) sum += weights[k] * rows[c * height * newWidth + (start + k) * newWidth + x];
+        out[target + x] = sum;
+      }
+    }
+  }
+  return out;
+}
+
+function weightsFor(size, newSize) {
+  const scale = size / newSize;
+  const support = scale > 1 ? scale : 1;  // the triangle's half width, in input pixels
+  const result = [];
+  for (let i = 0; i < newSize; i++) {
+    const center = (i + 0.5) * scale;
+    const start = Math.max(0, Math.floor(center - support + 0.5)), end = Math.min(size, Math.floor(center + support + 0.5));
+    const weights = [];
+    let total = 0;
+    for (let j = start; j < end; j++) {
+      const weight = Math.max(0, 1 - Math.abs((j - center + 0.5) / support));
+      weights.push(weight);
+      total += weight;
+    }
+    result.push({ start, weights: weights.map((weight) => weight / (total || 1)) });
+  }
+  return result;
 }
 
 // Python's to_pil, then preserve_color (Pillow's YCbCr), then Image.blend with the photo, then the photo's alpha

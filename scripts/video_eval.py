@@ -24,7 +24,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stylenet.running.inference import load_model  # noqa: E402
+from stylenet.running.inference import load_model, painting_for  # noqa: E402
 from stylenet.evaluation.judge import Judge  # noqa: E402
 from stylenet.running.temporal import FlowBlend, warping_error  # noqa: E402
 from stylenet.running.options import StylizeOptions  # noqa: E402
@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--size", type=int, default=384, help="long side of the frames (px)")
     parser.add_argument("--temporal", type=float, nargs="+", default=[0.0, 0.5, 0.7])
+    parser.add_argument("--stroke-size", type=lambda text: None if text == "auto" else float(text), default=None,
+                        help="as stylenet stylize's (auto, the default: the model's look at its working size; 1: native)")
     parser.add_argument("--judged", type=int, default=6, help="frames scored by the judge (evenly spaced)")
     parser.add_argument("--strip", type=Path, help="write input | each setting for three frames, one above the other")
     parser.add_argument("--animation", type=Path,
@@ -46,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
 
     raw = list(itertools.islice(frames_of(args.clip), args.frames))
-    options = StylizeOptions(size=args.size)
+    options = StylizeOptions(size=args.size, stroke_size=args.stroke_size)
     judge = picks = None
     rows: dict[tuple[str, float], list[np.ndarray]] = {}
     for name in args.model:
@@ -61,7 +63,7 @@ def main() -> None:
             inputs.extend(source)
         network_seconds = (time.perf_counter() - started) / len(raw)
         if judge is None:
-            painting = args.style_image or Path(model.metadata["style"]["image"])
+            painting = painting_for(model, None, args.style_image)  # the model's painting, found under the data root
             judge = Judge(Image.open(painting).convert("RGB"), args.size)
             picks = np.linspace(0, len(raw) - 1, args.judged).round().astype(int)
             print(f"{args.clip.name}, {len(raw)} frames at {inputs[0].shape[1]}x{inputs[0].shape[0]}, judged against "

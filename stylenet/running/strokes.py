@@ -3,7 +3,8 @@
 A feed-forward network paints strokes of a fixed number of pixels, so a 4K photo comes out as the photo under a
 fine grain. --stroke-size S paints strokes S times larger: the network also runs on a copy of the photo S times
 smaller, and that copy's stylization replaces the low frequencies of the full-size stylization (a two-band
-Laplacian blend: result = full + up(small) - up(down(full)), down to the small copy's size). Viewed whole the
+blend, result = full + up(small - down(full)), repeated BACK_PROJECTIONS times so that the result reduced to the
+small copy's size is the small copy's painting). Viewed whole the
 result is the small copy's painting, its strokes S times larger; zoomed in it has the full-size pass's edges and
 fine brush texture, not an upscaled blur. S below 1 runs the network on a copy 1/S times larger and scales the
 result down (finer strokes). The default (None) is S = the photo's long side over the model's working size
@@ -22,6 +23,11 @@ from stylenet.core.errors import StylenetError
 
 WORKING_SIZE = 256  # px, long side: a model's working size when its file records none (stylenet eval's default size)
 MIN_STROKE_SIZE, MAX_STROKE_SIZE = 0.25, 64.0  # 0.25: a copy 4x larger (16x the pixels); 64: a copy of a few dozen px
+# The low frequencies' exchange, repeated: full + up(copy - down(full)) once is the two-band blend, but bilinear
+# down(up(x)) blurs x, so the reduced result would still hold some of the full pass's low band; a repeat
+# (iterative back-projection) takes most of the rest away. the_scream at 1024 px, scaled back to 256: 1.3
+# iterations behind its working-size result after one, 1.1 ahead after two (docs/quality.md).
+BACK_PROJECTIONS = 2
 
 
 def working_size(metadata: dict) -> int:
@@ -62,6 +68,7 @@ def paint_at_stroke_size(run: Callable[[torch.Tensor], torch.Tensor], images: to
     copy = run(resize(images, copy_height, copy_width)).float()
     if scale < 1.0:  # finer strokes: painted larger, then scaled down
         return resize(copy, height, width).clamp_(0.0, 1.0)
-    full = run(images).float()
-    low = resize(resize(full, copy_height, copy_width), height, width)  # the full pass's own low frequencies
-    return full.sub_(low).add_(resize(copy, height, width)).clamp_(0.0, 1.0)
+    result = run(images).float()
+    for _ in range(BACK_PROJECTIONS):  # until the result, reduced to the copy's size, is the copy's painting
+        result.add_(resize(copy - resize(result, copy_height, copy_width), height, width))
+    return result.clamp_(0.0, 1.0)

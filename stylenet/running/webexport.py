@@ -32,7 +32,7 @@ from stylenet.core.errors import StylenetError, __version__, brief
 from stylenet.models.registry import StyleInput
 from stylenet.core.files import cache_root
 from stylenet.models.kinds import kind_of
-from stylenet.running.strokes import working_size
+from stylenet.running.strokes import BACK_PROJECTIONS, working_size
 
 ORT_WEB_VERSION = "1.31.1"  # onnxruntime-web on npm; its integrity below is npm's, checked on every fetch
 ORT_WEB_INTEGRITY = "sha512-5GeH+bWQ+HxM10z7erGlsWqryrwMbSvm/1tkIsKTT48g0fI19VXVVC435t4t7VsPdSQeS7NmuZPXrQ73k82URw=="
@@ -218,6 +218,7 @@ def describe(network: nn.Module, metadata: dict[str, Any], weights: str, differe
         "weights": weights, "onnx_runtime_web": ORT_WEB_VERSION, "sizes": list(SIZES), "max_side": MAX_SIDE,
         "eval": (metadata.get("eval") or {}).get("placement_label"), "verified_difference": difference,
         "working_size": working_size(metadata),  # the default stroke size keeps the look of this size (strokes.py)
+        "back_projections": BACK_PROJECTIONS,
     }
 
 

@@ -144,11 +144,14 @@ async function paintAtStrokeSize(feeds, photo, scale) {
     resizePlanes(image.data, width, height, copyWidth, copyHeight), [1, 3, copyHeight, copyWidth]) };
   const copy = await stylizeFeeds(copyFeeds);
   if (scale < 1) return clip(resizePlanes(copy, copyWidth, copyHeight, width, height));
-  const full = await stylizeFeeds(feeds);
-  const low = resizePlanes(resizePlanes(full, width, height, copyWidth, copyHeight), copyWidth, copyHeight, width, height);
-  const coarse = resizePlanes(copy, copyWidth, copyHeight, width, height);
-  for (let i = 0; i < full.length; i++) full[i] = full[i] - low[i] + coarse[i];
-  return clip(full);
+  const result = await stylizeFeeds(feeds);
+  for (let round = 0; round < model.back_projections; round++) {  // result += up(copy - down(result))
+    const missing = resizePlanes(result, width, height, copyWidth, copyHeight);
+    for (let i = 0; i < missing.length; i++) missing[i] = copy[i] - missing[i];
+    const added = resizePlanes(missing, copyWidth, copyHeight, width, height);
+    for (let i = 0; i < result.length; i++) result[i] += added[i];
+  }
+  return clip(result);
 }
 
 function clip(values) {

@@ -12,7 +12,7 @@ from PIL import Image
 
 from stylenet.cli import main
 from stylenet.core.errors import StylenetError
-from stylenet.evaluation.look import sharpness
+from stylenet.evaluation.look import change_frequency, sharpness
 from stylenet.running.inference import load_model
 from stylenet.running.options import StylizeOptions
 
@@ -26,6 +26,13 @@ def model():
 def large(data_dir: Path) -> Image.Image:
     """A photo at twice the model's working size."""
     return Image.open(data_dir / "content_test" / "fruits.jpg").convert("RGB").resize((512, 512), Image.Resampling.LANCZOS)
+
+
+def test_larger_stroke_sizes_paint_at_lower_frequencies(model, large: Image.Image) -> None:
+    """What a stroke size changes in the network's own painting sits at lower frequencies the larger it is."""
+    native = model.stylize(large, stroke_size=1)
+    frequencies = [change_frequency(model.stylize(large, stroke_size=size), native) for size in (0.5, 2, 4)]
+    assert frequencies[0] > 1.5 * frequencies[1] > 1.5 * 1.5 * frequencies[2], frequencies
 
 
 @pytest.mark.parametrize("stroke", [2.0, 4.0])

@@ -41,3 +41,18 @@ def fine_share(stylized: Image.Image, photo: Image.Image, wavelength: float = 8.
     fx = torch.fft.rfftfreq(width).unsqueeze(0)
     radius = torch.sqrt(fy**2 + fx**2).expand_as(power)
     return float(power[radius > 1.0 / wavelength].sum() / power.sum().clamp_min(1e-12))
+
+
+def change_frequency(result: Image.Image, native: Image.Image) -> float:
+    """The median spatial frequency (cycles per long side; half the power lies below it) of what a stroke setting
+    changed in the network's own painting (`native`, --stroke-size 1), in luma: where the strokes it painted sit.
+    Larger strokes, lower frequency (docs/quality.md: it halves as the stroke size doubles)."""
+    change = gray(result) - gray(native.convert("RGB").resize(result.size, Image.Resampling.BICUBIC))
+    power = torch.fft.rfft2(change - change.mean()).abs().pow(2)
+    height, width = change.shape
+    fy = torch.fft.fftfreq(height).abs().unsqueeze(1) * max(height, width)
+    fx = torch.fft.rfftfreq(width).unsqueeze(0) * max(height, width)
+    radius = torch.sqrt(fy**2 + fx**2).expand_as(power).flatten()
+    order = radius.argsort()
+    cumulative = power.flatten()[order].cumsum(0)
+    return float(radius[order][torch.searchsorted(cumulative, cumulative[-1] / 2).clamp_max(len(order) - 1)])

@@ -335,18 +335,16 @@ def baked_network(model, painting: Path, style_size: int | None):
 
     from stylenet.core.paths import data_relative
     from stylenet.core.images import load_image
-    from stylenet.models.kinds import kind_of
+    from stylenet.models.kinds import find_kind
     from stylenet.models.modelfile import model_metadata
     from stylenet.models.registry import StyleInput
 
     if model.model_kind.style_input is not StyleInput.IMAGE:
         raise StylenetError(f"--style-image bakes a painting into an any-style model; this is a {model.model_kind.name} model")
     model = model.with_paintings([load_image(painting, "--style-image")], None, style_size)
-    try:
-        kind_of(model.bound)
-    except TypeError:
+    if find_kind(model.bound) is None:
         raise StylenetError(f"a {model.model_kind.name} model cannot bake a painting in (its bound form is not a "
-                            "network of its own); export it without --style-image and give the painting at run time") from None
+                            "network of its own); export it without --style-image and give the painting at run time")
     size = style_size or model.model_kind.style_size
     style = {"name": painting.stem, "image": data_relative(painting), "sha256": hashlib.sha256(painting.read_bytes()).hexdigest(),
              "size": size}

@@ -140,6 +140,14 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
+def resize_images(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(..., H, W) float images at another size: bilinear, antialiased when reducing (Pillow's filter)."""
+    if images.shape[-2:] == (height, width):
+        return images
+    return torch.nn.functional.interpolate(images.float(), size=(height, width), mode="bilinear", antialias=True,
+                                           align_corners=False)
+
+
 def to_pil(tensor: torch.Tensor) -> Image.Image:
     """Float tensor (3, H, W) (or (1, 3, H, W)) in [0, 1] -> PIL RGB; values outside are clipped."""
     if tensor.dim() == 4:

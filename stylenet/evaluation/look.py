@@ -29,17 +29,20 @@ def sharpness(result: Image.Image, working_result: Image.Image) -> float:
     return edge_energy(result) / max(edge_energy(upscaled), 1e-12)
 
 
+def spectrum(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(power, radial frequency in cycles per pixel) of (H, W) values, their mean left out."""
+    power = torch.fft.rfft2(values - values.mean()).abs().pow(2)
+    fy = torch.fft.fftfreq(values.shape[0]).abs().unsqueeze(1)
+    fx = torch.fft.rfftfreq(values.shape[1]).unsqueeze(0)
+    return power, torch.sqrt(fy**2 + fx**2).expand_as(power)
+
+
 def fine_share(stylized: Image.Image, photo: Image.Image, wavelength: float = 8.0) -> float:
     """The share of what the style added (stylized minus photo, luma; its mean left out) that lies at wavelengths
-    under `wavelength` px: the fine grain. Larger strokes move the style's power to longer wavelengths, so it falls
-    as --stroke-size grows (measured from 1 up; below 1 the larger painting is scaled down, which also softens it)."""
+    under `wavelength` px: the fine grain. A description only: it mixes the stroke scale with how much of the photo
+    a result keeps, so it does not order stroke sizes on every photo (change_frequency does; docs/quality.md)."""
     photo = photo.convert("RGB").resize(stylized.size, Image.Resampling.BICUBIC)
-    added = gray(stylized) - gray(photo)
-    power = torch.fft.rfft2(added - added.mean()).abs().pow(2)
-    height, width = added.shape
-    fy = torch.fft.fftfreq(height).abs().unsqueeze(1)  # cycles per pixel
-    fx = torch.fft.rfftfreq(width).unsqueeze(0)
-    radius = torch.sqrt(fy**2 + fx**2).expand_as(power)
+    power, radius = spectrum(gray(stylized) - gray(photo))
     return float(power[radius > 1.0 / wavelength].sum() / power.sum().clamp_min(1e-12))
 
 
@@ -48,11 +51,8 @@ def change_frequency(result: Image.Image, native: Image.Image) -> float:
     changed in the network's own painting (`native`, --stroke-size 1), in luma: where the strokes it painted sit.
     Larger strokes, lower frequency (docs/quality.md: it halves as the stroke size doubles)."""
     change = gray(result) - gray(native.convert("RGB").resize(result.size, Image.Resampling.BICUBIC))
-    power = torch.fft.rfft2(change - change.mean()).abs().pow(2)
-    height, width = change.shape
-    fy = torch.fft.fftfreq(height).abs().unsqueeze(1) * max(height, width)
-    fx = torch.fft.rfftfreq(width).unsqueeze(0) * max(height, width)
-    radius = torch.sqrt(fy**2 + fx**2).expand_as(power).flatten()
+    power, radius = spectrum(change)
+    radius = radius.flatten() * max(change.shape)  # cycles per long side
     order = radius.argsort()
     cumulative = power.flatten()[order].cumsum(0)
     return float(radius[order][torch.searchsorted(cumulative, cumulative[-1] / 2).clamp_max(len(order) - 1)])

@@ -127,12 +127,17 @@ def get_kind(name: str) -> ModelKind:
     return KINDS[name]
 
 
+def find_kind(network: object) -> ModelKind | None:
+    """The kind whose network class this is, or None (a bound form of its own, a TorchScript or ONNX file)."""
+    return next((kind for kind in KINDS.values() if type(network) is kind.network), None)
+
+
 def kind_of(network: nn.Module) -> ModelKind:
     """The kind whose network class this is."""
-    for kind in KINDS.values():
-        if type(network) is kind.network:
-            return kind
-    raise TypeError(f"not a stylenet network: {type(network).__name__}")
+    kind = find_kind(network)
+    if kind is None:
+        raise TypeError(f"not a stylenet network: {type(network).__name__}")
+    return kind
 
 
 def presets() -> dict[str, tuple[str, dict[str, Any]]]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import threading
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +23,7 @@ import torch
 from PIL import Image, ImageOps
 
 from stylenet.core.errors import StylenetError
-from stylenet.models.registry import KINDS, StyleInput
+from stylenet.models.registry import StyleInput, find_kind
 from stylenet.core.paths import data_root, painting_path
 from stylenet.models.formats import load_network
 from stylenet.core.images import preserve_color, resize_long_side, split_alpha, to_pil, to_tensor
@@ -184,9 +184,7 @@ class StyleModel:
         """The bound network when it is a single-style network of a registered kind with an ONNX export (a
         per-painting network, a multi-style or arbitrary model's blend specialized to plain weights), which
         ONNX Runtime can run; else None (AdaIN and WCT bind a painting into a stylizer of their own)."""
-        if not self.has_weights or not isinstance(self.bound, torch.nn.Module):
-            return None
-        kind = next((kind for kind in KINDS.values() if type(self.bound) is kind.network), None)
+        kind = find_kind(self.bound) if self.has_weights else None
         return self.bound if kind is not None and kind.no_onnx is None and kind.style_input is StyleInput.NONE else None
 
     def __repr__(self) -> str:
@@ -218,6 +216,15 @@ class StyleModel:
             stylized = torch.lerp(images.to(stylized), stylized, strength)
         return stylized
 
+    def network_strength(self, strength: float) -> float:
+        """The strength to run the network with before finish(): the strength itself where it blends features
+        inside the network (AdaIN, WCT with their weights), else 1 (finish() blends pixels)."""
+        return strength if self.feature_strength else 1.0
+
+    def finishes(self, strength: float, preserve_colors: bool) -> bool:
+        """Whether finish() changes anything for these settings (else its picture is the network's)."""
+        return preserve_colors or (strength < 1.0 and not self.feature_strength)
+
     def finish(self, stylized: Image.Image, photo: Image.Image, strength: float, preserve_colors: bool) -> Image.Image:
         """What follows the network for a photo or a video frame: the photo's colours kept (preserve_colors), then
         the pixel blend with the photo by strength (AdaIN and WCT blended features inside the network instead).
@@ -245,8 +252,8 @@ class StyleModel:
         image = ImageOps.exif_transpose(image)
         rgb, alpha = split_alpha(image)
         rgb = resize(rgb, target_size(rgb.size, size, scale))
-        feature_strength = strength if self.feature_strength else 1.0  # blended in the network, else in finish()
-        stylized = to_pil(self.stylize_tensor(to_tensor(rgb).unsqueeze(0), tile, feature_strength, stroke_size))
+        network_strength = self.network_strength(strength)
+        stylized = to_pil(self.stylize_tensor(to_tensor(rgb).unsqueeze(0), tile, network_strength, stroke_size))
         stylized = self.finish(stylized, rgb, strength, preserve_colors)
         if alpha is not None:
             stylized.putalpha(resize(alpha, stylized.size))

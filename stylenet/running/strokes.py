@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from stylenet.core.errors import StylenetError
+from stylenet.core.images import resize_images
 
 WORKING_SIZE = 256  # px, long side: a model's working size when its file records none (stylenet eval's default size)
 MIN_STROKE_SIZE, MAX_STROKE_SIZE = 0.25, 64.0  # 0.25: a copy 4x larger (16x the pixels); 64: a copy of a few dozen px
@@ -53,22 +53,16 @@ def stroke_scale(height: int, width: int, working_size: int, stroke_size: float 
     return float(stroke_size)
 
 
-def resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    if images.shape[-2:] == (height, width):
-        return images
-    return F.interpolate(images.float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-
-
 def paint_at_stroke_size(run: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, scale: float) -> torch.Tensor:
     """run (images -> their stylization, the same size) with strokes `scale` times larger than run paints them."""
     height, width = images.shape[-2:]
     if scale == 1.0:
         return run(images)
     copy_height, copy_width = max(16, round(height / scale)), max(16, round(width / scale))
-    copy = run(resize(images, copy_height, copy_width)).float()
+    copy = run(resize_images(images, copy_height, copy_width)).float()
     if scale < 1.0:  # finer strokes: painted larger, then scaled down
-        return resize(copy, height, width).clamp_(0.0, 1.0)
+        return resize_images(copy, height, width).clamp_(0.0, 1.0)
     result = run(images).float()
     for _ in range(BACK_PROJECTIONS):  # until the result, reduced to the copy's size, is the copy's painting
-        result.add_(resize(copy - resize(result, copy_height, copy_width), height, width))
+        result.add_(resize_images(copy - resize_images(result, copy_height, copy_width), height, width))
     return result.clamp_(0.0, 1.0)

@@ -31,6 +31,7 @@ from torch import nn
 
 from stylenet.core.device import AUTO, PRECISION_CHOICES, auto_precision, autocast, memory_budget, out_of_memory, resolve_device
 from stylenet.core.errors import StylenetError
+from stylenet.core.images import resize_images
 from stylenet.models.kinds.transformer import TransformerNet, upsample_conv
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,7 @@ def thumbnail_stats(network: nn.Module, images: torch.Tensor, max_pixels: int | 
     height, width = images.shape[-2:]
     scale = 1.0 if max_pixels is None else min(1.0, (max_pixels / (height * width)) ** 0.5)
     if scale < 1.0:
-        size = (max(16, int(height * scale)), max(16, int(width * scale)))  # floor: stay within max_pixels
-        images = F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
+        images = resize_images(images, max(16, int(height * scale)), max(16, int(width * scale)))  # floor: within max_pixels
     with recording_norm_stats(network) as stats:
         network(images)
     return stats

@@ -30,12 +30,12 @@ from types import ModuleType
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
 from stylenet.core.errors import StylenetError, brief, import_optional
 from stylenet.core.files import atomic_write
+from stylenet.core.images import resize_images
 from stylenet.running.inference import StyleModel, target_size
 from stylenet.running.options import StylizeOptions
 from stylenet.running.temporal import FlowBlend
@@ -520,13 +520,12 @@ def stylize_frames(model: StyleModel, arrays: list[np.ndarray], options: Stylize
     height, width = arrays[0].shape[:2]
     out_width, out_height = target_size((width, height), options.size, options.scale)
     frames = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255)
-    if (out_width, out_height) != (width, height):
-        frames = F.interpolate(frames, size=(out_height, out_width), mode="bilinear", antialias=True, align_corners=False)
-    feature_strength = options.strength if model.feature_strength else 1.0  # else blended in model.finish
-    stylized = model.stylize_tensor(frames.to(model.device), options.tile, feature_strength, options.stroke_size).float().cpu()
+    frames = resize_images(frames, out_height, out_width)
+    strength = model.network_strength(options.strength)  # the rest, if any, in model.finish as for a photo
+    stylized = model.stylize_tensor(frames.to(model.device), options.tile, strength, options.stroke_size).float().cpu()
     out = stylized.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     source = frames.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    if options.preserve_color or (options.strength < 1.0 and not model.feature_strength):  # as for a photo
+    if model.finishes(options.strength, options.preserve_color):
         out = np.stack([np.asarray(model.finish(Image.fromarray(o), Image.fromarray(s), options.strength, options.preserve_color))
                         for o, s in zip(out, source)])
     return out, source

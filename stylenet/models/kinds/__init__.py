@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from stylenet.models.registry import DEFAULT_KIND, KINDS, ModelKind, get_kind, kind_of, presets, register_kind
+from stylenet.models.registry import DEFAULT_KIND, KINDS, ModelKind, find_kind, get_kind, kind_of, presets, register_kind
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["DEFAULT_KIND", "KINDS", "ModelKind", "get_kind", "kind_of", "presets", "register_kind"]
+__all__ = ["DEFAULT_KIND", "KINDS", "ModelKind", "find_kind", "get_kind", "kind_of", "presets", "register_kind"]

@@ -57,6 +57,16 @@ def test_a_gatys_result_scores_better_than_the_photo(curve: Curve, photo_path: P
     assert ITERATIONS[0] < curve.placement(middle)[0] < ITERATIONS[1]
 
 
+def test_the_style_term_splits_by_layer(curve: Curve, photo_path: Path, judge: Judge) -> None:
+    photo = resize_long_side(load_image(photo_path), 48)
+    for image in (photo, curve.image):
+        layers = judge.style_by_layer(image)
+        assert list(layers) == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+        assert sum(layers.values()) == pytest.approx(judge(image, photo)["style"], rel=1e-4)
+    before, after = judge.style_by_layer(photo), judge.style_by_layer(curve.image)
+    assert after["relu1_1"] < before["relu1_1"]  # Gatys paints the painting's colours and fine texture first
+
+
 def test_placement_reads_the_best_so_far_and_never_scores_a_nan() -> None:
     image = Image.new("RGB", (8, 8))
     rising = Curve([0, 10, 25, 50], [{"total": 10.0}, {"total": 5.0}, {"total": 2.0}, {"total": 3.0}], image)

@@ -35,6 +35,7 @@ from stylenet.models.registry import StyleInput
 from stylenet.core.files import atomic_write, cache_root
 from stylenet.core.images import find_images, load_image, resize_long_side, save_image, to_tensor
 from stylenet.running.inference import load_model, painting_for
+from stylenet.models.losses import style_loss
 from stylenet.running.optimize import OptimizeSettings, loss_builder, optimize
 from stylenet.evaluation.report import write_report
 from stylenet.core.device import machine_name
@@ -75,6 +76,16 @@ class Judge:
     def __call__(self, image: Image.Image, photo: Image.Image) -> dict[str, float]:
         output, content = to_tensor(image).unsqueeze(0), to_tensor(photo).unsqueeze(0)
         return {name: value.item() for name, value in self.criterion(output, content).items()}
+
+    @torch.no_grad()
+    def style_by_layer(self, image: Image.Image) -> dict[str, float]:
+        """The weighted style term split by VGG layer ({relu1_1: ..., relu5_1: ...}, summing to judge(image)'s
+        style): where a picture's distance from the painting lies, coarse or fine."""
+        criterion = self.criterion
+        features = criterion.loss_network(to_tensor(image).unsqueeze(0), criterion.style_layers)
+        targets = criterion.style_grams()
+        return {layer: criterion.weights["style_weight"] * style_loss(features, targets, {layer: weight}, criterion.normalize).item()
+                for layer, weight in criterion.style_layer_weights.items()}
 
 
 @dataclass

@@ -164,8 +164,11 @@ def verdict(network: torch.nn.Module, precision: str, cache: Path) -> dict[str, 
     from stylenet.models.modelfile import model_metadata
 
     shape = model_metadata(network)
+    # the thread count is part of the question: one thread can favour eager where two favour ONNX Runtime (a Ray
+    # worker runs on the CPUs it was given, not the machine's)
     key = " | ".join([machine_name(torch.device("cpu")), f"torch {torch.__version__}", f"onnxruntime {onnxruntime.__version__}",
-                      f"{shape['architecture']} {json.dumps(shape['arguments'], sort_keys=True)}", precision])
+                      f"{shape['architecture']} {json.dumps(shape['arguments'], sort_keys=True)}", precision,
+                      f"{torch.get_num_threads()} threads"])
     path = cache / "backends.json"
     known = read_verdicts(path)
     if key in known:

@@ -339,6 +339,28 @@ def pool_size(settings: RaySettings, tasks: int) -> tuple[int, float]:
     return max(1, min(workers, tasks)), cpus
 
 
+def settled_backend(shipped: ShippedModel, threads: int) -> ShippedModel:
+    """The shipped model with --backend auto decided here, once, for CPU workers of `threads` threads: every worker
+    runs the one backend (eager PyTorch or ONNX Runtime), so one run's files all come from the same arithmetic.
+    Decided by each worker, the choice was a timing taken under the other workers' load, and could differ."""
+    if shipped.spec.backend != "auto":
+        return shipped
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory(prefix="stylenet-driver-") as folder:
+            engine = replace(shipped, spec=replace(shipped.spec, device="cpu")).load(Path(folder)).engine
+    finally:
+        torch.set_num_threads(before)
+    if engine not in ("eager", "onnx"):  # a TorchScript or ONNX file runs as it is
+        return shipped
+    print(f"backend auto: every worker runs {'ONNX Runtime' if engine == 'onnx' else 'eager PyTorch'} "
+          f"({threads} thread{'s' if threads > 1 else ''} each; --backend eager|onnx to choose)", file=sys.stderr, flush=True)
+    return replace(shipped, spec=replace(shipped.spec, backend=engine))
+
+
 def results(shipped: ShippedModel, tasks: list[dict], options: StylizeOptions,
             settings: RaySettings) -> Iterator[tuple[str, Outcome]]:
     """Run the tasks on a pool of Stylizer actors; yields each file's (source, outcome) as it finishes."""
@@ -353,7 +375,9 @@ def results(shipped: ShippedModel, tasks: list[dict], options: StylizeOptions,
     # Ray restarts an actor whose node died (its tasks retried) only from arguments that outlive that node.
     from PIL import Image
 
-    worker = type("Stylizer", (Stylizer,), {"shipped": shipped, "options": options, "threads": max(1, int(cpus)),
+    threads = max(1, int(cpus))
+    shipped = settled_backend(shipped, threads) if not settings.gpus_per_worker else shipped
+    worker = type("Stylizer", (Stylizer,), {"shipped": shipped, "options": options, "threads": threads,
                                             "max_pixels": Image.MAX_IMAGE_PIXELS})
     dataset = ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
         worker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),

